@@ -1,0 +1,281 @@
+//! The TOML config: what servers exist and how the daemon treats them.
+//!
+//! Types here are the parsed, validated form; [`load`] reads a file into them
+//! and turns every problem into a [`ConfigError`] naming file, line and column.
+//! Unknown keys are errors (`deny_unknown_fields`): a typo such as `comand`
+//! must not silently start nothing. Secret-bearing values (`env`) are never
+//! printed: `Debug` redacts them.
+
+mod duration;
+mod expand;
+mod load;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+pub use duration::{parse_duration, ConfigDuration};
+pub use expand::{expand_env_table, expand_vars};
+pub use load::{check_permissions, load, parse_str, ConfigError};
+
+/// The whole config file.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Daemon-wide settings.
+    #[serde(default)]
+    pub daemon: DaemonSettings,
+    /// Per-server option defaults (timeouts), overridable per server.
+    #[serde(default)]
+    pub defaults: Timeouts,
+    /// The servers, keyed by name. The name is the tool prefix clients see.
+    #[serde(default)]
+    pub servers: BTreeMap<ServerName, ServerConfig>,
+}
+
+/// Daemon-wide settings (`[daemon]`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DaemonSettings {
+    /// Items per page of `tools/list` and friends. Large by default because
+    /// some clients ignore `nextCursor`.
+    pub page_size: usize,
+    /// Largest message accepted from a client or a child, in bytes.
+    pub max_message_size: usize,
+}
+
+impl Default for DaemonSettings {
+    fn default() -> Self {
+        Self {
+            page_size: 1000,
+            max_message_size: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// Timeouts and supervision settings; every field is optional so that a
+/// server's value falls back to `[defaults]`, then to the built-in default.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timeouts {
+    /// Spawn + initialize + first tools/list (default 30s).
+    pub startup_timeout: Option<ConfigDuration>,
+    /// One client request, restarted by progress (default 5m).
+    pub request_timeout: Option<ConfigDuration>,
+    /// Interval of MCP ping health checks; "0s" disables (default 30s).
+    pub health_interval: Option<ConfigDuration>,
+    /// How long a health ping may take (default 10s).
+    pub health_timeout: Option<ConfigDuration>,
+    /// First restart delay (default 1s), doubled up to `restart_backoff_max`.
+    pub restart_backoff: Option<ConfigDuration>,
+    /// Longest restart delay (default 60s).
+    pub restart_backoff_max: Option<ConfigDuration>,
+    /// Wait after closing stdin before SIGTERM (default 5s).
+    pub stop_grace: Option<ConfigDuration>,
+}
+
+/// Resolved timeouts with built-in defaults applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EffectiveTimeouts {
+    pub startup_timeout: Duration,
+    pub request_timeout: Duration,
+    pub health_interval: Duration,
+    pub health_timeout: Duration,
+    pub restart_backoff: Duration,
+    pub restart_backoff_max: Duration,
+    pub stop_grace: Duration,
+}
+
+impl Timeouts {
+    /// `self` over `defaults` over the built-in values.
+    pub fn resolve(&self, defaults: &Timeouts) -> EffectiveTimeouts {
+        let pick = |a: Option<ConfigDuration>, b: Option<ConfigDuration>, builtin: u64| {
+            a.or(b).map_or(Duration::from_millis(builtin), |d| d.0)
+        };
+        EffectiveTimeouts {
+            startup_timeout: pick(self.startup_timeout, defaults.startup_timeout, 30_000),
+            request_timeout: pick(self.request_timeout, defaults.request_timeout, 300_000),
+            health_interval: pick(self.health_interval, defaults.health_interval, 30_000),
+            health_timeout: pick(self.health_timeout, defaults.health_timeout, 10_000),
+            restart_backoff: pick(self.restart_backoff, defaults.restart_backoff, 1_000),
+            restart_backoff_max: pick(
+                self.restart_backoff_max,
+                defaults.restart_backoff_max,
+                60_000,
+            ),
+            stop_grace: pick(self.stop_grace, defaults.stop_grace, 5_000),
+        }
+    }
+}
+
+/// A validated server name: `[A-Za-z0-9_-]+` without `__` (the separator in
+/// exposed tool names), at most 32 characters so prefixed names stay short.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ServerName(String);
+
+impl ServerName {
+    /// Validates a name.
+    pub fn new(name: &str) -> Result<Self, String> {
+        if name.is_empty() {
+            return Err("server name is empty".into());
+        }
+        if name.len() > 32 {
+            return Err(format!("server name {name:?} is longer than 32 characters"));
+        }
+        if let Some(bad) = name
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
+        {
+            return Err(format!(
+                "server name {name:?} contains {bad:?}; use only A-Z a-z 0-9 _ -"
+            ));
+        }
+        if name.contains("__") {
+            return Err(format!(
+                "server name {name:?} contains \"__\", which separates server and tool names"
+            ));
+        }
+        Ok(Self(name.to_string()))
+    }
+
+    /// The name as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ServerName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Display for ServerName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ServerName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        ServerName::new(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// One `[servers.NAME]` table.
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Program to run (looked up in the daemon's PATH).
+    pub command: Command,
+    /// Arguments.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Extra environment on top of the daemon's; values may use `${VAR}`.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Working directory; a leading `~` is expanded.
+    pub cwd: Option<String>,
+    /// A disabled server is not started (and clients do not see it).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    // Per-server timeouts, over `[defaults]`. Listed one by one rather than
+    // flattened: serde's flatten loses the spans that errors need.
+    startup_timeout: Option<ConfigDuration>,
+    request_timeout: Option<ConfigDuration>,
+    health_interval: Option<ConfigDuration>,
+    health_timeout: Option<ConfigDuration>,
+    restart_backoff: Option<ConfigDuration>,
+    restart_backoff_max: Option<ConfigDuration>,
+    stop_grace: Option<ConfigDuration>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A non-empty command string.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Command(pub String);
+
+impl<'de> Deserialize<'de> for Command {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.trim().is_empty() {
+            return Err(serde::de::Error::custom("command is empty"));
+        }
+        Ok(Command(s))
+    }
+}
+
+impl ServerConfig {
+    /// A server running `command` with defaults for everything else.
+    pub fn new(command: &str) -> Self {
+        Self {
+            command: Command(command.to_string()),
+            args: Vec::new(),
+            env: Default::default(),
+            cwd: None,
+            enabled: true,
+            startup_timeout: None,
+            request_timeout: None,
+            health_interval: None,
+            health_timeout: None,
+            restart_backoff: None,
+            restart_backoff_max: None,
+            stop_grace: None,
+        }
+    }
+
+    /// This server's own timeout overrides.
+    pub fn timeouts(&self) -> Timeouts {
+        Timeouts {
+            startup_timeout: self.startup_timeout,
+            request_timeout: self.request_timeout,
+            health_interval: self.health_interval,
+            health_timeout: self.health_timeout,
+            restart_backoff: self.restart_backoff,
+            restart_backoff_max: self.restart_backoff_max,
+            stop_grace: self.stop_grace,
+        }
+    }
+
+    /// The working directory with `~` expanded.
+    pub fn cwd_path(&self) -> Option<PathBuf> {
+        self.cwd.as_deref().map(crate::paths::expand_tilde)
+    }
+
+    /// True when a change from `other` needs a new process (command, args,
+    /// env or cwd differ); other differences can be applied in place.
+    pub fn needs_new_process(&self, other: &ServerConfig) -> bool {
+        self.command != other.command
+            || self.args != other.args
+            || self.env != other.env
+            || self.cwd != other.cwd
+    }
+}
+
+impl fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // env values may be tokens: print only the keys.
+        f.debug_struct("ServerConfig")
+            .field("command", &self.command.0)
+            .field("args", &self.args)
+            .field("env_keys", &self.env.keys().collect::<Vec<_>>())
+            .field("cwd", &self.cwd)
+            .field("enabled", &self.enabled)
+            .field("timeouts", &self.timeouts())
+            .finish()
+    }
+}
+
+impl Config {
+    /// The enabled servers, in name order.
+    pub fn enabled_servers(&self) -> impl Iterator<Item = (&ServerName, &ServerConfig)> {
+        self.servers.iter().filter(|(_, s)| s.enabled)
+    }
+}

@@ -1,0 +1,50 @@
+//! stdioproxy: one per-user daemon that owns every MCP server of a user and
+//! shares it among all the user's MCP clients, which reach it through the tiny
+//! `stdioproxy-shim` binary over a Unix socket.
+//!
+//! # Layout
+//!
+//! The daemon's data flows left to right through these modules:
+//!
+//! - [`paths`]: where the config file and the socket live (flags, env, XDG).
+//! - [`config`]: the TOML config: types, loading with file:line:column errors,
+//!   permission checks, `${VAR}`/`~` expansion, durations.
+//! - [`listener`]: binds (or adopts) the socket, checks every peer's uid, reads
+//!   the optional hello line and hands the connection to a session or to
+//!   [`control`].
+//! - [`session`]: one MCP session per client connection; the daemon is the MCP
+//!   server: it answers `initialize`, `ping` and lists locally and routes the rest.
+//! - [`catalog`]: the immutable, versioned snapshot of what clients see
+//!   (prefixed tools) and the map back to (server, original name).
+//! - [`names`]: the `<server>__<tool>` naming rules and deterministic shortening.
+//! - [`upstream`]: the MCP client side of one child process: framing, id
+//!   remapping, pending requests.
+//! - [`supervisor`]: owns the set of upstreams and their lifecycles.
+//! - [`jsonrpc`] and [`framing`]: the wire format (envelopes on raw JSON, and
+//!   newline-delimited frames with a size limit).
+//! - [`proto`]: the shim/control hello lines that precede MCP on the socket.
+//! - [`daemon`]: wires everything together and owns shutdown.
+//! - [`telemetry`]: tracing setup.
+//!
+//! See `docs/ARCHITECTURE.md` for the two data flows (a client request; a
+//! config change) and the ownership invariants.
+
+pub mod catalog;
+pub mod client_setup;
+pub mod config;
+pub mod control;
+pub mod daemon;
+pub mod error;
+pub mod framing;
+pub mod import;
+pub mod install;
+pub mod jsonrpc;
+pub mod listener;
+pub mod names;
+pub mod paths;
+pub mod proto;
+pub mod session;
+pub mod supervisor;
+pub mod systemd;
+pub mod telemetry;
+pub mod upstream;

@@ -1,0 +1,135 @@
+//! The stdioproxy line protocol that may precede MCP on the daemon's socket.
+//!
+//! A connection's first line decides what it is:
+//!
+//! - `{"stdioproxy":1,"shim":"<version>",...}`: a shim hello. The daemon answers
+//!   one line, [`HelloReply`], that the shim consumes (never forwarded to the
+//!   MCP client), then the connection is a plain MCP session. The shim does not
+//!   wait for the reply before forwarding the client's first message, so the
+//!   hello costs no round trip.
+//! - `{"stdioproxy":1,"control":"<verb>",...}`: a control request (`status`,
+//!   `reload`, ...); the daemon answers one JSON line and closes.
+//! - anything else: the first MCP message of a session with default options, so
+//!   `socat STDIO UNIX-CONNECT:...` works as a client too.
+//!
+//! The protocol version is a small integer, not the crate's semver: it changes
+//! only when these lines change incompatibly. This module is std-only because
+//! the shim uses it.
+
+/// Version of the hello/control lines.
+pub const PROTO_VERSION: u32 = 1;
+
+/// The key that marks a stdioproxy hello or control line.
+pub const HELLO_KEY: &str = "\"stdioproxy\"";
+
+/// Builds the shim's hello line (with trailing newline). `servers` limits the
+/// session's view to those servers when non-empty.
+pub fn shim_hello(version: &str, servers: &[String]) -> String {
+    let mut line = format!("{{\"stdioproxy\":{PROTO_VERSION},\"shim\":\"{version}\"");
+    if !servers.is_empty() {
+        line.push_str(",\"servers\":[");
+        for (i, s) in servers.iter().enumerate() {
+            if i > 0 {
+                line.push(',');
+            }
+            line.push('"');
+            // Server names are [A-Za-z0-9_-]; anything else is rejected by the
+            // daemon, so escaping quotes and backslashes is enough here.
+            for c in s.chars() {
+                if c == '"' || c == '\\' {
+                    line.push('\\');
+                }
+                line.push(c);
+            }
+            line.push('"');
+        }
+        line.push(']');
+    }
+    line.push_str("}\n");
+    line
+}
+
+/// True when a line (the first one of a connection) is a stdioproxy hello or
+/// control line rather than an MCP message.
+pub fn is_hello(line: &[u8]) -> bool {
+    let trimmed = trim_ascii_start(line);
+    trimmed.starts_with(b"{") && {
+        let rest = trim_ascii_start(&trimmed[1..]);
+        rest.starts_with(HELLO_KEY.as_bytes())
+    }
+}
+
+fn trim_ascii_start(b: &[u8]) -> &[u8] {
+    let n = b.iter().take_while(|c| c.is_ascii_whitespace()).count();
+    &b[n..]
+}
+
+/// The daemon's answer to a shim hello: `{"stdioproxy":1,"ok":true}` or
+/// `{"stdioproxy":1,"ok":false,"error":"..."}`.
+pub struct HelloReply;
+
+impl HelloReply {
+    /// The success line.
+    pub fn ok() -> String {
+        format!("{{\"stdioproxy\":{PROTO_VERSION},\"ok\":true}}\n")
+    }
+
+    /// Returns `Err(message)` when the line is a refusal, `Ok(())` when it
+    /// accepts, and `Err` with a description when it is not a reply at all.
+    pub fn parse(line: &str) -> Result<(), String> {
+        let compact: String = line.chars().filter(|c| !c.is_whitespace()).collect();
+        if compact.contains("\"ok\":true") {
+            return Ok(());
+        }
+        if let Some(start) = line.find("\"error\":\"") {
+            let rest = &line[start + 9..];
+            let mut out = String::new();
+            let mut chars = rest.chars();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => {
+                        if let Some(n) = chars.next() {
+                            out.push(n);
+                        }
+                    }
+                    '"' => break,
+                    c => out.push(c),
+                }
+            }
+            return Err(out);
+        }
+        Err(format!("unexpected reply from the daemon: {}", line.trim()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hello_detection() {
+        assert!(is_hello(b"{\"stdioproxy\":1,\"shim\":\"0.1\"}"));
+        assert!(is_hello(b"  { \"stdioproxy\":1}"));
+        assert!(!is_hello(b"{\"jsonrpc\":\"2.0\",\"id\":1}"));
+        assert!(!is_hello(b"garbage"));
+    }
+
+    #[test]
+    fn shim_hello_roundtrips_as_json() {
+        let line = shim_hello("0.1.0", &["a".into(), "b-c".into()]);
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["stdioproxy"], 1);
+        assert_eq!(v["servers"], serde_json::json!(["a", "b-c"]));
+        assert!(is_hello(line.as_bytes()));
+    }
+
+    #[test]
+    fn reply_parsing() {
+        assert_eq!(HelloReply::parse(&HelloReply::ok()), Ok(()));
+        assert_eq!(
+            HelloReply::parse("{\"stdioproxy\":1,\"ok\":false,\"error\":\"too \\\"many\\\" sessions\"}"),
+            Err("too \"many\" sessions".to_string())
+        );
+        assert!(HelloReply::parse("{}").is_err());
+    }
+}
