@@ -1,1 +1,111 @@
-//! placeholder
+//! Control requests over the daemon's socket: `status` (and, as the daemon
+//! grows, more verbs), both the daemon's handler and the CLI's client.
+//!
+//! A control connection sends one hello line with a `control` verb and reads
+//! one JSON line back. Only the daemon's own uid can connect at all (the
+//! listener checks SO_PEERCRED), so control needs no further authentication.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::daemon::Daemon;
+use crate::proto::PROTO_VERSION;
+
+/// Answers one control request with a JSON line.
+pub async fn handle(daemon: &Daemon, verb: &str, _request: &Value) -> String {
+    let reply = match verb {
+        "status" => status(daemon),
+        other => json!({ "ok": false, "error": format!("unknown control request {other:?}") }),
+    };
+    format!("{reply}\n")
+}
+
+/// The `status` document. Never contains env values.
+pub fn status(daemon: &Daemon) -> Value {
+    let servers = daemon.supervisor.status();
+    json!({
+        "ok": true,
+        "daemon": {
+            "pid": std::process::id(),
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_secs": daemon.started.elapsed().as_secs(),
+            "socket": daemon.socket_path.display().to_string(),
+        },
+        "config": {
+            "path": daemon.config_path.display().to_string(),
+            "error": daemon.config_error(),
+        },
+        "sessions": daemon.sessions.load(Ordering::SeqCst),
+        "tools": daemon.supervisor.catalog().len(),
+        "servers": servers,
+    })
+}
+
+/// Sends a control request to the daemon at `socket` and returns its reply.
+/// Errors are sentences for a person.
+pub fn request(socket: &Path, verb: &str, timeout: Duration) -> Result<Value, String> {
+    let mut stream = UnixStream::connect(socket).map_err(|e| {
+        format!(
+            "cannot reach the stdioproxy daemon at {}: {e} (start it with `systemctl --user start stdioproxy` or `stdioproxy serve`)",
+            socket.display()
+        )
+    })?;
+    stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    let hello = json!({ "stdioproxy": PROTO_VERSION, "control": verb });
+    stream
+        .write_all(format!("{hello}\n").as_bytes())
+        .map_err(|e| format!("cannot send to the daemon: {e}"))?;
+    let mut line = String::new();
+    BufReader::new(stream)
+        .read_line(&mut line)
+        .map_err(|e| format!("no answer from the daemon: {e}"))?;
+    let v: Value = serde_json::from_str(&line)
+        .map_err(|e| format!("unreadable answer from the daemon: {e}"))?;
+    if v["ok"] == Value::Bool(false) {
+        return Err(v["error"].as_str().unwrap_or("the daemon refused the request").to_string());
+    }
+    Ok(v)
+}
+
+/// Renders `status` for a terminal.
+pub fn render_status(v: &Value) -> String {
+    let mut out = String::new();
+    let d = &v["daemon"];
+    out.push_str(&format!(
+        "stdioproxy {} (pid {}), up {}s, socket {}\n",
+        d["version"].as_str().unwrap_or("?"),
+        d["pid"],
+        d["uptime_secs"],
+        d["socket"].as_str().unwrap_or("?")
+    ));
+    out.push_str(&format!("config: {}", v["config"]["path"].as_str().unwrap_or("?")));
+    match v["config"]["error"].as_str() {
+        Some(e) => out.push_str(&format!("\n  ERROR (running the previous config): {e}\n")),
+        None => out.push_str(" (ok)\n"),
+    }
+    out.push_str(&format!("sessions: {}, tools: {}\n", v["sessions"], v["tools"]));
+    let servers = v["servers"].as_array().cloned().unwrap_or_default();
+    if servers.is_empty() {
+        out.push_str("no servers configured\n");
+    }
+    for s in servers {
+        let pid = s["pid"].as_u64().map_or("-".to_string(), |p| p.to_string());
+        out.push_str(&format!(
+            "  {:<20} {:<9} pid {:<8} tools {:<4} restarts {}\n",
+            s["name"].as_str().unwrap_or("?"),
+            s["state"].as_str().unwrap_or("?"),
+            pid,
+            s["tools"],
+            s["restarts"]
+        ));
+        if let Some(e) = s["last_error"].as_str() {
+            out.push_str(&format!("      last error: {e}\n"));
+        }
+    }
+    out
+}

@@ -1,1 +1,130 @@
-//! placeholder
+//! The daemon: wires the supervisor, the listener and signal handling, and
+//! owns shutdown.
+//!
+//! Shutdown order on SIGTERM/SIGINT: stop accepting and end sessions (the
+//! shutdown signal), stop every child gracefully (stdin close, grace, SIGTERM
+//! to its group, SIGKILL), remove the socket file, return. A second SIGTERM or
+//! SIGINT during that exits at once.
+
+use std::os::unix::net::UnixListener as StdUnixListener;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+
+use crate::config::{Config, DaemonSettings};
+use crate::supervisor::Supervisor;
+
+/// Shared daemon state, read by sessions and control requests.
+pub struct Daemon {
+    /// The servers and the catalog.
+    pub supervisor: Arc<Supervisor>,
+    /// Daemon-wide settings from the config.
+    pub settings: DaemonSettings,
+    /// Config file path.
+    pub config_path: PathBuf,
+    /// Socket path.
+    pub socket_path: PathBuf,
+    /// When the daemon started.
+    pub started: Instant,
+    /// Open client sessions.
+    pub sessions: AtomicUsize,
+    next_session: AtomicU64,
+    config_error: Mutex<Option<String>>,
+    shutdown_tx: watch::Sender<bool>,
+}
+
+impl Daemon {
+    /// Next session id.
+    pub fn next_session_id(&self) -> u64 {
+        self.next_session.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Completes (value `true`) when the daemon starts shutting down.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown_tx.subscribe()
+    }
+
+    /// The current config problem, if the file on disk is not what runs.
+    pub fn config_error(&self) -> Option<String> {
+        self.config_error.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// What `serve` needs.
+pub struct ServeOptions {
+    /// The loaded config (empty when the file does not exist).
+    pub config: Config,
+    /// Where it came from.
+    pub config_path: PathBuf,
+    /// The socket path (for status, and to remove on exit when we bound it).
+    pub socket_path: PathBuf,
+    /// The bound (or activated) listener.
+    pub listener: StdUnixListener,
+    /// True when we bound the socket ourselves (and so remove it on exit).
+    pub owns_socket_file: bool,
+}
+
+/// Runs the daemon until SIGTERM/SIGINT. Must be called inside a tokio
+/// runtime.
+pub async fn run(opts: ServeOptions) -> std::io::Result<()> {
+    let listener = tokio::net::UnixListener::from_std(opts.listener)?;
+    let supervisor = Supervisor::new(opts.config.daemon.max_message_size);
+    let daemon = Arc::new(Daemon {
+        supervisor: supervisor.clone(),
+        settings: opts.config.daemon.clone(),
+        config_path: opts.config_path.clone(),
+        socket_path: opts.socket_path.clone(),
+        started: Instant::now(),
+        sessions: AtomicUsize::new(0),
+        next_session: AtomicU64::new(1),
+        config_error: Mutex::new(None),
+        shutdown_tx: watch::channel(false).0,
+    });
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+
+    supervisor.start(&opts.config);
+    let accept = tokio::spawn(crate::listener::accept_loop(listener, daemon.clone()));
+    tracing::info!(
+        socket = %opts.socket_path.display(),
+        config = %opts.config_path.display(),
+        servers = opts.config.enabled_servers().count(),
+        "stdioproxy listening"
+    );
+
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => {
+                tracing::warn!("SIGHUP received; config reload is not available in this build, ignoring");
+            }
+        }
+    }
+
+    tracing::info!("shutting down: stopping sessions and servers");
+    // A second signal means "now".
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+        tracing::warn!("second signal: exiting immediately");
+        std::process::exit(130);
+    });
+    daemon.shutdown_tx.send_replace(true);
+    let _ = accept.await;
+    supervisor.shutdown().await;
+    if opts.owns_socket_file {
+        let _ = std::fs::remove_file(&opts.socket_path);
+    }
+    // Give session writers a moment to flush their last lines.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    tracing::info!("stdioproxy stopped");
+    Ok(())
+}

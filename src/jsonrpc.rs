@@ -1,1 +1,313 @@
-//! placeholder
+//! JSON-RPC 2.0 envelopes on raw JSON.
+//!
+//! The proxy reads only the envelope (`id`, `method`, and whether there is a
+//! `result` or `error`) and keeps every payload as borrowed raw JSON text, so a
+//! message it only routes is never re-serialised: fields it does not know
+//! (`_meta`, `structuredContent`, fields no spec has yet) pass through byte for
+//! byte. Outgoing messages are assembled by concatenating raw parts.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// Standard JSON-RPC error codes.
+pub mod code {
+    /// Invalid JSON.
+    pub const PARSE_ERROR: i64 = -32700;
+    /// Not a valid request object (also: batches, which MCP no longer has).
+    pub const INVALID_REQUEST: i64 = -32600;
+    /// Unknown method.
+    pub const METHOD_NOT_FOUND: i64 = -32601;
+    /// Bad params, unknown tool, stale cursor.
+    pub const INVALID_PARAMS: i64 = -32602;
+    /// Internal error.
+    pub const INTERNAL_ERROR: i64 = -32603;
+    /// stdioproxy: the server that owns the target is not ready (starting,
+    /// restarting, failed or stopped); `data` names it and its state.
+    pub const SERVER_UNAVAILABLE: i64 = -32001;
+    /// stdioproxy: the server exited or closed stdout while the call was in
+    /// flight.
+    pub const SERVER_CRASHED: i64 = -32003;
+    /// stdioproxy: the request timed out.
+    pub const REQUEST_TIMEOUT: i64 = -32004;
+    /// stdioproxy: the message is larger than the configured limit.
+    pub const MESSAGE_TOO_LARGE: i64 = -32005;
+}
+
+/// The envelope of any JSON-RPC message, borrowing from the line it was read
+/// from. `id: null` reads as `None`.
+#[derive(Debug, Deserialize)]
+pub struct Envelope<'a> {
+    /// Request or response id, as raw JSON (string or number).
+    #[serde(borrow, default)]
+    pub id: Option<&'a RawValue>,
+    /// Method of a request or notification.
+    #[serde(borrow, default)]
+    pub method: Option<Cow<'a, str>>,
+    /// Params of a request or notification.
+    #[serde(borrow, default)]
+    pub params: Option<&'a RawValue>,
+    /// Result of a success response.
+    #[serde(borrow, default)]
+    pub result: Option<&'a RawValue>,
+    /// Error of an error response.
+    #[serde(borrow, default)]
+    pub error: Option<&'a RawValue>,
+}
+
+/// What an envelope is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Has `method` and `id`.
+    Request,
+    /// Has `method`, no `id`.
+    Notification,
+    /// Has `id` and `result` or `error`, no `method`.
+    Response,
+    /// None of the above.
+    Invalid,
+}
+
+/// Why a line could not be read as a message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ParseError {
+    /// Not JSON at all (or not UTF-8).
+    NotJson(String),
+    /// A JSON array: a batch.
+    Batch,
+    /// JSON, but not an object.
+    NotObject,
+}
+
+impl<'a> Envelope<'a> {
+    /// Parses one line. The caller keeps the line alive while the envelope
+    /// is used.
+    pub fn parse(line: &'a [u8]) -> Result<Self, ParseError> {
+        let text = std::str::from_utf8(line).map_err(|e| ParseError::NotJson(e.to_string()))?;
+        let first = text.trim_start().as_bytes().first().copied();
+        match first {
+            Some(b'[') => {
+                return if serde_json::from_str::<&RawValue>(text).is_ok() {
+                    Err(ParseError::Batch)
+                } else {
+                    Err(ParseError::NotJson("invalid JSON array".into()))
+                }
+            }
+            Some(b'{') => {}
+            _ => {
+                return if serde_json::from_str::<&RawValue>(text).is_ok() {
+                    Err(ParseError::NotObject)
+                } else {
+                    Err(ParseError::NotJson(describe_json_error(text)))
+                }
+            }
+        }
+        serde_json::from_str::<Envelope<'a>>(text).map_err(|e| {
+            if e.is_data() {
+                // Valid JSON, but e.g. `"method": 5`.
+                ParseError::NotObject
+            } else {
+                ParseError::NotJson(e.to_string())
+            }
+        })
+    }
+
+    /// Classifies the envelope.
+    pub fn kind(&self) -> Kind {
+        match (&self.method, &self.id) {
+            (Some(_), Some(_)) => Kind::Request,
+            (Some(_), None) => Kind::Notification,
+            (None, Some(_)) if self.result.is_some() || self.error.is_some() => Kind::Response,
+            _ => Kind::Invalid,
+        }
+    }
+}
+
+fn describe_json_error(text: &str) -> String {
+    match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+        Err(e) => e.to_string(),
+        Ok(_) => "not a JSON object".into(),
+    }
+}
+
+/// `{"jsonrpc":"2.0","id":<id>,"result":<result>}\n`
+pub fn response(id: &str, result: &str) -> String {
+    let mut s = String::with_capacity(40 + id.len() + result.len());
+    s.push_str("{\"jsonrpc\":\"2.0\",\"id\":");
+    s.push_str(id);
+    s.push_str(",\"result\":");
+    s.push_str(result);
+    s.push_str("}\n");
+    s
+}
+
+/// `{"jsonrpc":"2.0","id":<id>,"error":<error>}\n` with a raw error object.
+pub fn error_response_raw(id: &str, error: &str) -> String {
+    let mut s = String::with_capacity(40 + id.len() + error.len());
+    s.push_str("{\"jsonrpc\":\"2.0\",\"id\":");
+    s.push_str(id);
+    s.push_str(",\"error\":");
+    s.push_str(error);
+    s.push_str("}\n");
+    s
+}
+
+/// An error response. `id` is raw JSON; `None` writes `"id":null` (the id
+/// could not be read).
+pub fn error_response(
+    id: Option<&str>,
+    code: i64,
+    message: &str,
+    data: Option<serde_json::Value>,
+) -> String {
+    let mut err = serde_json::json!({ "code": code, "message": message });
+    if let Some(d) = data {
+        err["data"] = d;
+    }
+    error_response_raw(id.unwrap_or("null"), &err.to_string())
+}
+
+/// A request with a numeric id and raw params.
+pub fn request(id: u64, method: &str, params: Option<&str>) -> String {
+    let mut s = String::with_capacity(64 + params.map_or(0, str::len));
+    let _ = write!(s, "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":");
+    push_json_str(&mut s, method);
+    if let Some(p) = params {
+        s.push_str(",\"params\":");
+        s.push_str(p);
+    }
+    s.push_str("}\n");
+    s
+}
+
+/// A notification with raw params.
+pub fn notification(method: &str, params: Option<&str>) -> String {
+    let mut s = String::with_capacity(48 + params.map_or(0, str::len));
+    s.push_str("{\"jsonrpc\":\"2.0\",\"method\":");
+    push_json_str(&mut s, method);
+    if let Some(p) = params {
+        s.push_str(",\"params\":");
+        s.push_str(p);
+    }
+    s.push_str("}\n");
+    s
+}
+
+/// Appends `text` as a JSON string literal.
+pub fn push_json_str(out: &mut String, text: &str) {
+    // serde_json's string escaping is the reference; writing into a String
+    // cannot fail.
+    out.push_str(&serde_json::to_string(text).unwrap_or_else(|_| "\"\"".into()));
+}
+
+/// A JSON object held as its members' raw values, for rewriting a few members
+/// without re-serialising the rest.
+pub struct RawObject<'a> {
+    members: BTreeMap<Cow<'a, str>, &'a RawValue>,
+}
+
+impl<'a> RawObject<'a> {
+    /// Parses an object; `None` when `raw` is not an object.
+    pub fn parse(raw: &'a RawValue) -> Option<Self> {
+        serde_json::from_str(raw.get())
+            .ok()
+            .map(|members| Self { members })
+    }
+
+    /// A member's raw value.
+    pub fn get(&self, key: &str) -> Option<&'a RawValue> {
+        self.members.get(key).copied()
+    }
+
+    /// A string member.
+    pub fn get_str(&self, key: &str) -> Option<String> {
+        self.get(key).and_then(|v| serde_json::from_str(v.get()).ok())
+    }
+
+    /// Serialises the object with some members replaced (raw JSON values) or
+    /// added; every other member is copied verbatim.
+    pub fn to_string_with(&self, replace: &[(&str, &str)]) -> String {
+        let mut s = String::with_capacity(64);
+        s.push('{');
+        let mut first = true;
+        let mut sep = |s: &mut String| {
+            if !std::mem::take(&mut first) {
+                s.push(',');
+            }
+        };
+        for (k, v) in &self.members {
+            if replace.iter().any(|(rk, _)| *rk == k.as_ref()) {
+                continue;
+            }
+            sep(&mut s);
+            push_json_str(&mut s, k);
+            s.push(':');
+            s.push_str(v.get());
+        }
+        for (k, v) in replace {
+            sep(&mut s);
+            push_json_str(&mut s, k);
+            s.push(':');
+            s.push_str(v);
+        }
+        s.push('}');
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    #[test]
+    fn classifies() {
+        let l = br#"{"jsonrpc":"2.0","id":"a","method":"ping"}"#;
+        let e = Envelope::parse(l).unwrap();
+        assert_eq!(e.kind(), Kind::Request);
+        assert_eq!(e.id.unwrap().get(), "\"a\"");
+        let e = Envelope::parse(br#"{"method":"notifications/initialized"}"#).unwrap();
+        assert_eq!(e.kind(), Kind::Notification);
+        let e = Envelope::parse(br#"{"result":{},"jsonrpc":"2.0","id":3}"#).unwrap();
+        assert_eq!(e.kind(), Kind::Response);
+        assert_eq!(Envelope::parse(b"{}").unwrap().kind(), Kind::Invalid);
+    }
+
+    #[test]
+    fn parse_errors() {
+        assert!(matches!(Envelope::parse(b"nope"), Err(ParseError::NotJson(_))));
+        assert!(matches!(Envelope::parse(b"{\"a\":"), Err(ParseError::NotJson(_))));
+        assert_eq!(Envelope::parse(b"[1,2]").unwrap_err(), ParseError::Batch);
+        assert_eq!(Envelope::parse(b"42").unwrap_err(), ParseError::NotObject);
+        assert_eq!(Envelope::parse(b"{\"method\":5}").unwrap_err(), ParseError::NotObject);
+        assert!(matches!(Envelope::parse(&[0xff, 0xfe]), Err(ParseError::NotJson(_))));
+    }
+
+    #[test]
+    fn builders_produce_valid_json() {
+        let v: Value = serde_json::from_str(&response("\"x\"", "{\"a\":1}")).unwrap();
+        assert_eq!(v, json!({"jsonrpc":"2.0","id":"x","result":{"a":1}}));
+        let v: Value = serde_json::from_str(&error_response(None, -32700, "bad", None)).unwrap();
+        assert_eq!(v["id"], Value::Null);
+        assert_eq!(v["error"]["code"], -32700);
+        let v: Value = serde_json::from_str(&request(7, "tools/call", Some("{}"))).unwrap();
+        assert_eq!(v, json!({"jsonrpc":"2.0","id":7,"method":"tools/call","params":{}}));
+        let v: Value = serde_json::from_str(&notification("n\"x", None)).unwrap();
+        assert_eq!(v["method"], "n\"x");
+    }
+
+    #[test]
+    fn raw_object_rewrites_members_only() {
+        let raw: Box<RawValue> =
+            serde_json::from_str(r#"{"name":"a__b","arguments":{"x":[1, 2]},"_meta":{"k":1}}"#).unwrap();
+        let o = RawObject::parse(&raw).unwrap();
+        assert_eq!(o.get_str("name").as_deref(), Some("a__b"));
+        let out = o.to_string_with(&[("name", "\"b\"")]);
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v, json!({"name":"b","arguments":{"x":[1,2]},"_meta":{"k":1}}));
+        assert!(out.contains("[1, 2]"), "untouched members keep their bytes: {out}");
+    }
+}

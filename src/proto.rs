@@ -20,7 +20,7 @@
 pub const PROTO_VERSION: u32 = 1;
 
 /// The key that marks a stdioproxy hello or control line.
-pub const HELLO_KEY: &str = "\"stdioproxy\"";
+pub const HELLO_KEY: &str = "stdioproxy";
 
 /// Builds the shim's hello line (with trailing newline). `servers` limits the
 /// session's view to those servers when non-empty.
@@ -47,21 +47,6 @@ pub fn shim_hello(version: &str, servers: &[String]) -> String {
     }
     line.push_str("}\n");
     line
-}
-
-/// True when a line (the first one of a connection) is a stdioproxy hello or
-/// control line rather than an MCP message.
-pub fn is_hello(line: &[u8]) -> bool {
-    let trimmed = trim_ascii_start(line);
-    trimmed.starts_with(b"{") && {
-        let rest = trim_ascii_start(&trimmed[1..]);
-        rest.starts_with(HELLO_KEY.as_bytes())
-    }
-}
-
-fn trim_ascii_start(b: &[u8]) -> &[u8] {
-    let n = b.iter().take_while(|c| c.is_ascii_whitespace()).count();
-    &b[n..]
 }
 
 /// The daemon's answer to a shim hello: `{"stdioproxy":1,"ok":true}` or
@@ -107,20 +92,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hello_detection() {
-        assert!(is_hello(b"{\"stdioproxy\":1,\"shim\":\"0.1\"}"));
-        assert!(is_hello(b"  { \"stdioproxy\":1}"));
-        assert!(!is_hello(b"{\"jsonrpc\":\"2.0\",\"id\":1}"));
-        assert!(!is_hello(b"garbage"));
-    }
-
-    #[test]
     fn shim_hello_roundtrips_as_json() {
         let line = shim_hello("0.1.0", &["a".into(), "b-c".into()]);
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["stdioproxy"], 1);
         assert_eq!(v["servers"], serde_json::json!(["a", "b-c"]));
-        assert!(is_hello(line.as_bytes()));
     }
 
     #[test]

@@ -1,1 +1,146 @@
-//! placeholder
+//! The set of upstreams, and the catalog built from their tools.
+//!
+//! The supervisor is the only place that changes which servers exist: it
+//! starts them from the config and stops them at shutdown. Every upstream
+//! notifies a shared `Notify` when its tools may have changed; one catalog
+//! task rebuilds the catalog and publishes it through a `watch` channel, so
+//! bursts of changes coalesce into one rebuild and readers always see a whole
+//! snapshot.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, Weak};
+use std::time::Duration;
+
+use tokio::sync::{watch, Notify};
+
+use crate::catalog::{Catalog, ServerTools};
+use crate::config::Config;
+use crate::upstream::{ServerStatus, State, Upstream};
+
+/// Owns the upstreams.
+pub struct Supervisor {
+    upstreams: RwLock<BTreeMap<String, Arc<Upstream>>>,
+    catalog_tx: watch::Sender<Arc<Catalog>>,
+    dirty: Arc<Notify>,
+    generation: AtomicU64,
+    max_message: usize,
+}
+
+impl Supervisor {
+    /// A supervisor with no servers; starts its catalog task.
+    pub fn new(max_message: usize) -> Arc<Self> {
+        let sup = Arc::new(Self {
+            upstreams: RwLock::new(BTreeMap::new()),
+            catalog_tx: watch::channel(Arc::new(Catalog::default())).0,
+            dirty: Arc::new(Notify::new()),
+            generation: AtomicU64::new(0),
+            max_message,
+        });
+        tokio::spawn(catalog_task(Arc::downgrade(&sup), sup.dirty.clone()));
+        sup
+    }
+
+    /// Starts every enabled server of `config`.
+    pub fn start(&self, config: &Config) {
+        let mut map = self.write();
+        for (name, spec) in config.enabled_servers() {
+            let timeouts = spec.timeouts().resolve(&config.defaults);
+            let up = Upstream::new(
+                name.as_str(),
+                Arc::new(spec.clone()),
+                timeouts,
+                self.max_message,
+                self.dirty.clone(),
+            );
+            tokio::spawn(up.clone().run());
+            map.insert(name.as_str().to_string(), up);
+        }
+    }
+
+    /// The upstream for a server name.
+    pub fn upstream(&self, name: &str) -> Option<Arc<Upstream>> {
+        self.read().get(name).cloned()
+    }
+
+    /// All upstreams, in name order.
+    pub fn upstreams(&self) -> Vec<Arc<Upstream>> {
+        self.read().values().cloned().collect()
+    }
+
+    /// The current catalog.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog_tx.borrow().clone()
+    }
+
+    /// A receiver that sees every new catalog.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Catalog>> {
+        self.catalog_tx.subscribe()
+    }
+
+    /// Rebuilds and publishes the catalog from every upstream's tools.
+    pub fn rebuild_catalog(&self) {
+        let ups = self.upstreams();
+        let lists: Vec<_> = ups.iter().map(|u| (u.name.clone(), u.tools())).collect();
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let catalog = Catalog::build(
+            generation,
+            lists.iter().map(|(name, tools)| ServerTools {
+                server: name.clone(),
+                tools: tools.as_slice(),
+            }),
+        );
+        tracing::debug!(generation, tools = catalog.len(), "catalog rebuilt");
+        self.catalog_tx.send_replace(Arc::new(catalog));
+    }
+
+    /// Waits until every server has been attempted once (ready, or failed
+    /// into backoff), bounded by `limit`.
+    pub async fn wait_attempted(&self, limit: Duration) {
+        let wait_all = async {
+            for up in self.upstreams() {
+                let mut rx = up.watch_state();
+                let _ = rx.wait_for(|s| *s != State::Starting).await;
+            }
+        };
+        let _ = tokio::time::timeout(limit, wait_all).await;
+    }
+
+    /// Status of every server.
+    pub fn status(&self) -> Vec<ServerStatus> {
+        let catalog = self.catalog();
+        self.upstreams()
+            .iter()
+            .map(|u| u.status(catalog.tool_count(&u.name)))
+            .collect()
+    }
+
+    /// Stops every server gracefully and waits for all of them.
+    pub async fn shutdown(&self) {
+        let ups = self.upstreams();
+        for up in &ups {
+            up.request_stop();
+        }
+        for up in &ups {
+            up.stopped().await;
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Upstream>>> {
+        self.upstreams.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<Upstream>>> {
+        self.upstreams.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+async fn catalog_task(sup: Weak<Supervisor>, dirty: Arc<Notify>) {
+    loop {
+        dirty.notified().await;
+        match sup.upgrade() {
+            Some(s) => s.rebuild_catalog(),
+            None => return,
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! Spawning and stopping one child process.
+//!
+//! Each child runs in its own process group (so grandchildren spawned by npx,
+//! uvx or a shell are signalled with it), with the configured env on top of the
+//! daemon's minus the service manager's variables, and with
+//! `PR_SET_PDEATHSIG` so that it dies even when the daemon is SIGKILLed.
+//! Stopping is: close stdin, wait `grace`, SIGTERM the group, wait 2s, SIGKILL
+//! the group, and reap.
+
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
+
+use crate::config::{expand_env_table, ServerConfig};
+
+/// A freshly spawned child with its pipes.
+pub struct Spawned {
+    /// The process (its pid is also its process group id).
+    pub child: Child,
+    /// Pid.
+    pub pid: u32,
+    /// Its stdin.
+    pub stdin: ChildStdin,
+    /// Its stdout.
+    pub stdout: ChildStdout,
+    /// Its stderr.
+    pub stderr: ChildStderr,
+}
+
+/// True for variables that belong to the daemon's service manager and must not
+/// leak to children (they would try to notify systemd or adopt our sockets).
+pub fn is_service_manager_var(key: &str) -> bool {
+    key == "NOTIFY_SOCKET" || key.starts_with("LISTEN_") || key.starts_with("WATCHDOG_")
+}
+
+/// Spawns the server's process. Errors are one line a person can act on.
+pub fn spawn(spec: &ServerConfig) -> Result<Spawned, String> {
+    let env = expand_env_table(&spec.env)?;
+    let mut cmd = Command::new(&spec.command.0);
+    cmd.args(&spec.args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .process_group(0);
+    for (key, _) in std::env::vars_os() {
+        if key.to_str().is_some_and(is_service_manager_var) {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd.envs(env);
+    if let Some(cwd) = spec.cwd_path() {
+        if !cwd.is_dir() {
+            return Err(format!("cwd {} is not a directory", cwd.display()));
+        }
+        cmd.current_dir(cwd);
+    }
+    // Safety: the closure runs in the forked child before exec and only calls
+    // async-signal-safe functions (prctl, getppid, _exit).
+    unsafe {
+        let parent = libc::getpid();
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The daemon may have died between fork and prctl.
+            if libc::getppid() != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start {:?}: {e}", spec.command.0))?;
+    let pid = child.id().ok_or("child exited before it could be tracked")?;
+    let (Some(stdin), Some(stdout), Some(stderr)) =
+        (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    else {
+        return Err("child pipes were not created".into());
+    };
+    Ok(Spawned {
+        child,
+        pid,
+        stdin,
+        stdout,
+        stderr,
+    })
+}
+
+/// Sends `signal` to the process group led by `pid`; a group that is already
+/// gone is not an error.
+pub fn signal_group(pid: u32, signal: Signal) {
+    let Ok(raw) = i32::try_from(pid) else { return };
+    match killpg(Pid::from_raw(raw), signal) {
+        Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+        Err(e) => tracing::warn!(pid, %signal, "cannot signal process group: {e}"),
+    }
+}
+
+/// Waits for the child after its stdin was closed: `grace`, then SIGTERM to
+/// the group, 2s, then SIGKILL to the group. Always ends with SIGKILL to the
+/// group so grandchildren that outlived the leader do not linger.
+pub async fn stop(child: &mut Child, pid: u32, grace: Duration) -> Option<ExitStatus> {
+    let status = match tokio::time::timeout(grace, child.wait()).await {
+        Ok(r) => r.ok(),
+        Err(_) => {
+            signal_group(pid, Signal::SIGTERM);
+            match tokio::time::timeout(Duration::from_secs(2), child.wait()).await {
+                Ok(r) => r.ok(),
+                Err(_) => {
+                    signal_group(pid, Signal::SIGKILL);
+                    child.wait().await.ok()
+                }
+            }
+        }
+    };
+    signal_group(pid, Signal::SIGKILL);
+    status
+}
+
+/// Kills the whole group at once and reaps the leader (for a crashed or hung
+/// child, where a grace period buys nothing).
+pub async fn kill(child: &mut Child, pid: u32) -> Option<ExitStatus> {
+    signal_group(pid, Signal::SIGKILL);
+    child.wait().await.ok()
+}
+
+/// "exit status 3", "killed by SIGKILL".
+pub fn describe_exit(status: Option<ExitStatus>) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match status {
+        None => "unknown exit status".into(),
+        Some(s) => match (s.code(), s.signal()) {
+            (Some(c), _) => format!("exit status {c}"),
+            (None, Some(sig)) => match Signal::try_from(sig) {
+                Ok(sig) => format!("killed by {sig}"),
+                Err(_) => format!("killed by signal {sig}"),
+            },
+            _ => "unknown exit status".into(),
+        },
+    }
+}
