@@ -137,7 +137,11 @@ impl Catalog {
     /// the same value when a session's view did not change.
     pub fn view_fingerprint(&self, visible: impl Fn(&str) -> bool) -> u64 {
         let mut text = String::new();
-        let mut servers: Vec<_> = self.fingerprints.iter().filter(|(s, _)| visible(s)).collect();
+        let mut servers: Vec<_> = self
+            .fingerprints
+            .iter()
+            .filter(|(s, _)| visible(s))
+            .collect();
         servers.sort();
         for (s, fp) in servers {
             let _ = write!(text, "{s}={fp};");
@@ -160,7 +164,12 @@ impl Catalog {
         let mut items = String::from("[");
         let mut taken = 0;
         let mut more = false;
-        for t in self.tools.iter().filter(|t| visible(&t.server)).skip(offset) {
+        for t in self
+            .tools
+            .iter()
+            .filter(|t| visible(&t.server))
+            .skip(offset)
+        {
             if taken == page_size {
                 more = true;
                 break;
@@ -204,8 +213,14 @@ mod tests {
         Catalog::build(
             generation,
             [
-                ServerTools { server: "a".into(), tools: &a },
-                ServerTools { server: "b".into(), tools: &b },
+                ServerTools {
+                    server: "a".into(),
+                    tools: &a,
+                },
+                ServerTools {
+                    server: "b".into(),
+                    tools: &b,
+                },
             ],
         )
     }
@@ -233,8 +248,14 @@ mod tests {
         let items: Vec<Value> = serde_json::from_str(&p2.items).unwrap();
         assert_eq!(items.len(), 1);
         assert!(p2.next_cursor.is_none());
-        assert_eq!(cat(5).tools_page(Some(&cur), 2, |_| true).err(), Some(CursorError::Stale));
-        assert_eq!(c.tools_page(Some("zz"), 2, |_| true).err(), Some(CursorError::Invalid));
+        assert_eq!(
+            cat(5).tools_page(Some(&cur), 2, |_| true).err(),
+            Some(CursorError::Stale)
+        );
+        assert_eq!(
+            c.tools_page(Some("zz"), 2, |_| true).err(),
+            Some(CursorError::Invalid)
+        );
     }
 
     #[test]
@@ -243,8 +264,20 @@ mod tests {
         let p = c.tools_page(None, 100, |s| s == "b").unwrap();
         let items: Vec<Value> = serde_json::from_str(&p.items).unwrap();
         assert_eq!(items.len(), 1);
-        assert_eq!(c.view_fingerprint(|_| true), cat(2).view_fingerprint(|_| true));
-        let other = Catalog::build(3, [ServerTools { server: "a".into(), tools: &[] }]);
-        assert_ne!(c.view_fingerprint(|s| s == "a"), other.view_fingerprint(|s| s == "a"));
+        assert_eq!(
+            c.view_fingerprint(|_| true),
+            cat(2).view_fingerprint(|_| true)
+        );
+        let other = Catalog::build(
+            3,
+            [ServerTools {
+                server: "a".into(),
+                tools: &[],
+            }],
+        );
+        assert_ne!(
+            c.view_fingerprint(|s| s == "a"),
+            other.view_fingerprint(|s| s == "a")
+        );
     }
 }

@@ -55,7 +55,9 @@ pub fn request(socket: &Path, verb: &str, timeout: Duration) -> Result<Value, St
             socket.display()
         )
     })?;
-    stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
     let hello = json!({ "stdioproxy": PROTO_VERSION, "control": verb });
     stream
         .write_all(format!("{hello}\n").as_bytes())
@@ -67,7 +69,10 @@ pub fn request(socket: &Path, verb: &str, timeout: Duration) -> Result<Value, St
     let v: Value = serde_json::from_str(&line)
         .map_err(|e| format!("unreadable answer from the daemon: {e}"))?;
     if v["ok"] == Value::Bool(false) {
-        return Err(v["error"].as_str().unwrap_or("the daemon refused the request").to_string());
+        return Err(v["error"]
+            .as_str()
+            .unwrap_or("the daemon refused the request")
+            .to_string());
     }
     Ok(v)
 }
@@ -83,12 +88,18 @@ pub fn render_status(v: &Value) -> String {
         d["uptime_secs"],
         d["socket"].as_str().unwrap_or("?")
     ));
-    out.push_str(&format!("config: {}", v["config"]["path"].as_str().unwrap_or("?")));
+    out.push_str(&format!(
+        "config: {}",
+        v["config"]["path"].as_str().unwrap_or("?")
+    ));
     match v["config"]["error"].as_str() {
         Some(e) => out.push_str(&format!("\n  ERROR (running the previous config): {e}\n")),
         None => out.push_str(" (ok)\n"),
     }
-    out.push_str(&format!("sessions: {}, tools: {}\n", v["sessions"], v["tools"]));
+    out.push_str(&format!(
+        "sessions: {}, tools: {}\n",
+        v["sessions"], v["tools"]
+    ));
     let servers = v["servers"].as_array().cloned().unwrap_or_default();
     if servers.is_empty() {
         out.push_str("no servers configured\n");

@@ -50,7 +50,10 @@ impl Daemon {
 
     /// The current config problem, if the file on disk is not what runs.
     pub fn config_error(&self) -> Option<String> {
-        self.config_error.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.config_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 

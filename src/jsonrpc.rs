@@ -224,7 +224,8 @@ impl<'a> RawObject<'a> {
 
     /// A string member.
     pub fn get_str(&self, key: &str) -> Option<String> {
-        self.get(key).and_then(|v| serde_json::from_str(v.get()).ok())
+        self.get(key)
+            .and_then(|v| serde_json::from_str(v.get()).ok())
     }
 
     /// Serialises the object with some members replaced (raw JSON values) or
@@ -278,12 +279,24 @@ mod tests {
 
     #[test]
     fn parse_errors() {
-        assert!(matches!(Envelope::parse(b"nope"), Err(ParseError::NotJson(_))));
-        assert!(matches!(Envelope::parse(b"{\"a\":"), Err(ParseError::NotJson(_))));
+        assert!(matches!(
+            Envelope::parse(b"nope"),
+            Err(ParseError::NotJson(_))
+        ));
+        assert!(matches!(
+            Envelope::parse(b"{\"a\":"),
+            Err(ParseError::NotJson(_))
+        ));
         assert_eq!(Envelope::parse(b"[1,2]").unwrap_err(), ParseError::Batch);
         assert_eq!(Envelope::parse(b"42").unwrap_err(), ParseError::NotObject);
-        assert_eq!(Envelope::parse(b"{\"method\":5}").unwrap_err(), ParseError::NotObject);
-        assert!(matches!(Envelope::parse(&[0xff, 0xfe]), Err(ParseError::NotJson(_))));
+        assert_eq!(
+            Envelope::parse(b"{\"method\":5}").unwrap_err(),
+            ParseError::NotObject
+        );
+        assert!(matches!(
+            Envelope::parse(&[0xff, 0xfe]),
+            Err(ParseError::NotJson(_))
+        ));
     }
 
     #[test]
@@ -294,7 +307,10 @@ mod tests {
         assert_eq!(v["id"], Value::Null);
         assert_eq!(v["error"]["code"], -32700);
         let v: Value = serde_json::from_str(&request(7, "tools/call", Some("{}"))).unwrap();
-        assert_eq!(v, json!({"jsonrpc":"2.0","id":7,"method":"tools/call","params":{}}));
+        assert_eq!(
+            v,
+            json!({"jsonrpc":"2.0","id":7,"method":"tools/call","params":{}})
+        );
         let v: Value = serde_json::from_str(&notification("n\"x", None)).unwrap();
         assert_eq!(v["method"], "n\"x");
     }
@@ -302,12 +318,19 @@ mod tests {
     #[test]
     fn raw_object_rewrites_members_only() {
         let raw: Box<RawValue> =
-            serde_json::from_str(r#"{"name":"a__b","arguments":{"x":[1, 2]},"_meta":{"k":1}}"#).unwrap();
+            serde_json::from_str(r#"{"name":"a__b","arguments":{"x":[1, 2]},"_meta":{"k":1}}"#)
+                .unwrap();
         let o = RawObject::parse(&raw).unwrap();
         assert_eq!(o.get_str("name").as_deref(), Some("a__b"));
         let out = o.to_string_with(&[("name", "\"b\"")]);
         let v: Value = serde_json::from_str(&out).unwrap();
-        assert_eq!(v, json!({"name":"b","arguments":{"x":[1,2]},"_meta":{"k":1}}));
-        assert!(out.contains("[1, 2]"), "untouched members keep their bytes: {out}");
+        assert_eq!(
+            v,
+            json!({"name":"b","arguments":{"x":[1,2]},"_meta":{"k":1}})
+        );
+        assert!(
+            out.contains("[1, 2]"),
+            "untouched members keep their bytes: {out}"
+        );
     }
 }

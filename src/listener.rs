@@ -41,10 +41,17 @@ pub fn bind(path: &Path) -> Result<StdUnixListener, ListenError> {
                 Ok(_) => return Err(ListenError::AlreadyRunning(path.to_path_buf())),
                 Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
                     tracing::info!(socket = %path.display(), "replacing a stale socket left by a daemon that is gone");
-                    std::fs::remove_file(path)
-                        .map_err(|e| ListenError::Io(path.to_path_buf(), "removing stale socket", e))?;
+                    std::fs::remove_file(path).map_err(|e| {
+                        ListenError::Io(path.to_path_buf(), "removing stale socket", e)
+                    })?;
                 }
-                Err(e) => return Err(ListenError::Io(path.to_path_buf(), "probing existing socket", e)),
+                Err(e) => {
+                    return Err(ListenError::Io(
+                        path.to_path_buf(),
+                        "probing existing socket",
+                        e,
+                    ))
+                }
             }
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -79,7 +86,11 @@ fn prepare_dir(dir: &Path) -> Result<(), ListenError> {
                 .map_err(|e| ListenError::Io(dir.to_path_buf(), "setting permissions of", e))?;
             Ok(())
         }
-        Err(e) => Err(ListenError::Io(dir.to_path_buf(), "inspecting socket directory", e)),
+        Err(e) => Err(ListenError::Io(
+            dir.to_path_buf(),
+            "inspecting socket directory",
+            e,
+        )),
         Ok(meta) => {
             let me = nix::unistd::getuid().as_raw();
             let mode = meta.mode() & 0o7777;
@@ -182,17 +193,24 @@ async fn handle(stream: UnixStream, daemon: Arc<Daemon>) {
     let servers = match hello.get("servers") {
         None | Some(serde_json::Value::Null) => None,
         Some(serde_json::Value::Array(items)) => {
-            let names: Option<_> = items.iter().map(|v| v.as_str().map(str::to_string)).collect();
+            let names: Option<_> = items
+                .iter()
+                .map(|v| v.as_str().map(str::to_string))
+                .collect();
             match names {
                 Some(n) => Some(n),
                 None => {
-                    let _ = write.write_all(refusal("servers must be a list of names").as_bytes()).await;
+                    let _ = write
+                        .write_all(refusal("servers must be a list of names").as_bytes())
+                        .await;
                     return;
                 }
             }
         }
         Some(_) => {
-            let _ = write.write_all(refusal("servers must be a list of names").as_bytes()).await;
+            let _ = write
+                .write_all(refusal("servers must be a list of names").as_bytes())
+                .await;
             return;
         }
     };
@@ -212,6 +230,7 @@ fn parse_hello(line: &[u8]) -> Option<serde_json::Value> {
 }
 
 fn refusal(message: &str) -> String {
-    let v = serde_json::json!({ "stdioproxy": proto::PROTO_VERSION, "ok": false, "error": message });
+    let v =
+        serde_json::json!({ "stdioproxy": proto::PROTO_VERSION, "ok": false, "error": message });
     format!("{v}\n")
 }

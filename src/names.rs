@@ -29,11 +29,13 @@ pub fn exposed_name(server: &str, original: &str) -> String {
         return plain;
     }
     let mut out: String = format!("{server}{SEPARATOR}");
-    out.extend(
-        original
-            .chars()
-            .map(|c| if c.is_ascii() && valid_byte(c as u8) { c } else { '_' }),
-    );
+    out.extend(original.chars().map(|c| {
+        if c.is_ascii() && valid_byte(c as u8) {
+            c
+        } else {
+            '_'
+        }
+    }));
     // Every char is ASCII now, so byte truncation is on a char boundary.
     out.truncate(MAX_LEN - HASH_HEX - 1);
     let hash = fnv1a64(format!("{server}\0{original}").as_bytes());
@@ -58,7 +60,10 @@ mod tests {
 
     #[test]
     fn plain_names_are_prefixed_only() {
-        assert_eq!(exposed_name("github", "create_issue"), "github__create_issue");
+        assert_eq!(
+            exposed_name("github", "create_issue"),
+            "github__create_issue"
+        );
         assert_eq!(exposed_name("e", "get-sum"), "e__get-sum");
     }
 

@@ -14,7 +14,9 @@ pub const CONFIG_ENV: &str = "STDIOPROXY_CONFIG";
 pub const SOCKET_ENV: &str = "STDIOPROXY_SOCKET";
 
 fn non_empty_env(name: &str) -> Option<PathBuf> {
-    env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from)
+    env::var_os(name)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
 }
 
 /// The user's home directory, from `$HOME`.

@@ -103,7 +103,9 @@ mod tests {
     fn reply_parsing() {
         assert_eq!(HelloReply::parse(&HelloReply::ok()), Ok(()));
         assert_eq!(
-            HelloReply::parse("{\"stdioproxy\":1,\"ok\":false,\"error\":\"too \\\"many\\\" sessions\"}"),
+            HelloReply::parse(
+                "{\"stdioproxy\":1,\"ok\":false,\"error\":\"too \\\"many\\\" sessions\"}"
+            ),
             Err("too \"many\" sessions".to_string())
         );
         assert!(HelloReply::parse("{}").is_err());

@@ -137,12 +137,21 @@ impl Session {
     }
 
     fn error(&self, id: Option<&RawValue>, code: i64, message: &str, data: Option<Value>) {
-        self.send(jsonrpc::error_response(id.map(RawValue::get), code, message, data));
+        self.send(jsonrpc::error_response(
+            id.map(RawValue::get),
+            code,
+            message,
+            data,
+        ));
     }
 
     fn on_too_long(&self, prefix: &[u8]) {
         let max = self.daemon.settings.max_message_size;
-        tracing::warn!(session = self.id, max, "client sent a message larger than the limit; skipped");
+        tracing::warn!(
+            session = self.id,
+            max,
+            "client sent a message larger than the limit; skipped"
+        );
         // Recover the id when it appears early in the line, so the client can
         // match the error to its request.
         let id = recover_id(prefix);
@@ -159,7 +168,12 @@ impl Session {
             Ok(e) => e,
             Err(ParseError::NotJson(detail)) => {
                 tracing::debug!(session = self.id, "parse error: {detail}");
-                return self.error(None, code::PARSE_ERROR, &format!("Parse error: {detail}"), None);
+                return self.error(
+                    None,
+                    code::PARSE_ERROR,
+                    &format!("Parse error: {detail}"),
+                    None,
+                );
             }
             Err(ParseError::Batch) => {
                 return self.error(
@@ -170,16 +184,29 @@ impl Session {
                 )
             }
             Err(ParseError::NotObject) => {
-                return self.error(None, code::INVALID_REQUEST, "Invalid request: not a JSON-RPC object", None)
+                return self.error(
+                    None,
+                    code::INVALID_REQUEST,
+                    "Invalid request: not a JSON-RPC object",
+                    None,
+                )
             }
         };
         match env.kind() {
             Kind::Request => self.on_request(&env).await,
             Kind::Notification => self.on_notification(&env),
             Kind::Response => {
-                tracing::debug!(session = self.id, "dropping a response from the client: no request of ours is pending");
+                tracing::debug!(
+                    session = self.id,
+                    "dropping a response from the client: no request of ours is pending"
+                );
             }
-            Kind::Invalid => self.error(env.id, code::INVALID_REQUEST, "Invalid request: no method", None),
+            Kind::Invalid => self.error(
+                env.id,
+                code::INVALID_REQUEST,
+                "Invalid request: no method",
+                None,
+            ),
         }
     }
 
@@ -199,7 +226,12 @@ impl Session {
             "ping" => self.send(jsonrpc::response(id.get(), "{}")),
             "tools/list" => self.tools_list(id, env.params),
             "tools/call" => self.tools_call(id, env.params).await,
-            _ => self.error(Some(id), code::METHOD_NOT_FOUND, &format!("Method not found: {method}"), None),
+            _ => self.error(
+                Some(id),
+                code::METHOD_NOT_FOUND,
+                &format!("Method not found: {method}"),
+                None,
+            ),
         }
     }
 
@@ -233,7 +265,12 @@ impl Session {
             .filter(|u| self.visible(&u.name))
             .filter_map(|u| {
                 let text = u.init_info()?.instructions?;
-                Some(format!("## Server \"{}\" (tools prefixed {}__)\n{}", u.name, u.name, text.trim()))
+                Some(format!(
+                    "## Server \"{}\" (tools prefixed {}__)\n{}",
+                    u.name,
+                    u.name,
+                    text.trim()
+                ))
             })
             .collect();
         (!parts.is_empty()).then(|| parts.join("\n\n"))
@@ -272,10 +309,20 @@ impl Session {
 
     async fn tools_call(&mut self, id: &RawValue, params: Option<&RawValue>) {
         let Some(obj) = params.and_then(RawObject::parse) else {
-            return self.error(Some(id), code::INVALID_PARAMS, "tools/call needs params with a name", None);
+            return self.error(
+                Some(id),
+                code::INVALID_PARAMS,
+                "tools/call needs params with a name",
+                None,
+            );
         };
         let Some(name) = obj.get_str("name") else {
-            return self.error(Some(id), code::INVALID_PARAMS, "tools/call needs params.name (a string)", None);
+            return self.error(
+                Some(id),
+                code::INVALID_PARAMS,
+                "tools/call needs params.name (a string)",
+                None,
+            );
         };
         let catalog = self.daemon.supervisor.catalog();
         let Some(tool) = catalog.tool(&name).filter(|t| self.visible(&t.server)) else {
@@ -288,14 +335,24 @@ impl Session {
             Ok(c) => c,
             Err(unavailable) => {
                 let data = json!({ "server": unavailable.server, "state": unavailable.state });
-                return self.error(Some(id), code::SERVER_UNAVAILABLE, &unavailable.message(), Some(data));
+                return self.error(
+                    Some(id),
+                    code::SERVER_UNAVAILABLE,
+                    &unavailable.message(),
+                    Some(data),
+                );
             }
         };
         let mut original = String::new();
         jsonrpc::push_json_str(&mut original, &tool.original);
         let upstream_params = obj.to_string_with(&[("name", &original)]);
         if let Err(e) = conn
-            .forward("tools/call", Some(&upstream_params), id.to_owned(), self.outbox.clone())
+            .forward(
+                "tools/call",
+                Some(&upstream_params),
+                id.to_owned(),
+                self.outbox.clone(),
+            )
             .await
         {
             let data = json!({ "server": &*tool.server });
@@ -314,8 +371,18 @@ impl Session {
         } else {
             " (tool names are <server>__<tool>)".to_string()
         };
-        tracing::debug!(session = self.id, tool = name, tools = catalog.len(), "unknown tool");
-        self.error(Some(id), code::INVALID_PARAMS, &format!("Unknown tool: {name}{hint}"), None);
+        tracing::debug!(
+            session = self.id,
+            tool = name,
+            tools = catalog.len(),
+            "unknown tool"
+        );
+        self.error(
+            Some(id),
+            code::INVALID_PARAMS,
+            &format!("Unknown tool: {name}{hint}"),
+            None,
+        );
     }
 
     fn maybe_announce(&mut self, catalog: &Catalog) {
@@ -326,7 +393,10 @@ impl Session {
         if self.announced != Some(fp) {
             self.announced = Some(fp);
             tracing::debug!(session = self.id, "announcing tools/list_changed");
-            self.send(jsonrpc::notification("notifications/tools/list_changed", None));
+            self.send(jsonrpc::notification(
+                "notifications/tools/list_changed",
+                None,
+            ));
         }
     }
 }
@@ -347,8 +417,14 @@ mod tests {
 
     #[test]
     fn recovers_ids_from_truncated_lines() {
-        assert_eq!(recover_id(br#"{"jsonrpc":"2.0","id":17,"method":"x","params":{"a":"xxxx"#).as_deref(), Some("17"));
-        assert_eq!(recover_id(br#"{"id": "ab\"c", "params"#).as_deref(), Some(r#""ab\"c""#));
+        assert_eq!(
+            recover_id(br#"{"jsonrpc":"2.0","id":17,"method":"x","params":{"a":"xxxx"#).as_deref(),
+            Some("17")
+        );
+        assert_eq!(
+            recover_id(br#"{"id": "ab\"c", "params"#).as_deref(),
+            Some(r#""ab\"c""#)
+        );
         assert_eq!(recover_id(br#"{"params":{"x":"#), None);
     }
 }

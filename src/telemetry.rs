@@ -34,12 +34,18 @@ pub fn init() {
     if stderr_is_journal() {
         if let Ok(journald) = tracing_journald::layer() {
             let journald = journald.with_syslog_identifier("stdioproxy".into());
-            let _ = tracing_subscriber::registry().with(filter).with(journald).try_init();
+            let _ = tracing_subscriber::registry()
+                .with(filter)
+                .with(journald)
+                .try_init();
             return;
         }
     }
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none());
-    let _ = tracing_subscriber::registry().with(filter).with(fmt).try_init();
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .try_init();
 }

@@ -46,7 +46,13 @@ fn main() -> ExitCode {
                 if flag == "--socket" {
                     socket = Some(PathBuf::from(value));
                 } else {
-                    servers.extend(value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from));
+                    servers.extend(
+                        value
+                            .split(',')
+                            .map(str::trim)
+                            .filter(|s| !s.is_empty())
+                            .map(String::from),
+                    );
                 }
             }
             "-h" | "--help" => {
@@ -114,7 +120,9 @@ fn relay(stream: UnixStream, servers: &[String]) -> Result<(), String> {
     let mut reply = String::new();
     match down.read_line(&mut reply) {
         Ok(0) => return Err("the daemon closed the connection before answering".into()),
-        Ok(_) => HelloReply::parse(&reply).map_err(|e| format!("the daemon refused the session: {e}"))?,
+        Ok(_) => {
+            HelloReply::parse(&reply).map_err(|e| format!("the daemon refused the session: {e}"))?
+        }
         Err(e) => return Err(format!("cannot read from the daemon: {e}")),
     }
     let mut stdout = io::stdout().lock();
@@ -126,7 +134,11 @@ fn relay(stream: UnixStream, servers: &[String]) -> Result<(), String> {
             Err(e) => return Err(format!("lost the connection to the daemon: {e}")),
         };
         let n = chunk.len();
-        if stdout.write_all(chunk).and_then(|()| stdout.flush()).is_err() {
+        if stdout
+            .write_all(chunk)
+            .and_then(|()| stdout.flush())
+            .is_err()
+        {
             // The client went away; nothing left to do.
             return Ok(());
         }

@@ -10,7 +10,11 @@ use stdioproxy::config::{self, Config};
 use stdioproxy::{control, daemon, listener, paths, telemetry};
 
 #[derive(Parser)]
-#[command(name = "stdioproxy", version, about = "One daemon that shares every MCP server among all your MCP clients")]
+#[command(
+    name = "stdioproxy",
+    version,
+    about = "One daemon that shares every MCP server among all your MCP clients"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -65,11 +69,18 @@ fn main() -> ExitCode {
             match config::load(&path) {
                 Ok(Some((c, _))) => {
                     let enabled = c.enabled_servers().count();
-                    println!("{}: ok, {} servers ({enabled} enabled)", path.display(), c.servers.len());
+                    println!(
+                        "{}: ok, {} servers ({enabled} enabled)",
+                        path.display(),
+                        c.servers.len()
+                    );
                     ExitCode::SUCCESS
                 }
                 Ok(None) => {
-                    println!("{}: does not exist (the daemon would start with no servers)", path.display());
+                    println!(
+                        "{}: does not exist (the daemon would start with no servers)",
+                        path.display()
+                    );
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
@@ -106,7 +117,10 @@ fn serve(config_flag: Option<PathBuf>, socket_flag: Option<PathBuf>) -> ExitCode
         Ok(l) => l,
         Err(e) => return fail(&e.to_string()),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
     };

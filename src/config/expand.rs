@@ -8,10 +8,7 @@ use std::collections::BTreeMap;
 
 /// Expands every `${NAME}` in `value` with `lookup(NAME)`. Fails naming the
 /// first variable that is not set (never the value of anything).
-pub fn expand_vars(
-    value: &str,
-    lookup: impl Fn(&str) -> Option<String>,
-) -> Result<String, String> {
+pub fn expand_vars(value: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
     let mut out = String::with_capacity(value.len());
     let mut rest = value;
     while let Some(pos) = rest.find('$') {
@@ -68,7 +65,10 @@ mod tests {
     #[test]
     fn expands() {
         assert_eq!(expand_vars("${TOKEN}", lookup).unwrap(), "s3cret");
-        assert_eq!(expand_vars("a-${TOKEN}-b${EMPTY}", lookup).unwrap(), "a-s3cret-b");
+        assert_eq!(
+            expand_vars("a-${TOKEN}-b${EMPTY}", lookup).unwrap(),
+            "a-s3cret-b"
+        );
         assert_eq!(expand_vars("cost $5", lookup).unwrap(), "cost $5");
         assert_eq!(expand_vars("$${TOKEN}", lookup).unwrap(), "${TOKEN}");
     }
@@ -77,7 +77,9 @@ mod tests {
     fn errors_name_the_variable_not_values() {
         let e = expand_vars("${MISSING}", lookup).unwrap_err();
         assert!(e.contains("MISSING") && e.contains("not set"));
-        assert!(expand_vars("${TOKEN", lookup).unwrap_err().contains("unterminated"));
+        assert!(expand_vars("${TOKEN", lookup)
+            .unwrap_err()
+            .contains("unterminated"));
         assert!(expand_vars("${A B}", lookup).is_err());
     }
 }

@@ -119,7 +119,11 @@ pub struct Unavailable {
 impl Unavailable {
     /// A sentence for the client.
     pub fn message(&self) -> String {
-        let mut m = format!("server '{}' is not ready (state: {})", self.server, self.state.as_str());
+        let mut m = format!(
+            "server '{}' is not ready (state: {})",
+            self.server,
+            self.state.as_str()
+        );
         if let Some(e) = &self.last_error {
             m.push_str(&format!("; last error: {e}"));
         }
@@ -245,7 +249,9 @@ impl Upstream {
             last_error: inner.last_error.clone(),
             last_exit: inner.last_exit.clone(),
             next_attempt_unix: inner.next_attempt.and_then(|t| {
-                t.duration_since(SystemTime::UNIX_EPOCH).ok().map(|d| d.as_secs())
+                t.duration_since(SystemTime::UNIX_EPOCH)
+                    .ok()
+                    .map(|d| d.as_secs())
             }),
             in_flight: conn.map_or(0, |c| c.in_flight()),
             stderr_tail: inner.stderr_tail.iter().cloned().collect(),
@@ -422,10 +428,16 @@ impl Upstream {
         let v: Value = serde_json::from_str(result.get())
             .map_err(|e| UpstreamError::Protocol(format!("initialize result: {e}")))?;
         let init = InitInfo {
-            protocol_version: v["protocolVersion"].as_str().unwrap_or_default().to_string(),
+            protocol_version: v["protocolVersion"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
             capabilities: v.get("capabilities").cloned().unwrap_or(Value::Null),
             server_info: v.get("serverInfo").cloned().unwrap_or(Value::Null),
-            instructions: v.get("instructions").and_then(Value::as_str).map(str::to_string),
+            instructions: v
+                .get("instructions")
+                .and_then(Value::as_str)
+                .map(str::to_string),
         };
         if !crate::session::SUPPORTED_VERSIONS.contains(&init.protocol_version.as_str()) {
             tracing::warn!(server = %self.name, version = %init.protocol_version,
@@ -479,7 +491,11 @@ async fn list_all_tools(conn: &Connection, timeout: Duration) -> Result<Vec<Valu
             .map_err(|e| UpstreamError::Protocol(format!("tools/list result: {e}")))?;
         match page.get_mut("tools").map(Value::take) {
             Some(Value::Array(items)) => tools.extend(items),
-            _ => return Err(UpstreamError::Protocol("tools/list result has no tools array".into())),
+            _ => {
+                return Err(UpstreamError::Protocol(
+                    "tools/list result has no tools array".into(),
+                ))
+            }
         }
         match page.get("nextCursor").and_then(Value::as_str) {
             Some(next) if cursor.as_deref() != Some(next) => cursor = Some(next.to_string()),
@@ -520,9 +536,15 @@ mod tests {
     fn backoff_grows_and_caps() {
         let t = Timeouts::default().resolve(&Timeouts::default());
         let d0 = backoff_delay(0, &t);
-        assert!(d0 >= Duration::from_millis(800) && d0 <= Duration::from_millis(1200), "{d0:?}");
+        assert!(
+            d0 >= Duration::from_millis(800) && d0 <= Duration::from_millis(1200),
+            "{d0:?}"
+        );
         let d3 = backoff_delay(3, &t);
-        assert!(d3 >= Duration::from_millis(6400) && d3 <= Duration::from_millis(9600), "{d3:?}");
+        assert!(
+            d3 >= Duration::from_millis(6400) && d3 <= Duration::from_millis(9600),
+            "{d3:?}"
+        );
         let d30 = backoff_delay(30, &t);
         assert!(d30 <= Duration::from_secs(72), "{d30:?}");
     }

@@ -63,7 +63,14 @@ pub fn spawn(spec: &ServerConfig) -> Result<Spawned, String> {
     unsafe {
         let parent = libc::getpid();
         cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
                 return Err(std::io::Error::last_os_error());
             }
             // The daemon may have died between fork and prctl.
@@ -76,7 +83,9 @@ pub fn spawn(spec: &ServerConfig) -> Result<Spawned, String> {
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot start {:?}: {e}", spec.command.0))?;
-    let pid = child.id().ok_or("child exited before it could be tracked")?;
+    let pid = child
+        .id()
+        .ok_or("child exited before it could be tracked")?;
     let (Some(stdin), Some(stdout), Some(stderr)) =
         (child.stdin.take(), child.stdout.take(), child.stderr.take())
     else {

@@ -442,6 +442,11 @@ impl Server {
             "sleep" => tool_sleep(args),
             "whoami" => Ok(text_result(format!("{} {}", self.name, self.pid))),
             "env" => tool_env(args),
+            "cwd" => Ok(text_result(
+                std::env::current_dir()
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_else(|e| format!("<error: {e}>")),
+            )),
             "crash" => tool_crash(args),
             "stderr" => tool_stderr(args),
             "add_tool" => self.tool_add_tool(args),
@@ -707,6 +712,7 @@ fn builtin_tools() -> Vec<Value> {
             json!({"name": string}),
             &["name"],
         ),
+        tool_def("cwd", "Returns the working directory", json!({}), &[]),
         tool_def(
             "crash",
             "Exits at once with code (default 3)",

@@ -1,0 +1,7 @@
+//! End-to-end tests: the real `stdioproxy` daemon, real `stdioproxy-shim`
+//! clients and real child processes, in temp dirs.
+
+mod support;
+
+mod core;
+mod interop;

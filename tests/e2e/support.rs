@@ -1,0 +1,514 @@
+//! Test support: the real daemon and real shims in temp dirs.
+//!
+//! Nothing here sleeps and hopes: waits are on events (a log line, a response,
+//! a status condition), each bounded by a timeout that fails the test with
+//! what was seen so far. Every process started here is killed on drop.
+
+#![allow(dead_code)]
+// Test support: a poisoned lock means a test already failed.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// Generous bound for anything that should happen "soon" on a loaded 2-core
+/// machine.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+pub const DAEMON: &str = env!("CARGO_BIN_EXE_stdioproxy");
+pub const SHIM: &str = env!("CARGO_BIN_EXE_stdioproxy-shim");
+pub const FIXTURE: &str = env!("CARGO_BIN_EXE_stdioproxy-fixture-server");
+
+/// A temp dir with a config path and a socket path inside.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub socket: PathBuf,
+}
+
+impl Env {
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("sp-test")
+            .tempdir()
+            .expect("tempdir");
+        let config = dir.path().join("config.toml");
+        let socket = dir.path().join("run").join("stdioproxy.sock");
+        Env {
+            dir,
+            config,
+            socket,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes the config with safe permissions (0600).
+    pub fn write_config(&self, text: &str) {
+        write_private(&self.config, text);
+    }
+
+    /// Starts a daemon on this env's config and socket.
+    pub fn start(&self, config: &str) -> Daemon {
+        self.write_config(config);
+        Daemon::start(self, &[])
+    }
+}
+
+pub fn write_private(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp-write");
+    std::fs::write(&tmp, text).expect("write config");
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    std::fs::rename(&tmp, path).expect("rename config");
+}
+
+/// A `[servers.NAME]` table running the fixture server.
+pub fn fixture_server(name: &str, extra_env: &[(&str, &str)]) -> String {
+    let mut env = format!("FIXTURE_NAME = \"{name}\"");
+    for (k, v) in extra_env {
+        env.push_str(&format!(", {k} = \"{v}\""));
+    }
+    format!("[servers.{name}]\ncommand = \"{FIXTURE}\"\nenv = {{ {env} }}\n")
+}
+
+/// Lines of a process's stderr, collected by a thread, with waiting.
+#[derive(Clone, Default)]
+pub struct Log {
+    inner: Arc<(Mutex<Vec<String>>, Condvar)>,
+}
+
+impl Log {
+    fn collect(&self, stream: impl std::io::Read + Send + 'static) {
+        let log = self.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines() {
+                let Ok(line) = line else { break };
+                let (lines, cv) = &*log.inner;
+                lines.lock().unwrap().push(line);
+                cv.notify_all();
+            }
+        });
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        self.inner.0.lock().unwrap().clone()
+    }
+
+    pub fn contains(&self, needle: &str) -> bool {
+        self.lines().iter().any(|l| l.contains(needle))
+    }
+
+    /// Waits for a line containing every needle; returns it.
+    pub fn wait_for(&self, needles: &[&str]) -> String {
+        self.wait_for_from(0, needles)
+    }
+
+    /// Like `wait_for`, looking only at lines from index `from` on.
+    pub fn wait_for_from(&self, from: usize, needles: &[&str]) -> String {
+        let deadline = Instant::now() + WAIT;
+        let (lines, cv) = &*self.inner;
+        let mut guard = lines.lock().unwrap();
+        loop {
+            if let Some(l) = guard
+                .iter()
+                .skip(from)
+                .find(|l| needles.iter().all(|n| l.contains(n)))
+            {
+                return l.clone();
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                panic!(
+                    "no log line with {needles:?} within {WAIT:?}; log:\n{}",
+                    guard.join("\n")
+                );
+            }
+            guard = cv.wait_timeout(guard, deadline - now).unwrap().0;
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.0.lock().unwrap().len()
+    }
+}
+
+/// A running `stdioproxy serve`.
+pub struct Daemon {
+    pub child: Child,
+    pub log: Log,
+    pub socket: PathBuf,
+    pub config: PathBuf,
+}
+
+impl Daemon {
+    /// Starts the daemon and waits until it listens.
+    pub fn start(env: &Env, extra_env: &[(&str, &str)]) -> Daemon {
+        let mut cmd = Command::new(DAEMON);
+        cmd.arg("serve")
+            .arg("--config")
+            .arg(&env.config)
+            .arg("--socket")
+            .arg(&env.socket)
+            .env("RUST_LOG", "info,stdioproxy=debug")
+            .env_remove("STDIOPROXY_CONFIG")
+            .env_remove("STDIOPROXY_SOCKET")
+            .env("XDG_CACHE_HOME", env.path().join("cache"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn daemon");
+        let log = Log::default();
+        log.collect(child.stderr.take().expect("stderr"));
+        let d = Daemon {
+            child,
+            log,
+            socket: env.socket.clone(),
+            config: env.config.clone(),
+        };
+        d.log.wait_for(&["stdioproxy listening"]);
+        d
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `stdioproxy status --json`.
+    pub fn status(&self) -> Value {
+        let out = Command::new(DAEMON)
+            .arg("status")
+            .arg("--json")
+            .arg("--socket")
+            .arg(&self.socket)
+            .output()
+            .expect("run status");
+        assert!(
+            out.status.success(),
+            "status failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("status json")
+    }
+
+    /// A server's entry in status.
+    pub fn server_status(&self, name: &str) -> Value {
+        self.status()["servers"]
+            .as_array()
+            .and_then(|a| a.iter().find(|s| s["name"] == name).cloned())
+            .unwrap_or(Value::Null)
+    }
+
+    /// Waits until `pred(status)` holds; returns that status. Status is
+    /// re-read whenever the daemon logs a new line (every state change is
+    /// logged), so this waits on events rather than on a clock.
+    pub fn wait_status(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let seen = self.log.len();
+            let st = self.status();
+            if pred(&st) {
+                return st;
+            }
+            if Instant::now() >= deadline {
+                panic!("status never showed {what} within {WAIT:?}; last: {st:#}");
+            }
+            // Wait for the next log line (or a short tick), then look again.
+            let (lines, cv) = &*self.log.inner;
+            let guard = lines.lock().unwrap();
+            if guard.len() == seen {
+                let _ = cv.wait_timeout(guard, Duration::from_millis(200)).unwrap();
+            }
+        }
+    }
+
+    /// Waits until every named server is ready.
+    pub fn wait_ready(&self, names: &[&str]) -> Value {
+        self.wait_status(&format!("{names:?} ready"), |st| {
+            names.iter().all(|n| {
+                st["servers"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|s| s["name"] == *n && s["state"] == "ready"))
+            })
+        })
+    }
+
+    /// SIGTERM and wait for exit (bounded).
+    pub fn stop(&mut self) -> ExitStatus {
+        signal(self.child.id(), nix::sys::signal::Signal::SIGTERM);
+        wait_exit(&mut self.child, WAIT).expect("daemon did not exit after SIGTERM")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "---- daemon log ----\n{}\n--------",
+                self.log.lines().join("\n")
+            );
+        }
+        if let Ok(None) = self.child.try_wait() {
+            signal(self.child.id(), nix::sys::signal::Signal::SIGTERM);
+            if wait_exit(&mut self.child, Duration::from_secs(10)).is_none() {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+            }
+        }
+    }
+}
+
+pub fn signal(pid: u32, sig: nix::sys::signal::Signal) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
+}
+
+/// Waits for a child to exit, up to `limit`.
+pub fn wait_exit(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Ok(Some(st)) = child.try_wait() {
+            return Some(st);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// True while a pid exists and is not a zombie.
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// Waits until a pid is gone.
+pub fn wait_gone(pid: u32) {
+    let deadline = Instant::now() + WAIT;
+    while alive(pid) {
+        assert!(
+            Instant::now() < deadline,
+            "process {pid} still alive after {WAIT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// An MCP client speaking through a real `stdioproxy-shim`.
+pub struct Client {
+    pub child: Child,
+    stdin: Option<ChildStdin>,
+    rx: Receiver<Value>,
+    /// Messages received while waiting for something else.
+    backlog: VecDeque<Value>,
+    next_id: i64,
+    pub stderr: Log,
+}
+
+impl Client {
+    /// Starts a shim on `socket` with extra args.
+    pub fn connect_with(socket: &Path, args: &[&str]) -> Client {
+        let mut child = Command::new(SHIM)
+            .arg("--socket")
+            .arg(socket)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn shim");
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr = Log::default();
+        stderr.collect(child.stderr.take().expect("stderr"));
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let v: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| json!({"__unparseable__": line, "error": e.to_string()}));
+                if tx.send(v).is_err() {
+                    break;
+                }
+            }
+        });
+        Client {
+            stdin: child.stdin.take(),
+            child,
+            rx,
+            backlog: VecDeque::new(),
+            next_id: 1000,
+            stderr,
+        }
+    }
+
+    pub fn connect(socket: &Path) -> Client {
+        Self::connect_with(socket, &[])
+    }
+
+    /// Connects and completes the MCP handshake.
+    pub fn initialized(socket: &Path) -> Client {
+        let mut c = Self::connect(socket);
+        c.initialize();
+        c
+    }
+
+    pub fn send_raw(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        stdin.write_all(line.as_bytes()).expect("write to shim");
+        stdin.write_all(b"\n").expect("write to shim");
+        stdin.flush().expect("flush");
+    }
+
+    pub fn send(&mut self, v: &Value) {
+        self.send_raw(&v.to_string());
+    }
+
+    /// Closes the shim's stdin (the client quits).
+    pub fn close(&mut self) {
+        self.stdin.take();
+    }
+
+    /// The next message, from the backlog first.
+    pub fn recv(&mut self) -> Value {
+        if let Some(v) = self.backlog.pop_front() {
+            return v;
+        }
+        self.recv_new(WAIT)
+            .expect("no message from the shim in time")
+    }
+
+    fn recv_new(&mut self, limit: Duration) -> Option<Value> {
+        match self.rx.recv_timeout(limit) {
+            Ok(v) => Some(v),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => {
+                panic!("shim stdout closed; shim stderr: {:?}", self.stderr.lines())
+            }
+        }
+    }
+
+    /// Waits for the first message matching `pred`, keeping others for later.
+    pub fn recv_matching(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        if let Some(i) = self.backlog.iter().position(&pred) {
+            return self.backlog.remove(i).expect("index");
+        }
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.recv_new(left) {
+                Some(v) if pred(&v) => return v,
+                Some(v) => self.backlog.push_back(v),
+                None => panic!(
+                    "no {what} within {WAIT:?}; received meanwhile: {:?}",
+                    self.backlog
+                ),
+            }
+        }
+    }
+
+    /// The next response (anything with an id), skipping notifications.
+    pub fn next_response(&mut self) -> Value {
+        self.recv_matching("a response", |v| v.get("id").is_some())
+    }
+
+    /// Waits for the response with this id (compared as JSON, so 1 != "1").
+    pub fn response(&mut self, id: &Value) -> Value {
+        let id = id.clone();
+        self.recv_matching(&format!("response to id {id}"), move |v| {
+            v.get("id") == Some(&id) && (v.get("result").is_some() || v.get("error").is_some())
+        })
+    }
+
+    /// Sends a request with a fresh numeric id and waits for its response.
+    pub fn request(&mut self, method: &str, params: Value) -> Value {
+        self.next_id += 1;
+        let id = json!(self.next_id);
+        self.send(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
+        self.response(&id)
+    }
+
+    pub fn initialize(&mut self) -> Value {
+        let r = self.request(
+            "initialize",
+            json!({"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "e2e", "version": "1"}}),
+        );
+        assert!(r.get("result").is_some(), "initialize failed: {r}");
+        self.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+        r
+    }
+
+    /// All tools, following cursors.
+    pub fn list_tools(&mut self) -> Vec<Value> {
+        let mut tools = Vec::new();
+        let mut params = json!({});
+        loop {
+            let r = self.request("tools/list", params);
+            let result = r
+                .get("result")
+                .unwrap_or_else(|| panic!("tools/list failed: {r}"));
+            tools.extend(
+                result["tools"]
+                    .as_array()
+                    .expect("tools array")
+                    .iter()
+                    .cloned(),
+            );
+            match result.get("nextCursor").and_then(Value::as_str) {
+                Some(c) => params = json!({ "cursor": c }),
+                None => return tools,
+            }
+        }
+    }
+
+    pub fn tool_names(&mut self) -> Vec<String> {
+        self.list_tools()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    /// Calls a tool; returns the whole response.
+    pub fn call(&mut self, name: &str, args: Value) -> Value {
+        self.request("tools/call", json!({"name": name, "arguments": args}))
+    }
+
+    /// Calls a tool and returns its first text content (panics on error).
+    pub fn call_text(&mut self, name: &str, args: Value) -> String {
+        let r = self.call(name, args);
+        r["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or_else(|| panic!("call {name} failed: {r}"))
+            .to_string()
+    }
+
+    /// Waits for the shim to exit.
+    pub fn wait(&mut self) -> ExitStatus {
+        wait_exit(&mut self.child, WAIT).expect("shim did not exit")
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.stdin.take();
+        if wait_exit(&mut self.child, Duration::from_secs(2)).is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
