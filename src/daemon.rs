@@ -13,10 +13,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
+use crate::cache::ToolCache;
 use crate::config::{Config, DaemonSettings};
+use crate::reaper::Reaper;
 use crate::supervisor::Supervisor;
+use crate::upstream::Shared;
 
 /// Shared daemon state, read by sessions and control requests.
 pub struct Daemon {
@@ -75,7 +78,21 @@ pub struct ServeOptions {
 /// runtime.
 pub async fn run(opts: ServeOptions) -> std::io::Result<()> {
     let listener = tokio::net::UnixListener::from_std(opts.listener)?;
-    let supervisor = Supervisor::new(opts.config.daemon.max_message_size);
+    let reaper = match Reaper::start() {
+        Ok(r) => Some(Arc::new(r)),
+        Err(e) => {
+            tracing::warn!(
+                "cannot start the reaper process ({e}); children may outlive a crashed daemon"
+            );
+            None
+        }
+    };
+    let supervisor = Supervisor::new(Shared {
+        catalog_dirty: Arc::new(Notify::new()),
+        reaper,
+        cache: Some(Arc::new(ToolCache::load(&ToolCache::default_path()))),
+        max_message: opts.config.daemon.max_message_size,
+    });
     let daemon = Arc::new(Daemon {
         supervisor: supervisor.clone(),
         settings: opts.config.daemon.clone(),

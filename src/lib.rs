@@ -29,6 +29,7 @@
 //! See `docs/ARCHITECTURE.md` for the two data flows (a client request; a
 //! config change) and the ownership invariants.
 
+pub mod cache;
 pub mod catalog;
 pub mod client_setup;
 pub mod config;
@@ -45,6 +46,7 @@ pub mod names;
 pub mod outbox;
 pub mod paths;
 pub mod proto;
+pub mod reaper;
 pub mod session;
 pub mod supervisor;
 pub mod systemd;

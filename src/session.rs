@@ -24,6 +24,7 @@ use crate::daemon::Daemon;
 use crate::framing::{Frame, LineReader};
 use crate::jsonrpc::{self, code, Envelope, Kind, ParseError, RawObject};
 use crate::outbox::Outbox;
+use crate::upstream::Connection;
 
 /// Protocol versions the daemon speaks with clients, newest first.
 pub const SUPPORTED_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
@@ -331,37 +332,44 @@ impl Session {
         let Some(upstream) = self.daemon.supervisor.upstream(&tool.server) else {
             return self.unknown_tool(id, &name, &catalog);
         };
-        let conn = match upstream.connection() {
-            Ok(c) => c,
-            Err(unavailable) => {
-                let data = json!({ "server": unavailable.server, "state": unavailable.state });
-                return self.error(
-                    Some(id),
-                    code::SERVER_UNAVAILABLE,
-                    &unavailable.message(),
-                    Some(data),
-                );
-            }
-        };
         let mut original = String::new();
         jsonrpc::push_json_str(&mut original, &tool.original);
         let upstream_params = obj.to_string_with(&[("name", &original)]);
-        if let Err(e) = conn
-            .forward(
-                "tools/call",
-                Some(&upstream_params),
-                id.to_owned(),
-                self.outbox.clone(),
-            )
-            .await
-        {
-            let data = json!({ "server": &*tool.server });
-            self.error(
-                Some(id),
-                code::SERVER_CRASHED,
-                &format!("server '{}' could not take the call: {e}", tool.server),
-                Some(data),
-            );
+        match upstream.connection() {
+            Ok(conn) => {
+                forward(
+                    &conn,
+                    "tools/call",
+                    upstream_params,
+                    id.to_owned(),
+                    &self.outbox,
+                )
+                .await
+            }
+            Err(_) => {
+                // Starting or restarting: wait for it (bounded by its request
+                // timeout) without holding up this session's other requests.
+                let outbox = self.outbox.clone();
+                let id = id.to_owned();
+                tokio::spawn(async move {
+                    let limit = upstream.timeouts().request_timeout;
+                    match upstream.wait_ready(limit).await {
+                        Ok(conn) => {
+                            forward(&conn, "tools/call", upstream_params, id, &outbox).await
+                        }
+                        Err(unavailable) => {
+                            let data =
+                                json!({ "server": unavailable.server, "state": unavailable.state });
+                            outbox.send(jsonrpc::error_response(
+                                Some(id.get()),
+                                code::SERVER_UNAVAILABLE,
+                                &unavailable.message(),
+                                Some(data),
+                            ));
+                        }
+                    }
+                });
+            }
         }
     }
 
@@ -398,6 +406,30 @@ impl Session {
                 None,
             ));
         }
+    }
+}
+
+/// Forwards a request to a child; a child that is gone by now gets the
+/// client an error naming the server.
+async fn forward(
+    conn: &Connection,
+    method: &str,
+    params: String,
+    id: Box<RawValue>,
+    outbox: &Arc<Outbox>,
+) {
+    let client_id = id.clone();
+    if let Err(e) = conn
+        .forward(method, Some(&params), id, outbox.clone())
+        .await
+    {
+        let data = json!({ "server": conn.server() });
+        outbox.send(jsonrpc::error_response(
+            Some(client_id.get()),
+            code::SERVER_CRASHED,
+            &format!("server '{}' could not take the call: {e}", conn.server()),
+            Some(data),
+        ));
     }
 }
 

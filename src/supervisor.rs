@@ -16,46 +16,51 @@ use tokio::sync::{watch, Notify};
 
 use crate::catalog::{Catalog, ServerTools};
 use crate::config::Config;
-use crate::upstream::{ServerStatus, State, Upstream};
+use crate::upstream::{ServerStatus, Shared, State, Upstream};
 
 /// Owns the upstreams.
 pub struct Supervisor {
     upstreams: RwLock<BTreeMap<String, Arc<Upstream>>>,
     catalog_tx: watch::Sender<Arc<Catalog>>,
-    dirty: Arc<Notify>,
+    shared: Arc<Shared>,
     generation: AtomicU64,
-    max_message: usize,
 }
 
 impl Supervisor {
-    /// A supervisor with no servers; starts its catalog task.
-    pub fn new(max_message: usize) -> Arc<Self> {
+    /// A supervisor with no servers; starts its catalog task. `shared` is
+    /// handed to every upstream; its `catalog_dirty` drives catalog rebuilds.
+    pub fn new(shared: Shared) -> Arc<Self> {
         let sup = Arc::new(Self {
             upstreams: RwLock::new(BTreeMap::new()),
             catalog_tx: watch::channel(Arc::new(Catalog::default())).0,
-            dirty: Arc::new(Notify::new()),
+            shared: Arc::new(shared),
             generation: AtomicU64::new(0),
-            max_message,
         });
-        tokio::spawn(catalog_task(Arc::downgrade(&sup), sup.dirty.clone()));
+        tokio::spawn(catalog_task(
+            Arc::downgrade(&sup),
+            sup.shared.catalog_dirty.clone(),
+        ));
         sup
     }
 
     /// Starts every enabled server of `config`.
     pub fn start(&self, config: &Config) {
-        let mut map = self.write();
-        for (name, spec) in config.enabled_servers() {
-            let timeouts = spec.timeouts().resolve(&config.defaults);
-            let up = Upstream::new(
-                name.as_str(),
-                Arc::new(spec.clone()),
-                timeouts,
-                self.max_message,
-                self.dirty.clone(),
-            );
-            tokio::spawn(up.clone().run());
-            map.insert(name.as_str().to_string(), up);
+        {
+            let mut map = self.write();
+            for (name, spec) in config.enabled_servers() {
+                let timeouts = spec.timeouts().resolve(&config.defaults);
+                let up = Upstream::new(
+                    name.as_str(),
+                    Arc::new(spec.clone()),
+                    timeouts,
+                    self.shared.clone(),
+                );
+                tokio::spawn(supervise(up.clone()));
+                map.insert(name.as_str().to_string(), up);
+            }
         }
+        // Publish cached tool lists at once.
+        self.rebuild_catalog();
     }
 
     /// The upstream for a server name.
@@ -132,6 +137,22 @@ impl Supervisor {
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<Upstream>>> {
         self.upstreams.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Runs an upstream's lifecycle; if it panics (a bug), logs it and runs it
+/// again, so one server's bug never leaves it dead or takes the daemon down.
+/// The panicked task's `Child` is dropped with it, which kills the process.
+async fn supervise(up: Arc<Upstream>) {
+    loop {
+        match tokio::spawn(up.clone().run()).await {
+            Ok(()) => return,
+            Err(e) if e.is_panic() => {
+                tracing::error!(server = %up.name, "server lifecycle task panicked; restarting it");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(_) => return,
+        }
     }
 }
 

@@ -47,6 +47,11 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // The reaper companion (see stdioproxy::reaper) is not a user command.
+    if std::env::args().nth(1).as_deref() == Some("__reaper") {
+        stdioproxy::reaper::run();
+        return ExitCode::SUCCESS;
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config, socket } => serve(config, socket),

@@ -9,6 +9,14 @@
 //! the asking session's outbox, so many calls can be in flight at once and a
 //! slow one never delays another (no head-of-line blocking).
 //!
+//! Client requests carry a deadline (`request_timeout`, pushed back by each
+//! progress notification for that request). A sweeper task answers expired
+//! requests with a timeout error and tells the child
+//! `notifications/cancelled`. A client's progress token is replaced by a
+//! token unique on this connection (`sp-<upstream id>`) so that two clients
+//! using the same token each get only their own progress; late progress for
+//! a finished request is dropped.
+//!
 //! Invariant: once `closed` is set, no entry stays in the pending map: the
 //! reader fails all entries after setting it, and `forward` re-checks it after
 //! inserting.
@@ -16,7 +24,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
 use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
@@ -25,7 +33,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::error::UpstreamError;
 use crate::framing::{Frame, LineReader};
-use crate::jsonrpc::{self, code, Envelope, Kind};
+use crate::jsonrpc::{self, code, Envelope, Kind, RawObject};
 use crate::outbox::Outbox;
 
 /// A child's answer to a daemon-originated request.
@@ -47,11 +55,17 @@ pub enum Event {
 }
 
 enum Pending {
-    Client {
-        outbox: Arc<Outbox>,
-        client_id: Box<RawValue>,
-    },
+    Client(ClientRequest),
     Internal(oneshot::Sender<Reply>),
+}
+
+struct ClientRequest {
+    outbox: Arc<Outbox>,
+    client_id: Box<RawValue>,
+    /// When the request times out; pushed back by progress.
+    deadline: Instant,
+    /// The client's own progress token, when it asked for progress.
+    progress_token: Option<Box<RawValue>>,
 }
 
 enum WriterMsg {
@@ -67,6 +81,7 @@ pub struct Connection {
     server: Arc<str>,
     to_child: mpsc::Sender<WriterMsg>,
     pending: Mutex<HashMap<u64, Pending>>,
+    request_timeout: Duration,
     next_id: AtomicU64,
     closed: AtomicBool,
     closed_tx: watch::Sender<bool>,
@@ -79,6 +94,7 @@ impl Connection {
         stdin: ChildStdin,
         stdout: ChildStdout,
         max_message: usize,
+        request_timeout: Duration,
         events: mpsc::UnboundedSender<Event>,
     ) -> Arc<Self> {
         let (to_child, rx) = mpsc::channel(TO_CHILD_CAPACITY);
@@ -86,17 +102,20 @@ impl Connection {
             server,
             to_child,
             pending: Mutex::new(HashMap::new()),
+            request_timeout,
             next_id: AtomicU64::new(1),
             closed: AtomicBool::new(false),
             closed_tx: watch::channel(false).0,
         });
         tokio::spawn(write_loop(conn.server.clone(), stdin, rx));
         tokio::spawn(conn.clone().read_loop(stdout, max_message, events));
+        tokio::spawn(sweep_loop(Arc::downgrade(&conn)));
         conn
     }
 
     /// Forwards a client's request. The response goes to `outbox` with
-    /// `client_id` restored.
+    /// `client_id` restored; a progress token in `params._meta` is replaced
+    /// by one unique on this connection and mapped back on progress.
     pub async fn forward(
         &self,
         method: &str,
@@ -105,9 +124,21 @@ impl Connection {
         outbox: Arc<Outbox>,
     ) -> Result<(), UpstreamError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.lock()
-            .insert(id, Pending::Client { outbox, client_id });
-        self.send_registered(id, jsonrpc::request(id, method, params))
+        let (params, progress_token) = match params {
+            Some(p) if p.contains("progressToken") => {
+                let (rewritten, token) = rewrite_progress_token(p, &progress_token_for(id));
+                (Some(rewritten), token)
+            }
+            other => (other.map(str::to_string), None),
+        };
+        let request = ClientRequest {
+            outbox,
+            client_id,
+            deadline: Instant::now() + self.request_timeout,
+            progress_token,
+        };
+        self.lock().insert(id, Pending::Client(request));
+        self.send_registered(id, jsonrpc::request(id, method, params.as_deref()))
             .await
     }
 
@@ -167,6 +198,16 @@ impl Connection {
         let _ = rx.wait_for(|c| *c).await;
     }
 
+    /// The server's name.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// The request timeout of client calls on this connection.
+    pub fn request_timeout(&self) -> Duration {
+        self.request_timeout
+    }
+
     /// Requests still waiting for the child.
     pub fn in_flight(&self) -> usize {
         self.lock().len()
@@ -207,10 +248,10 @@ impl Connection {
             self.server
         );
         for p in drained {
-            if let Pending::Client { outbox, client_id } = p {
+            if let Pending::Client(req) = p {
                 let data = serde_json::json!({ "server": &*self.server });
-                outbox.send(jsonrpc::error_response(
-                    Some(client_id.get()),
+                req.outbox.send(jsonrpc::error_response(
+                    Some(req.client_id.get()),
                     code::SERVER_CRASHED,
                     &message,
                     Some(data),
@@ -249,13 +290,13 @@ impl Connection {
             return;
         };
         match entry {
-            Pending::Client { outbox, client_id } => {
+            Pending::Client(req) => {
                 let line = match (env.result, env.error) {
-                    (Some(r), _) => jsonrpc::response(client_id.get(), r.get()),
-                    (None, Some(e)) => jsonrpc::error_response_raw(client_id.get(), e.get()),
+                    (Some(r), _) => jsonrpc::response(req.client_id.get(), r.get()),
+                    (None, Some(e)) => jsonrpc::error_response_raw(req.client_id.get(), e.get()),
                     (None, None) => return,
                 };
-                outbox.send(line);
+                req.outbox.send(line);
             }
             Pending::Internal(tx) => {
                 let reply = match (env.result, env.error) {
@@ -274,12 +315,80 @@ impl Connection {
             "notifications/tools/list_changed" => {
                 let _ = events.send(Event::ToolsChanged);
             }
+            "notifications/progress" => self.on_progress(env),
             "notifications/message" => {
                 tracing::debug!(server = %self.server, params = env.params.map(|p| p.get()), "log message from server");
             }
             _ => {
                 tracing::debug!(server = %self.server, method, "notification from server not routed to clients");
             }
+        }
+    }
+
+    /// Routes progress to the one client that asked for it, with its own
+    /// token, and pushes that request's deadline back.
+    fn on_progress(&self, env: &Envelope<'_>) {
+        let Some(params) = env.params.and_then(RawObject::parse) else {
+            return;
+        };
+        let Some(id) = params
+            .get_str("progressToken")
+            .and_then(|t| t.strip_prefix("sp-").and_then(|n| n.parse::<u64>().ok()))
+        else {
+            tracing::debug!(server = %self.server, "dropping progress with a token stdioproxy did not issue");
+            return;
+        };
+        let mut pending = self.lock();
+        let Some(Pending::Client(req)) = pending.get_mut(&id) else {
+            // Late progress for a finished, cancelled or timed-out request.
+            return;
+        };
+        let Some(token) = &req.progress_token else {
+            return;
+        };
+        req.deadline = Instant::now() + self.request_timeout;
+        let rewritten = params.to_string_with(&[("progressToken", token.get())]);
+        req.outbox.send(jsonrpc::notification(
+            "notifications/progress",
+            Some(&rewritten),
+        ));
+    }
+
+    /// Fails client requests whose deadline passed and cancels them upstream.
+    fn expire(&self, now: Instant) {
+        let expired: Vec<(u64, ClientRequest)> = {
+            let mut pending = self.lock();
+            let ids: Vec<u64> = pending
+                .iter()
+                .filter_map(|(id, p)| match p {
+                    Pending::Client(r) if r.deadline <= now => Some(*id),
+                    _ => None,
+                })
+                .collect();
+            ids.into_iter()
+                .filter_map(|id| match pending.remove(&id) {
+                    Some(Pending::Client(r)) => Some((id, r)),
+                    _ => None,
+                })
+                .collect()
+        };
+        for (id, req) in expired {
+            tracing::warn!(server = %self.server, upstream_id = id, "request timed out after {:?}; cancelling it", self.request_timeout);
+            let message = format!(
+                "request to server '{}' timed out after {:?} (request_timeout)",
+                self.server, self.request_timeout
+            );
+            let data = serde_json::json!({ "server": &*self.server });
+            req.outbox.send(jsonrpc::error_response(
+                Some(req.client_id.get()),
+                code::REQUEST_TIMEOUT,
+                &message,
+                Some(data),
+            ));
+            let params =
+                serde_json::json!({ "requestId": id, "reason": "request timed out" }).to_string();
+            let line = jsonrpc::notification("notifications/cancelled", Some(&params));
+            let _ = self.to_child.try_send(WriterMsg::Line(line));
         }
     }
 
@@ -299,6 +408,51 @@ impl Connection {
         };
         if self.to_child.try_send(WriterMsg::Line(line)).is_err() {
             tracing::warn!(server = %self.server, "cannot answer the server's request: its stdin queue is full or closed");
+        }
+    }
+}
+
+/// The token a child sees for the progress of upstream request `id`.
+fn progress_token_for(id: u64) -> String {
+    format!("sp-{id}")
+}
+
+/// Replaces `params._meta.progressToken` with `token`; returns the new params
+/// and the client's original token (raw), or the params unchanged.
+fn rewrite_progress_token(params: &str, token: &str) -> (String, Option<Box<RawValue>>) {
+    let unchanged = || (params.to_string(), None);
+    let Ok(raw) = serde_json::from_str::<&RawValue>(params) else {
+        return unchanged();
+    };
+    let Some(obj) = RawObject::parse(raw) else {
+        return unchanged();
+    };
+    let Some(meta) = obj.get("_meta").and_then(RawObject::parse) else {
+        return unchanged();
+    };
+    let Some(original) = meta.get("progressToken") else {
+        return unchanged();
+    };
+    let mut quoted = String::new();
+    jsonrpc::push_json_str(&mut quoted, token);
+    let new_meta = meta.to_string_with(&[("progressToken", &quoted)]);
+    (
+        obj.to_string_with(&[("_meta", &new_meta)]),
+        Some(original.to_owned()),
+    )
+}
+
+/// Expires timed-out requests until the connection is gone.
+async fn sweep_loop(conn: std::sync::Weak<Connection>) {
+    let tick = match conn.upgrade() {
+        Some(c) => (c.request_timeout / 4).clamp(Duration::from_millis(20), Duration::from_secs(1)),
+        None => return,
+    };
+    loop {
+        tokio::time::sleep(tick).await;
+        match conn.upgrade() {
+            Some(c) if !c.is_closed() => c.expire(Instant::now()),
+            _ => return,
         }
     }
 }
@@ -329,4 +483,22 @@ async fn write_loop(server: Arc<str>, stdin: ChildStdin, mut rx: mpsc::Receiver<
         }
     }
     // Dropping the writer closes the child's stdin.
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_tokens_are_replaced_and_remembered() {
+        let p = r#"{"name":"x","_meta":{"progressToken":1,"other":true},"arguments":{}}"#;
+        let (out, tok) = rewrite_progress_token(p, "sp-9");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["_meta"]["progressToken"], "sp-9");
+        assert_eq!(v["_meta"]["other"], true);
+        assert_eq!(tok.unwrap().get(), "1");
+        let (out, tok) = rewrite_progress_token(r#"{"progressToken":1}"#, "sp-1");
+        assert_eq!(out, r#"{"progressToken":1}"#);
+        assert!(tok.is_none());
+    }
 }

@@ -9,8 +9,11 @@
 //! that), kills the process group and restarts after an exponential backoff.
 //! Everyone else holds an `Arc<Upstream>` and only reads.
 //!
-//! The last known tool list survives restarts, so clients keep seeing a
-//! server's tools while it comes back.
+//! The last known tool list survives restarts (and daemon restarts, through
+//! the on-disk [`ToolCache`]), so clients keep seeing a server's tools while
+//! it comes back; calls made meanwhile wait for it ([`Upstream::wait_ready`]).
+//! While ready, the child is pinged every `health_interval`; a child that does
+//! not answer within `health_timeout` is killed and restarted like a crash.
 
 mod connection;
 mod process;
@@ -27,9 +30,11 @@ use tokio::sync::{mpsc, watch, Notify};
 pub use connection::{Connection, Event, Reply};
 pub use process::{describe_exit, is_service_manager_var};
 
+use crate::cache::{spec_key, ToolCache};
 use crate::config::{EffectiveTimeouts, ServerConfig};
 use crate::error::UpstreamError;
 use crate::framing::{Frame, LineReader};
+use crate::reaper::Reaper;
 
 /// Protocol version the daemon asks children for.
 pub const CHILD_PROTOCOL_VERSION: &str = "2025-11-25";
@@ -142,19 +147,31 @@ struct Inner {
     init: Option<InitInfo>,
 }
 
+/// What every upstream of a daemon shares.
+pub struct Shared {
+    /// Notified whenever some server's tools may have changed.
+    pub catalog_dirty: Arc<Notify>,
+    /// Kills process groups if the daemon dies hard.
+    pub reaper: Option<Arc<Reaper>>,
+    /// Tool lists across daemon restarts.
+    pub cache: Option<Arc<ToolCache>>,
+    /// Largest message accepted from a child.
+    pub max_message: usize,
+}
+
 /// One configured server.
 pub struct Upstream {
     /// Server name (also the tool prefix).
     pub name: Arc<str>,
     spec: Arc<ServerConfig>,
+    cache_key: String,
     timeouts: EffectiveTimeouts,
-    max_message: usize,
+    shared: Arc<Shared>,
     inner: Mutex<Inner>,
     conn: RwLock<Option<Arc<Connection>>>,
     tools: RwLock<Arc<Vec<Value>>>,
     state_tx: watch::Sender<State>,
     stop_tx: watch::Sender<bool>,
-    catalog_dirty: Arc<Notify>,
 }
 
 enum InstanceEnd {
@@ -162,28 +179,69 @@ enum InstanceEnd {
     Failed { error: String, ran_for: Duration },
 }
 
+/// Why a ready instance stopped serving.
+enum Crash {
+    Closed,
+    Exited(Option<std::process::ExitStatus>),
+    Unhealthy(String),
+}
+
 impl Upstream {
     /// A server that is not started yet; call [`Upstream::run`] in a task.
-    /// `catalog_dirty` is notified whenever its tools may have changed.
+    /// Its tools start as the cached list, if the cache has one for this
+    /// command.
     pub fn new(
         name: &str,
         spec: Arc<ServerConfig>,
         timeouts: EffectiveTimeouts,
-        max_message: usize,
-        catalog_dirty: Arc<Notify>,
+        shared: Arc<Shared>,
     ) -> Arc<Self> {
+        let cache_key = spec_key(&spec);
+        let cached = shared.cache.as_ref().and_then(|c| c.get(name, &cache_key));
+        if let Some(t) = &cached {
+            tracing::info!(
+                server = name,
+                tools = t.len(),
+                "serving cached tools until the server is ready"
+            );
+        }
         Arc::new(Self {
             name: name.into(),
             spec,
+            cache_key,
             timeouts,
-            max_message,
+            shared,
             inner: Mutex::new(Inner::default()),
             conn: RwLock::new(None),
-            tools: RwLock::new(Arc::new(Vec::new())),
+            tools: RwLock::new(Arc::new(cached.unwrap_or_default())),
             state_tx: watch::channel(State::Starting).0,
             stop_tx: watch::channel(false).0,
-            catalog_dirty,
         })
+    }
+
+    /// Effective timeouts.
+    pub fn timeouts(&self) -> &EffectiveTimeouts {
+        &self.timeouts
+    }
+
+    /// Waits up to `limit` for the server to be ready (for calls made while
+    /// it starts or restarts). Fails at once when it is stopping or stopped.
+    pub async fn wait_ready(&self, limit: Duration) -> Result<Arc<Connection>, Unavailable> {
+        let mut rx = self.state_tx.subscribe();
+        let waited = tokio::time::timeout(limit, async {
+            loop {
+                match self.connection() {
+                    Ok(c) => return Ok(c),
+                    Err(u) if matches!(u.state, State::Stopping | State::Stopped) => return Err(u),
+                    Err(_) => {}
+                }
+                if rx.changed().await.is_err() {
+                    return self.connection();
+                }
+            }
+        })
+        .await;
+        waited.unwrap_or_else(|_| self.connection())
     }
 
     /// The config this upstream runs.
@@ -274,8 +332,11 @@ impl Upstream {
     }
 
     fn set_tools(&self, tools: Vec<Value>) {
+        if let Some(cache) = &self.shared.cache {
+            cache.put(&self.name, &self.cache_key, &tools);
+        }
         *self.tools.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(tools);
-        self.catalog_dirty.notify_one();
+        self.shared.catalog_dirty.notify_one();
     }
 
     /// The lifecycle: start, serve, restart with backoff, until stopped.
@@ -327,14 +388,44 @@ impl Upstream {
         };
         let pid = spawned.pid;
         self.lock().pid = Some(pid);
+        let reaper = self.shared.reaper.clone();
+        if let Some(r) = &reaper {
+            r.track(pid);
+        }
+        let end = self.serve_instance(&mut spawned, stop_rx, started).await;
+        if let Some(r) = &reaper {
+            r.untrack(pid);
+        }
+        end
+    }
+
+    async fn serve_instance(
+        self: &Arc<Self>,
+        spawned: &mut process::Spawned,
+        stop_rx: &mut watch::Receiver<bool>,
+        started: Instant,
+    ) -> InstanceEnd {
+        let failed = |error: String| InstanceEnd::Failed {
+            error,
+            ran_for: started.elapsed(),
+        };
+        let pid = spawned.pid;
         tracing::info!(server = %self.name, pid, command = %self.spec.command.0, "server process started");
-        tokio::spawn(capture_stderr(self.clone(), spawned.stderr));
+        let (Some(stdin), Some(stdout), Some(stderr)) = (
+            spawned.stdin.take(),
+            spawned.stdout.take(),
+            spawned.stderr.take(),
+        ) else {
+            return failed("child pipes were not created".into());
+        };
+        tokio::spawn(capture_stderr(self.clone(), stderr));
         let (ev_tx, mut events) = mpsc::unbounded_channel();
         let conn = Connection::start(
             self.name.clone(),
-            spawned.stdin,
-            spawned.stdout,
-            self.max_message,
+            stdin,
+            stdout,
+            self.shared.max_message,
+            self.timeouts.request_timeout,
             ev_tx,
         );
 
@@ -350,9 +441,9 @@ impl Upstream {
         let (init, tools) = match handshake {
             Ok(Ok(v)) => v,
             Ok(Err(e)) => {
-                let exit = process::kill(&mut spawned.child, pid).await;
-                self.lock().last_exit = Some(describe_exit(exit));
-                return failed(format!("startup failed: {e}"));
+                let exit = describe_exit(process::kill(&mut spawned.child, pid).await);
+                self.lock().last_exit = Some(exit.clone());
+                return failed(format!("startup failed: {e} ({exit})"));
             }
             Err(_) => {
                 process::kill(&mut spawned.child, pid).await;
@@ -370,8 +461,20 @@ impl Upstream {
         tracing::info!(server = %self.name, pid, tools = tool_count, "server ready");
         self.set_state(State::Ready);
 
+        let health = self.timeouts.health_interval;
+        let mut next_ping = tokio::time::Instant::now() + health;
         let end = loop {
             tokio::select! {
+                _ = tokio::time::sleep_until(next_ping), if !health.is_zero() => {
+                    match conn.request("ping", None, self.timeouts.health_timeout).await {
+                        // An error reply still proves the child is responsive.
+                        Ok(_) => next_ping = tokio::time::Instant::now() + health,
+                        Err(UpstreamError::Timeout(t)) => {
+                            break Crash::Unhealthy(format!("did not answer a health ping within {t:?}"));
+                        }
+                        Err(_) => break Crash::Closed,
+                    }
+                }
                 ev = events.recv() => match ev {
                     Some(Event::ToolsChanged) => {
                         // Coalesce a burst (some servers send several in a row).
@@ -384,9 +487,9 @@ impl Upstream {
                             Err(e) => tracing::warn!(server = %self.name, "cannot refresh tools after list_changed: {e}"),
                         }
                     }
-                    Some(Event::Closed) | None => break None,
+                    Some(Event::Closed) | None => break Crash::Closed,
                 },
-                status = spawned.child.wait() => break Some(status.ok()),
+                status = spawned.child.wait() => break Crash::Exited(status.ok()),
                 _ = crate::flag::raised(stop_rx) => {
                     self.set_state(State::Stopping);
                     self.set_conn(None);
@@ -400,16 +503,23 @@ impl Upstream {
         // Crash: stop routing to it, make sure the whole group is gone.
         self.set_conn(None);
         conn.close_stdin();
-        let exit = match end {
-            Some(status) => {
+        let (exit, unhealthy) = match end {
+            Crash::Exited(status) => {
                 process::signal_group(pid, nix::sys::signal::Signal::SIGKILL);
-                status
+                (status, None)
             }
-            None => process::kill(&mut spawned.child, pid).await,
+            Crash::Closed => (process::kill(&mut spawned.child, pid).await, None),
+            Crash::Unhealthy(why) => {
+                tracing::warn!(server = %self.name, pid, "{why}; killing it");
+                (process::kill(&mut spawned.child, pid).await, Some(why))
+            }
         };
         let exit = describe_exit(exit);
         self.lock().last_exit = Some(exit.clone());
-        failed(format!("server exited ({exit})"))
+        match unhealthy {
+            Some(why) => failed(format!("server {why} (killed: {exit})")),
+            None => failed(format!("server exited ({exit})")),
+        }
     }
 
     async fn handshake(&self, conn: &Connection) -> Result<(InitInfo, Vec<Value>), UpstreamError> {

@@ -22,12 +22,12 @@ pub struct Spawned {
     pub child: Child,
     /// Pid.
     pub pid: u32,
-    /// Its stdin.
-    pub stdin: ChildStdin,
-    /// Its stdout.
-    pub stdout: ChildStdout,
-    /// Its stderr.
-    pub stderr: ChildStderr,
+    /// Its stdin (taken by the connection).
+    pub stdin: Option<ChildStdin>,
+    /// Its stdout (taken by the connection).
+    pub stdout: Option<ChildStdout>,
+    /// Its stderr (taken by the log capture).
+    pub stderr: Option<ChildStderr>,
 }
 
 /// True for variables that belong to the daemon's service manager and must not
@@ -86,17 +86,12 @@ pub fn spawn(spec: &ServerConfig) -> Result<Spawned, String> {
     let pid = child
         .id()
         .ok_or("child exited before it could be tracked")?;
-    let (Some(stdin), Some(stdout), Some(stderr)) =
-        (child.stdin.take(), child.stdout.take(), child.stderr.take())
-    else {
-        return Err("child pipes were not created".into());
-    };
     Ok(Spawned {
+        stdin: child.stdin.take(),
+        stdout: child.stdout.take(),
+        stderr: child.stderr.take(),
         child,
         pid,
-        stdin,
-        stdout,
-        stderr,
     })
 }
 

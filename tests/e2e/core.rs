@@ -527,7 +527,7 @@ fn child_stderr_is_logged_under_its_server_name() {
 }
 
 #[test]
-fn a_server_that_is_not_ready_gets_a_clear_error_and_a_crash_fails_in_flight_calls() {
+fn a_crash_fails_in_flight_calls_at_once() {
     let env = Env::new();
     let cfg = format!(
         "[defaults]\nrestart_backoff = \"30s\"\n\n{}",
@@ -548,10 +548,24 @@ fn a_server_that_is_not_ready_gets_a_clear_error_and_a_crash_fails_in_flight_cal
         r["error"]["message"].as_str().unwrap().contains("alpha"),
         "{r}"
     );
+}
+
+#[test]
+fn a_server_that_stays_unavailable_gets_a_clear_error() {
+    let env = Env::new();
+    let cfg = format!(
+        "[defaults]\nrestart_backoff = \"60s\"\nrequest_timeout = \"1s\"\n\n{}",
+        fixture_server("alpha", &[])
+    );
+    let d = env.start(&cfg);
+    d.wait_ready(&["alpha"]);
+    let mut b = Client::initialized(&env.socket);
+    assert_eq!(b.call("alpha__crash", json!({}))["error"]["code"], -32003);
     d.wait_status("alpha in backoff", |st| {
         st["servers"][0]["state"] == "backoff"
     });
-    // The tools stay listed; a call says which server and what state.
+    // The tools stay listed; a call waits up to request_timeout, then says
+    // which server and what state.
     assert!(b.tool_names().contains(&"alpha__echo".to_string()));
     let r = b.call("alpha__echo", json!({"text": "x"}));
     assert_eq!(r["error"]["code"], -32001, "{r}");

@@ -427,6 +427,16 @@ impl Client {
         self.recv_matching("a response", |v| v.get("id").is_some())
     }
 
+    /// Takes the first already-received message matching `pred`, without
+    /// waiting.
+    pub fn try_backlog(&mut self, pred: impl Fn(&Value) -> bool) -> Option<Value> {
+        while let Ok(v) = self.rx.try_recv() {
+            self.backlog.push_back(v);
+        }
+        let i = self.backlog.iter().position(pred)?;
+        self.backlog.remove(i)
+    }
+
     /// Waits for the response with this id (compared as JSON, so 1 != "1").
     pub fn response(&mut self, id: &Value) -> Value {
         let id = id.clone();

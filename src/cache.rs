@@ -1,0 +1,157 @@
+//! The on-disk tool-list cache (`$XDG_CACHE_HOME/stdioproxy/tools.json`).
+//!
+//! Clients that connect at login, while servers are still starting, would see
+//! an empty catalog. The daemon therefore remembers each server's last tool
+//! list and serves it until the server is ready; calls made meanwhile wait for
+//! the server. An entry is used only while the server's command, args and cwd
+//! are unchanged (env is left out of the key so that secrets are never hashed
+//! into a file, and because env rarely changes which tools exist). The file is
+//! rewritten whole (temp file + rename, mode 0600) when a list changes.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::config::ServerConfig;
+use crate::names::fnv1a64;
+
+#[derive(Default, Serialize, Deserialize)]
+struct File {
+    servers: BTreeMap<String, Entry>,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+struct Entry {
+    key: String,
+    tools: Vec<Value>,
+}
+
+/// The cache, loaded once at start.
+pub struct ToolCache {
+    path: PathBuf,
+    file: Mutex<File>,
+}
+
+/// The cache key of a server's config.
+pub fn spec_key(spec: &ServerConfig) -> String {
+    let mut text = spec.command.0.clone();
+    for a in &spec.args {
+        text.push('\0');
+        text.push_str(a);
+    }
+    text.push_str("\0cwd=");
+    text.push_str(spec.cwd.as_deref().unwrap_or(""));
+    format!("{:016x}", fnv1a64(text.as_bytes()))
+}
+
+impl ToolCache {
+    /// Loads the cache at `path`; a missing or unreadable file is an empty
+    /// cache (with a warning when it exists but cannot be used).
+    pub fn load(path: &Path) -> Self {
+        let file = match std::fs::read(path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                tracing::warn!(path = %path.display(), "ignoring an unreadable tool cache: {e}");
+                File::default()
+            }),
+            Err(_) => File::default(),
+        };
+        Self {
+            path: path.to_path_buf(),
+            file: Mutex::new(file),
+        }
+    }
+
+    /// The default location.
+    pub fn default_path() -> PathBuf {
+        crate::paths::cache_dir().join("tools.json")
+    }
+
+    /// Cached tools of `server`, if cached for this `key`.
+    pub fn get(&self, server: &str, key: &str) -> Option<Vec<Value>> {
+        let file = self.lock();
+        let e = file.servers.get(server)?;
+        (e.key == key).then(|| e.tools.clone())
+    }
+
+    /// Records a server's tools and rewrites the file when they changed.
+    pub fn put(&self, server: &str, key: &str, tools: &[Value]) {
+        let text = {
+            let mut file = self.lock();
+            if let Some(e) = file.servers.get(server) {
+                if e.key == key && e.tools == tools {
+                    return;
+                }
+            }
+            file.servers.insert(
+                server.to_string(),
+                Entry {
+                    key: key.to_string(),
+                    tools: tools.to_vec(),
+                },
+            );
+            match serde_json::to_vec(&*file) {
+                Ok(t) => t,
+                Err(_) => return,
+            }
+        };
+        if let Err(e) = write_private(&self.path, &text) {
+            tracing::warn!(path = %self.path.display(), "cannot write the tool cache: {e}");
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, File> {
+        self.file.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn roundtrips_and_checks_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/tools.json");
+        let spec = ServerConfig::new("npx");
+        let key = spec_key(&spec);
+        let c = ToolCache::load(&path);
+        assert!(c.get("a", &key).is_none());
+        c.put("a", &key, &[json!({"name": "x"})]);
+        let c2 = ToolCache::load(&path);
+        assert_eq!(c2.get("a", &key), Some(vec![json!({"name": "x"})]));
+        assert!(c2.get("a", "other").is_none());
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let mut other = ServerConfig::new("npx");
+        other.args.push("-y".into());
+        assert_ne!(spec_key(&other), key);
+    }
+}

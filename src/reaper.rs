@@ -1,0 +1,102 @@
+//! The reaper: a tiny companion process that kills every child's process group
+//! if the daemon dies without stopping them (SIGKILL, OOM killer, panic=abort).
+//!
+//! `PR_SET_PDEATHSIG` kills a direct child when the daemon dies, but not the
+//! grandchildren that `npx`, `uvx` or a shell script start, which would be
+//! orphaned. The daemon starts `stdioproxy __reaper` once, with a pipe on its
+//! stdin, and tells it each child's process group (`+<pgid>` / `-<pgid>`
+//! lines). When the pipe reaches EOF (the daemon is gone, whatever the cause),
+//! the reaper SIGKILLs every group still listed and exits. It ignores SIGINT
+//! and SIGTERM so that a Ctrl-C to the terminal or a stop of the service lets
+//! the daemon stop children gracefully first; under systemd, `KillMode=mixed`
+//! ends it after the daemon exits.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::Mutex;
+
+/// The daemon's handle on its reaper.
+pub struct Reaper {
+    stdin: Mutex<Option<ChildStdin>>,
+    _child: Child,
+}
+
+impl Reaper {
+    /// Starts `<current exe> __reaper`.
+    pub fn start() -> std::io::Result<Self> {
+        let exe = std::env::current_exe()?;
+        let mut child = Command::new(exe)
+            .arg("__reaper")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let stdin = child.stdin.take();
+        Ok(Self {
+            stdin: Mutex::new(stdin),
+            _child: child,
+        })
+    }
+
+    /// Registers a process group to kill if the daemon dies.
+    pub fn track(&self, pgid: u32) {
+        self.send(&format!("+{pgid}\n"));
+    }
+
+    /// Forgets a process group (it was stopped and reaped).
+    pub fn untrack(&self, pgid: u32) {
+        self.send(&format!("-{pgid}\n"));
+    }
+
+    fn send(&self, line: &str) {
+        let mut guard = self.stdin.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(stdin) = guard.as_mut() {
+            if stdin
+                .write_all(line.as_bytes())
+                .and_then(|()| stdin.flush())
+                .is_err()
+            {
+                tracing::warn!("the reaper process is gone; children may outlive a crashed daemon");
+                *guard = None;
+            }
+        }
+    }
+}
+
+/// The reaper process's main loop (`stdioproxy __reaper`). Returns when the
+/// daemon's end of the pipe closes, after killing every listed group.
+pub fn run() {
+    // Safety: setting signal dispositions to SIG_IGN has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_IGN);
+        libc::signal(libc::SIGTERM, libc::SIG_IGN);
+        libc::signal(libc::SIGHUP, libc::SIG_IGN);
+    }
+    let mut groups = BTreeSet::new();
+    for line in std::io::stdin().lock().lines() {
+        let Ok(line) = line else { break };
+        let (op, num) = line.split_at(line.len().min(1));
+        let Ok(pgid) = num.trim().parse::<i32>() else {
+            continue;
+        };
+        if pgid <= 1 {
+            continue;
+        }
+        match op {
+            "+" => {
+                groups.insert(pgid);
+            }
+            "-" => {
+                groups.remove(&pgid);
+            }
+            _ => {}
+        }
+    }
+    for pgid in groups {
+        // Safety: killpg has no memory-safety preconditions; ESRCH is fine.
+        unsafe {
+            libc::killpg(pgid, libc::SIGKILL);
+        }
+    }
+}
