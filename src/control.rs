@@ -1,5 +1,5 @@
-//! Control requests over the daemon's socket: `status` (and, as the daemon
-//! grows, more verbs), both the daemon's handler and the CLI's client.
+//! Control requests over the daemon's socket (`status`, `reload`): both the
+//! daemon's handler and the CLI's client.
 //!
 //! A control connection sends one hello line with a `control` verb and reads
 //! one JSON line back. Only the daemon's own uid can connect at all (the
@@ -20,6 +20,18 @@ use crate::proto::PROTO_VERSION;
 pub async fn handle(daemon: &Daemon, verb: &str, _request: &Value) -> String {
     let reply = match verb {
         "status" => status(daemon),
+        "reload" => match crate::reload::reload(daemon, crate::reload::Trigger::Control).await {
+            Ok(d) => json!({
+                "ok": true,
+                "changes": d.summary(),
+                "added": d.added,
+                "removed": d.removed,
+                "restarted": d.replaced,
+                "updated": d.updated,
+                "unchanged": d.unchanged,
+            }),
+            Err(e) => json!({ "ok": false, "error": e }),
+        },
         other => json!({ "ok": false, "error": format!("unknown control request {other:?}") }),
     };
     format!("{reply}\n")
@@ -39,6 +51,7 @@ pub fn status(daemon: &Daemon) -> Value {
         "config": {
             "path": daemon.config_path.display().to_string(),
             "error": daemon.config_error(),
+            "last_reload": daemon.last_reload(),
         },
         "sessions": daemon.sessions.load(Ordering::SeqCst),
         "tools": daemon.supervisor.catalog().len(),
@@ -95,6 +108,15 @@ pub fn render_status(v: &Value) -> String {
     match v["config"]["error"].as_str() {
         Some(e) => out.push_str(&format!("\n  ERROR (running the previous config): {e}\n")),
         None => out.push_str(" (ok)\n"),
+    }
+    if let Some(r) = v["config"]["last_reload"].as_object() {
+        out.push_str(&format!(
+            "last reload: {} ({}, {}s since epoch): {}\n",
+            r.get("result").and_then(Value::as_str).unwrap_or("?"),
+            r.get("trigger").and_then(Value::as_str).unwrap_or("?"),
+            r.get("at_unix").and_then(Value::as_u64).unwrap_or(0),
+            r.get("detail").and_then(Value::as_str).unwrap_or("")
+        ));
     }
     out.push_str(&format!(
         "sessions: {}, tools: {}\n",

@@ -9,7 +9,7 @@
 use std::os::unix::net::UnixListener as StdUnixListener;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::signal::unix::{signal, SignalKind};
@@ -18,6 +18,7 @@ use tokio::sync::{watch, Notify};
 use crate::cache::ToolCache;
 use crate::config::{Config, DaemonSettings};
 use crate::reaper::Reaper;
+use crate::reload::{reload, ReloadRecord, Running, Trigger};
 use crate::supervisor::Supervisor;
 use crate::upstream::Shared;
 
@@ -25,8 +26,9 @@ use crate::upstream::Shared;
 pub struct Daemon {
     /// The servers and the catalog.
     pub supervisor: Arc<Supervisor>,
-    /// Daemon-wide settings from the config.
-    pub settings: DaemonSettings,
+    /// The running config; its lock serialises reloads.
+    pub running: tokio::sync::Mutex<Running>,
+    settings: RwLock<DaemonSettings>,
     /// Config file path.
     pub config_path: PathBuf,
     /// Socket path.
@@ -37,6 +39,7 @@ pub struct Daemon {
     pub sessions: AtomicUsize,
     next_session: AtomicU64,
     config_error: Mutex<Option<String>>,
+    last_reload: Mutex<Option<ReloadRecord>>,
     shutdown_tx: watch::Sender<bool>,
 }
 
@@ -58,12 +61,65 @@ impl Daemon {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
+
+    /// Records (or clears) the config problem shown in `status`.
+    pub fn set_config_error(&self, error: Option<String>) {
+        *self.config_error.lock().unwrap_or_else(|e| e.into_inner()) = error;
+    }
+
+    /// Daemon-wide settings (a copy: they can change on reload).
+    pub fn settings(&self) -> DaemonSettings {
+        self.settings
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replaces the daemon-wide settings (reload).
+    pub fn set_settings(&self, settings: DaemonSettings) {
+        self.supervisor.set_max_message(settings.max_message_size);
+        *self.settings.write().unwrap_or_else(|e| e.into_inner()) = settings;
+    }
+
+    /// The last reload's outcome.
+    pub fn last_reload(&self) -> Option<ReloadRecord> {
+        self.last_reload
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Records a reload's outcome.
+    pub fn record_reload(&self, record: ReloadRecord) {
+        *self.last_reload.lock().unwrap_or_else(|e| e.into_inner()) = Some(record);
+    }
+
+    /// One line for systemd's STATUS=: "3/4 servers ready, 2 clients".
+    pub fn status_line(&self) -> String {
+        let servers = self.supervisor.status();
+        let ready = servers
+            .iter()
+            .filter(|s| s.state == crate::upstream::State::Ready)
+            .count();
+        let sessions = self.sessions.load(Ordering::SeqCst);
+        let mut line = format!(
+            "{ready}/{} servers ready, {sessions} client{}",
+            servers.len(),
+            if sessions == 1 { "" } else { "s" }
+        );
+        if self.config_error().is_some() {
+            line.push_str("; config error (see stdioproxy status)");
+        }
+        line
+    }
 }
 
 /// What `serve` needs.
 pub struct ServeOptions {
     /// The loaded config (empty when the file does not exist).
     pub config: Config,
+    /// The text it was loaded from, if any (to skip no-op reloads).
+    pub config_text: Option<String>,
     /// Where it came from.
     pub config_path: PathBuf,
     /// The socket path (for status, and to remove on exit when we bound it).
@@ -91,17 +147,22 @@ pub async fn run(opts: ServeOptions) -> std::io::Result<()> {
         catalog_dirty: Arc::new(Notify::new()),
         reaper,
         cache: Some(Arc::new(ToolCache::load(&ToolCache::default_path()))),
-        max_message: opts.config.daemon.max_message_size,
+        max_message: std::sync::atomic::AtomicUsize::new(opts.config.daemon.max_message_size),
     });
     let daemon = Arc::new(Daemon {
         supervisor: supervisor.clone(),
-        settings: opts.config.daemon.clone(),
+        running: tokio::sync::Mutex::new(Running::new(
+            opts.config.clone(),
+            opts.config_text.as_deref(),
+        )),
+        settings: RwLock::new(opts.config.daemon.clone()),
         config_path: opts.config_path.clone(),
         socket_path: opts.socket_path.clone(),
         started: Instant::now(),
         sessions: AtomicUsize::new(0),
         next_session: AtomicU64::new(1),
         config_error: Mutex::new(None),
+        last_reload: Mutex::new(None),
         shutdown_tx: watch::channel(false).0,
     });
     let mut term = signal(SignalKind::terminate())?;
@@ -110,6 +171,13 @@ pub async fn run(opts: ServeOptions) -> std::io::Result<()> {
 
     supervisor.start(&opts.config);
     let accept = tokio::spawn(crate::listener::accept_loop(listener, daemon.clone()));
+    let (check_tx, check_rx) = tokio::sync::mpsc::channel(1);
+    if opts.config.daemon.watch_config {
+        let debounce = opts.config.daemon.reload_debounce.0;
+        let path = opts.config_path.clone();
+        tokio::spawn(crate::config::watch::watch(path, debounce, check_tx));
+    }
+    tokio::spawn(reload_on_change(daemon.clone(), check_rx));
     tracing::info!(
         socket = %opts.socket_path.display(),
         config = %opts.config_path.display(),
@@ -122,7 +190,10 @@ pub async fn run(opts: ServeOptions) -> std::io::Result<()> {
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = hup.recv() => {
-                tracing::warn!("SIGHUP received; config reload is not available in this build, ignoring");
+                let d = daemon.clone();
+                tokio::spawn(async move {
+                    let _ = reload(&d, Trigger::Signal).await;
+                });
             }
         }
     }
@@ -147,4 +218,11 @@ pub async fn run(opts: ServeOptions) -> std::io::Result<()> {
     tokio::time::sleep(Duration::from_millis(10)).await;
     tracing::info!("stdioproxy stopped");
     Ok(())
+}
+
+/// Reloads whenever the watcher reports a settled change.
+async fn reload_on_change(daemon: Arc<Daemon>, mut checks: tokio::sync::mpsc::Receiver<()>) {
+    while checks.recv().await.is_some() {
+        let _ = reload(&daemon, Trigger::Inotify).await;
+    }
 }

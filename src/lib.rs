@@ -47,6 +47,7 @@ pub mod outbox;
 pub mod paths;
 pub mod proto;
 pub mod reaper;
+pub mod reload;
 pub mod session;
 pub mod supervisor;
 pub mod systemd;

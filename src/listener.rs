@@ -157,7 +157,7 @@ async fn handle(stream: UnixStream, daemon: Arc<Daemon>) {
         }
     }
     let (read, mut write) = stream.into_split();
-    let max = daemon.settings.max_message_size;
+    let max = daemon.settings().max_message_size;
     let mut reader = LineReader::new(BufReader::with_capacity(64 * 1024, read), max);
     let first = match tokio::time::timeout(FIRST_LINE_TIMEOUT, reader.next_frame()).await {
         Err(_) => {

@@ -147,7 +147,7 @@ impl Session {
     }
 
     fn on_too_long(&self, prefix: &[u8]) {
-        let max = self.daemon.settings.max_message_size;
+        let max = self.daemon.settings().max_message_size;
         tracing::warn!(
             session = self.id,
             max,
@@ -282,7 +282,7 @@ impl Session {
             .and_then(RawObject::parse)
             .and_then(|p| p.get_str("cursor"));
         let catalog = self.daemon.supervisor.catalog();
-        let page_size = self.daemon.settings.page_size;
+        let page_size = self.daemon.settings().page_size;
         match catalog.tools_page(cursor.as_deref(), page_size, |s| self.visible(s)) {
             Ok(page) => {
                 let mut result = String::with_capacity(page.items.len() + 64);

@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::sync::{watch, Notify};
 
 use crate::catalog::{Catalog, ServerTools};
-use crate::config::Config;
+use crate::config::{Config, ConfigDiff};
 use crate::upstream::{ServerStatus, Shared, State, Upstream};
 
 /// Owns the upstreams.
@@ -24,6 +24,7 @@ pub struct Supervisor {
     catalog_tx: watch::Sender<Arc<Catalog>>,
     shared: Arc<Shared>,
     generation: AtomicU64,
+    rebuild: std::sync::Mutex<()>,
 }
 
 impl Supervisor {
@@ -35,6 +36,7 @@ impl Supervisor {
             catalog_tx: watch::channel(Arc::new(Catalog::default())).0,
             shared: Arc::new(shared),
             generation: AtomicU64::new(0),
+            rebuild: std::sync::Mutex::new(()),
         });
         tokio::spawn(catalog_task(
             Arc::downgrade(&sup),
@@ -63,6 +65,64 @@ impl Supervisor {
         self.rebuild_catalog();
     }
 
+    /// Applies a reload: starts added servers and new instances of replaced
+    /// ones, waits until each has been attempted (ready, or failed into
+    /// backoff), then swaps the whole set at once and publishes one catalog,
+    /// so clients see the reload as a single change. Removed and replaced
+    /// instances drain their in-flight calls and stop in the background.
+    /// Unchanged servers are not touched.
+    pub async fn apply(&self, new: &Config, diff: &ConfigDiff) {
+        let spec_of = |name: &str| {
+            new.servers
+                .iter()
+                .find(|(n, _)| n.as_str() == name)
+                .map(|(_, s)| (Arc::new(s.clone()), s.timeouts().resolve(&new.defaults)))
+        };
+        for name in &diff.updated {
+            if let (Some(up), Some((_, t))) = (self.upstream(name), spec_of(name)) {
+                up.set_timeouts(t);
+            }
+        }
+        let mut fresh = Vec::new();
+        for name in diff.added.iter().chain(&diff.replaced) {
+            let Some((spec, timeouts)) = spec_of(name) else {
+                continue;
+            };
+            let up = Upstream::new(name, spec, timeouts, self.shared.clone());
+            tokio::spawn(supervise(up.clone()));
+            fresh.push(up);
+        }
+        for up in &fresh {
+            let mut rx = up.watch_state();
+            let limit = up.timeouts().startup_timeout + Duration::from_secs(1);
+            let attempted =
+                tokio::time::timeout(limit, rx.wait_for(|s| *s != State::Starting)).await;
+            if attempted.is_err() {
+                tracing::warn!(server = %up.name, "new instance still starting; switching to it anyway");
+            }
+        }
+        let retired: Vec<Arc<Upstream>> = {
+            let mut map = self.write();
+            let mut retired: Vec<_> = diff.removed.iter().filter_map(|n| map.remove(n)).collect();
+            for up in fresh {
+                if let Some(old) = map.insert(up.name.to_string(), up) {
+                    retired.push(old);
+                }
+            }
+            retired
+        };
+        self.rebuild_catalog();
+        for old in retired {
+            tracing::info!(server = %old.name, "retiring the previous instance");
+            tokio::spawn(async move { old.drain_and_stop().await });
+        }
+    }
+
+    /// Changes the message size limit for children started from now on.
+    pub fn set_max_message(&self, max: usize) {
+        self.shared.max_message.store(max, Ordering::Relaxed);
+    }
+
     /// The upstream for a server name.
     pub fn upstream(&self, name: &str) -> Option<Arc<Upstream>> {
         self.read().get(name).cloned()
@@ -84,7 +144,12 @@ impl Supervisor {
     }
 
     /// Rebuilds and publishes the catalog from every upstream's tools.
+    ///
+    /// Reading the upstream set and publishing happen under one lock, so the
+    /// last catalog published is always built from the latest set (a rebuild
+    /// racing a reload's swap can never publish a stale set after it).
     pub fn rebuild_catalog(&self) {
+        let _serial = self.rebuild.lock().unwrap_or_else(|e| e.into_inner());
         let ups = self.upstreams();
         let lists: Vec<_> = ups.iter().map(|u| (u.name.clone(), u.tools())).collect();
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;

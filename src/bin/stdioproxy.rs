@@ -39,6 +39,11 @@ enum Command {
         #[arg(long)]
         socket: Option<PathBuf>,
     },
+    /// Make the running daemon re-read its config now; prints what changed.
+    Reload {
+        #[arg(long)]
+        socket: Option<PathBuf>,
+    },
     /// Validate a config file without running anything.
     Check {
         #[arg(long)]
@@ -67,6 +72,17 @@ fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(&e),
+            }
+        }
+        Command::Reload { socket } => {
+            let path = paths::socket_path(socket.as_deref());
+            // A reload may wait for new servers to start (startup_timeout).
+            match control::request(&path, "reload", Duration::from_secs(600)) {
+                Ok(v) => {
+                    println!("{}", v["changes"].as_str().unwrap_or("reloaded"));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&format!("reload failed, nothing changed: {e}")),
             }
         }
         Command::Check { config } => {
@@ -105,11 +121,11 @@ fn fail(message: &str) -> ExitCode {
 fn serve(config_flag: Option<PathBuf>, socket_flag: Option<PathBuf>) -> ExitCode {
     telemetry::init();
     let config_path = paths::config_path(config_flag.as_deref());
-    let config = match config::load(&config_path) {
-        Ok(Some((c, _))) => c,
+    let (config, config_text) = match config::load(&config_path) {
+        Ok(Some((c, text))) => (c, Some(text)),
         Ok(None) => {
             tracing::info!(config = %config_path.display(), "no config file; starting with no servers");
-            Config::default()
+            (Config::default(), None)
         }
         Err(e) => {
             tracing::error!("invalid config: {e}");
@@ -131,6 +147,7 @@ fn serve(config_flag: Option<PathBuf>, socket_flag: Option<PathBuf>) -> ExitCode
     };
     let opts = daemon::ServeOptions {
         config,
+        config_text,
         config_path,
         socket_path,
         listener,

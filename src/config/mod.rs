@@ -6,9 +6,11 @@
 //! must not silently start nothing. Secret-bearing values (`env`) are never
 //! printed: `Debug` redacts them.
 
+mod diff;
 mod duration;
 mod expand;
 mod load;
+pub mod watch;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -17,6 +19,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+pub use diff::{diff, ConfigDiff};
 pub use duration::{parse_duration, ConfigDuration};
 pub use expand::{expand_env_table, expand_vars};
 pub use load::{check_permissions, load, parse_str, ConfigError};
@@ -45,6 +48,11 @@ pub struct DaemonSettings {
     pub page_size: usize,
     /// Largest message accepted from a client or a child, in bytes.
     pub max_message_size: usize,
+    /// Quiet time after the last config file event before reloading.
+    pub reload_debounce: ConfigDuration,
+    /// Reload when the config file changes (inotify). When false, only
+    /// SIGHUP and `stdioproxy reload` reload. Read at start.
+    pub watch_config: bool,
 }
 
 impl Default for DaemonSettings {
@@ -52,6 +60,8 @@ impl Default for DaemonSettings {
         Self {
             page_size: 1000,
             max_message_size: 16 * 1024 * 1024,
+            reload_debounce: ConfigDuration(Duration::from_millis(150)),
+            watch_config: true,
         }
     }
 }
@@ -75,6 +85,9 @@ pub struct Timeouts {
     pub restart_backoff_max: Option<ConfigDuration>,
     /// Wait after closing stdin before SIGTERM (default 5s).
     pub stop_grace: Option<ConfigDuration>,
+    /// How long a removed or replaced server may finish in-flight calls
+    /// before it is stopped (default 30s).
+    pub drain_timeout: Option<ConfigDuration>,
 }
 
 /// Resolved timeouts with built-in defaults applied.
@@ -87,6 +100,7 @@ pub struct EffectiveTimeouts {
     pub restart_backoff: Duration,
     pub restart_backoff_max: Duration,
     pub stop_grace: Duration,
+    pub drain_timeout: Duration,
 }
 
 impl Timeouts {
@@ -107,6 +121,7 @@ impl Timeouts {
                 60_000,
             ),
             stop_grace: pick(self.stop_grace, defaults.stop_grace, 5_000),
+            drain_timeout: pick(self.drain_timeout, defaults.drain_timeout, 30_000),
         }
     }
 }
@@ -192,6 +207,7 @@ pub struct ServerConfig {
     restart_backoff: Option<ConfigDuration>,
     restart_backoff_max: Option<ConfigDuration>,
     stop_grace: Option<ConfigDuration>,
+    drain_timeout: Option<ConfigDuration>,
 }
 
 fn yes() -> bool {
@@ -228,6 +244,7 @@ impl ServerConfig {
             restart_backoff: None,
             restart_backoff_max: None,
             stop_grace: None,
+            drain_timeout: None,
         }
     }
 
@@ -241,6 +258,7 @@ impl ServerConfig {
             restart_backoff: self.restart_backoff,
             restart_backoff_max: self.restart_backoff_max,
             stop_grace: self.stop_grace,
+            drain_timeout: self.drain_timeout,
         }
     }
 

@@ -81,7 +81,10 @@ pub struct Connection {
     server: Arc<str>,
     to_child: mpsc::Sender<WriterMsg>,
     pending: Mutex<HashMap<u64, Pending>>,
-    request_timeout: Duration,
+    /// Milliseconds; changed in place by a reload.
+    request_timeout_ms: AtomicU64,
+    /// Woken whenever the pending map becomes empty (draining).
+    idle: tokio::sync::Notify,
     next_id: AtomicU64,
     closed: AtomicBool,
     closed_tx: watch::Sender<bool>,
@@ -102,7 +105,8 @@ impl Connection {
             server,
             to_child,
             pending: Mutex::new(HashMap::new()),
-            request_timeout,
+            request_timeout_ms: AtomicU64::new(millis(request_timeout)),
+            idle: tokio::sync::Notify::new(),
             next_id: AtomicU64::new(1),
             closed: AtomicBool::new(false),
             closed_tx: watch::channel(false).0,
@@ -134,7 +138,7 @@ impl Connection {
         let request = ClientRequest {
             outbox,
             client_id,
-            deadline: Instant::now() + self.request_timeout,
+            deadline: Instant::now() + self.request_timeout(),
             progress_token,
         };
         self.lock().insert(id, Pending::Client(request));
@@ -158,7 +162,7 @@ impl Connection {
             Ok(Ok(reply)) => Ok(reply),
             Ok(Err(_)) => Err(UpstreamError::Closed),
             Err(_) => {
-                self.lock().remove(&id);
+                self.take(id);
                 Err(UpstreamError::Timeout(timeout))
             }
         }
@@ -168,7 +172,7 @@ impl Connection {
         // Re-check after inserting: the reader may have failed everything
         // between our insert and now (see the module invariant).
         if self.is_closed() || self.to_child.send(WriterMsg::Line(line)).await.is_err() {
-            self.lock().remove(&id);
+            self.take(id);
             return Err(UpstreamError::Closed);
         }
         Ok(())
@@ -205,7 +209,35 @@ impl Connection {
 
     /// The request timeout of client calls on this connection.
     pub fn request_timeout(&self) -> Duration {
-        self.request_timeout
+        Duration::from_millis(self.request_timeout_ms.load(Ordering::Relaxed))
+    }
+
+    /// Changes the request timeout (for requests sent or extended from now).
+    pub fn set_request_timeout(&self, timeout: Duration) {
+        self.request_timeout_ms
+            .store(millis(timeout), Ordering::Relaxed);
+    }
+
+    /// Completes once no request is waiting for the child.
+    pub async fn wait_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.in_flight() == 0 || self.is_closed() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    fn take(&self, id: u64) -> Option<Pending> {
+        let mut pending = self.lock();
+        let entry = pending.remove(&id);
+        if pending.is_empty() {
+            self.idle.notify_waiters();
+        }
+        entry
     }
 
     /// Requests still waiting for the child.
@@ -284,7 +316,7 @@ impl Connection {
 
     fn on_response(&self, env: &Envelope<'_>) {
         let id = env.id.and_then(|raw| raw.get().parse::<u64>().ok());
-        let Some(entry) = id.and_then(|id| self.lock().remove(&id)) else {
+        let Some(entry) = id.and_then(|id| self.take(id)) else {
             tracing::warn!(server = %self.server, id = env.id.map(|r| r.get()).unwrap_or("null"),
                 "dropping a response to an id nobody is waiting for");
             return;
@@ -346,7 +378,7 @@ impl Connection {
         let Some(token) = &req.progress_token else {
             return;
         };
-        req.deadline = Instant::now() + self.request_timeout;
+        req.deadline = Instant::now() + self.request_timeout();
         let rewritten = params.to_string_with(&[("progressToken", token.get())]);
         req.outbox.send(jsonrpc::notification(
             "notifications/progress",
@@ -365,18 +397,24 @@ impl Connection {
                     _ => None,
                 })
                 .collect();
-            ids.into_iter()
+            let expired = ids
+                .into_iter()
                 .filter_map(|id| match pending.remove(&id) {
                     Some(Pending::Client(r)) => Some((id, r)),
                     _ => None,
                 })
-                .collect()
+                .collect();
+            if pending.is_empty() {
+                self.idle.notify_waiters();
+            }
+            expired
         };
         for (id, req) in expired {
-            tracing::warn!(server = %self.server, upstream_id = id, "request timed out after {:?}; cancelling it", self.request_timeout);
+            let timeout = self.request_timeout();
+            tracing::warn!(server = %self.server, upstream_id = id, "request timed out after {timeout:?}; cancelling it");
             let message = format!(
-                "request to server '{}' timed out after {:?} (request_timeout)",
-                self.server, self.request_timeout
+                "request to server '{}' timed out after {timeout:?} (request_timeout)",
+                self.server
             );
             let data = serde_json::json!({ "server": &*self.server });
             req.outbox.send(jsonrpc::error_response(
@@ -412,6 +450,10 @@ impl Connection {
     }
 }
 
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// The token a child sees for the progress of upstream request `id`.
 fn progress_token_for(id: u64) -> String {
     format!("sp-{id}")
@@ -445,7 +487,9 @@ fn rewrite_progress_token(params: &str, token: &str) -> (String, Option<Box<RawV
 /// Expires timed-out requests until the connection is gone.
 async fn sweep_loop(conn: std::sync::Weak<Connection>) {
     let tick = match conn.upgrade() {
-        Some(c) => (c.request_timeout / 4).clamp(Duration::from_millis(20), Duration::from_secs(1)),
+        Some(c) => {
+            (c.request_timeout() / 4).clamp(Duration::from_millis(20), Duration::from_secs(1))
+        }
         None => return,
     };
     loop {

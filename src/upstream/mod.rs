@@ -155,8 +155,8 @@ pub struct Shared {
     pub reaper: Option<Arc<Reaper>>,
     /// Tool lists across daemon restarts.
     pub cache: Option<Arc<ToolCache>>,
-    /// Largest message accepted from a child.
-    pub max_message: usize,
+    /// Largest message accepted from a child (applies to the next child).
+    pub max_message: std::sync::atomic::AtomicUsize,
 }
 
 /// One configured server.
@@ -165,7 +165,7 @@ pub struct Upstream {
     pub name: Arc<str>,
     spec: Arc<ServerConfig>,
     cache_key: String,
-    timeouts: EffectiveTimeouts,
+    timeouts: RwLock<EffectiveTimeouts>,
     shared: Arc<Shared>,
     inner: Mutex<Inner>,
     conn: RwLock<Option<Arc<Connection>>>,
@@ -209,7 +209,7 @@ impl Upstream {
             name: name.into(),
             spec,
             cache_key,
-            timeouts,
+            timeouts: RwLock::new(timeouts),
             shared,
             inner: Mutex::new(Inner::default()),
             conn: RwLock::new(None),
@@ -220,8 +220,37 @@ impl Upstream {
     }
 
     /// Effective timeouts.
-    pub fn timeouts(&self) -> &EffectiveTimeouts {
-        &self.timeouts
+    pub fn timeouts(&self) -> EffectiveTimeouts {
+        *self.timeouts.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Applies new timeouts in place (a reload that needs no new process).
+    pub fn set_timeouts(&self, timeouts: EffectiveTimeouts) {
+        *self.timeouts.write().unwrap_or_else(|e| e.into_inner()) = timeouts;
+        if let Some(c) = self.conn.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            c.set_request_timeout(timeouts.request_timeout);
+        }
+        tracing::info!(server = %self.name, "timeouts updated in place");
+    }
+
+    /// Lets in-flight calls finish (up to `drain_timeout`), then stops the
+    /// server. Used when a reload removes or replaces it; it is no longer
+    /// reachable for new calls by then.
+    pub async fn drain_and_stop(&self) {
+        let limit = self.timeouts().drain_timeout;
+        let conn = self.conn.read().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(conn) = conn {
+            let n = conn.in_flight();
+            if n > 0 {
+                tracing::info!(server = %self.name, in_flight = n, "draining in-flight calls before stopping");
+                if tokio::time::timeout(limit, conn.wait_idle()).await.is_err() {
+                    tracing::warn!(server = %self.name, in_flight = conn.in_flight(),
+                        "drain timeout ({limit:?}) reached; stopping with calls in flight");
+                }
+            }
+        }
+        self.request_stop();
+        self.stopped().await;
     }
 
     /// Waits up to `limit` for the server to be ready (for calls made while
@@ -351,7 +380,7 @@ impl Upstream {
                     if ran_for >= STABLE_AFTER {
                         failures = 0;
                     }
-                    let delay = backoff_delay(failures, &self.timeouts);
+                    let delay = backoff_delay(failures, &self.timeouts());
                     failures = failures.saturating_add(1);
                     tracing::warn!(server = %self.name, error = %error,
                         retry_in_ms = delay.as_millis() as u64, "server failed; restarting after backoff");
@@ -424,17 +453,19 @@ impl Upstream {
             self.name.clone(),
             stdin,
             stdout,
-            self.shared.max_message,
-            self.timeouts.request_timeout,
+            self.shared
+                .max_message
+                .load(std::sync::atomic::Ordering::Relaxed),
+            self.timeouts().request_timeout,
             ev_tx,
         );
 
         let handshake = tokio::select! {
-            r = tokio::time::timeout(self.timeouts.startup_timeout, self.handshake(&conn)) => r,
+            r = tokio::time::timeout(self.timeouts().startup_timeout, self.handshake(&conn)) => r,
             _ = crate::flag::raised(stop_rx) => {
                 self.set_state(State::Stopping);
                 conn.close_stdin();
-                process::stop(&mut spawned.child, pid, self.timeouts.stop_grace).await;
+                process::stop(&mut spawned.child, pid, self.timeouts().stop_grace).await;
                 return InstanceEnd::Stopped;
             }
         };
@@ -449,7 +480,7 @@ impl Upstream {
                 process::kill(&mut spawned.child, pid).await;
                 return failed(format!(
                     "did not finish starting (initialize and tools/list) within {:?}",
-                    self.timeouts.startup_timeout
+                    self.timeouts().startup_timeout
                 ));
             }
         };
@@ -461,12 +492,12 @@ impl Upstream {
         tracing::info!(server = %self.name, pid, tools = tool_count, "server ready");
         self.set_state(State::Ready);
 
-        let health = self.timeouts.health_interval;
+        let health = self.timeouts().health_interval;
         let mut next_ping = tokio::time::Instant::now() + health;
         let end = loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(next_ping), if !health.is_zero() => {
-                    match conn.request("ping", None, self.timeouts.health_timeout).await {
+                    match conn.request("ping", None, self.timeouts().health_timeout).await {
                         // An error reply still proves the child is responsive.
                         Ok(_) => next_ping = tokio::time::Instant::now() + health,
                         Err(UpstreamError::Timeout(t)) => {
@@ -479,7 +510,7 @@ impl Upstream {
                     Some(Event::ToolsChanged) => {
                         // Coalesce a burst (some servers send several in a row).
                         while let Ok(Event::ToolsChanged) = events.try_recv() {}
-                        match list_all_tools(&conn, self.timeouts.request_timeout).await {
+                        match list_all_tools(&conn, self.timeouts().request_timeout).await {
                             Ok(tools) => {
                                 tracing::info!(server = %self.name, tools = tools.len(), "server's tool list changed");
                                 self.set_tools(tools);
@@ -494,7 +525,7 @@ impl Upstream {
                     self.set_state(State::Stopping);
                     self.set_conn(None);
                     conn.close_stdin();
-                    let exit = process::stop(&mut spawned.child, pid, self.timeouts.stop_grace).await;
+                    let exit = process::stop(&mut spawned.child, pid, self.timeouts().stop_grace).await;
                     tracing::info!(server = %self.name, pid, exit = %describe_exit(exit), "server stopped");
                     return InstanceEnd::Stopped;
                 }

@@ -5,4 +5,5 @@ mod support;
 
 mod core;
 mod interop;
+mod reload;
 mod supervision;
