@@ -128,6 +128,8 @@ pub struct ServeOptions {
     pub listener: StdUnixListener,
     /// True when we bound the socket ourselves (and so remove it on exit).
     pub owns_socket_file: bool,
+    /// systemd's watchdog ping interval (half of WatchdogSec), if enabled.
+    pub watchdog: Option<Duration>,
 }
 
 /// Runs the daemon until SIGTERM/SIGINT. Must be called inside a tokio
@@ -185,8 +187,36 @@ pub async fn run(opts: ServeOptions) -> std::io::Result<()> {
         "stdioproxy listening"
     );
 
+    // READY=1 once listening and every initial server has been attempted.
+    let ready_daemon = daemon.clone();
+    let initial_limit = opts
+        .config
+        .enabled_servers()
+        .map(|(_, s)| s.timeouts().resolve(&opts.config.defaults).startup_timeout)
+        .max()
+        .unwrap_or_default()
+        + Duration::from_secs(1);
+    tokio::spawn(async move {
+        ready_daemon.supervisor.wait_attempted(initial_limit).await;
+        crate::systemd::notify_ready(&ready_daemon.status_line());
+        tracing::info!(status = %ready_daemon.status_line(), "ready");
+    });
+
+    // The watchdog is pinged from this loop, so a wedged loop stops the pings.
+    let watchdog_every = opts.watchdog.unwrap_or(Duration::from_secs(3600));
+    let mut watchdog = tokio::time::interval(watchdog_every);
+    let mut status_tick = tokio::time::interval(Duration::from_secs(2));
+    let mut last_status = String::new();
     loop {
         tokio::select! {
+            _ = watchdog.tick(), if opts.watchdog.is_some() => crate::systemd::notify_watchdog(),
+            _ = status_tick.tick() => {
+                let line = daemon.status_line();
+                if line != last_status {
+                    crate::systemd::notify_status(&line);
+                    last_status = line;
+                }
+            }
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = hup.recv() => {
@@ -199,6 +229,7 @@ pub async fn run(opts: ServeOptions) -> std::io::Result<()> {
     }
 
     tracing::info!("shutting down: stopping sessions and servers");
+    crate::systemd::notify_stopping();
     // A second signal means "now".
     tokio::spawn(async move {
         tokio::select! {

@@ -643,10 +643,7 @@ fn render(format: SourceFormat, servers: &[Accepted], skipped: &[SkippedServer])
             } else {
                 "names allow only A-Z a-z 0-9 _ -, no \"__\", at most 32 characters"
             };
-            comment(
-                &mut out,
-                &format!("imported from {:?} ({why})", a.original),
-            );
+            comment(&mut out, &format!("imported from {:?} ({why})", a.original));
         }
         if let Some(project) = &a.project {
             comment(
@@ -819,7 +816,8 @@ mod tests {
         assert_eq!(out.format, SourceFormat::McpServers);
         assert_eq!(
             names(&out),
-            vec!["Brave-Search", "filesystem", "github", "linear", "sqlite"]
+            // The file's own order.
+            vec!["filesystem", "github", "Brave-Search", "sqlite", "linear"]
         );
         assert!(out.skipped.is_empty(), "{:?}", out.skipped);
         let c = parse(&out.toml);
@@ -873,12 +871,12 @@ mod tests {
             out.secret_env,
             vec![
                 SecretEnv {
-                    server: "Brave-Search".into(),
-                    key: "BRAVE_API_KEY".into()
-                },
-                SecretEnv {
                     server: "github".into(),
                     key: "GITHUB_PERSONAL_ACCESS_TOKEN".into()
+                },
+                SecretEnv {
+                    server: "Brave-Search".into(),
+                    key: "BRAVE_API_KEY".into()
                 },
             ]
         );
@@ -954,12 +952,12 @@ mod tests {
     fn claude_code_user_and_project_servers() {
         let out = import(CLAUDE_CODE);
         assert_eq!(out.format, SourceFormat::ClaudeCode);
-        // User scope first (sorted), then projects sorted by path.
+        // User scope first (in file order), then projects in file order.
         assert_eq!(
             names(&out),
             vec![
-                "playwright",
                 "sequential-thinking",
+                "playwright",
                 "postgres",
                 "postgres-2"
             ]
@@ -969,18 +967,22 @@ mod tests {
             .iter()
             .filter(|s| s.original == "postgres")
             .collect();
-        assert_eq!(pg[0].project.as_deref(), Some("/home/alice/src/api"));
-        assert_eq!(pg[1].project.as_deref(), Some("/home/alice/src/webapp"));
+        // Projects in the file's order: webapp comes first there.
+        assert_eq!(pg[0].project.as_deref(), Some("/home/alice/src/webapp"));
+        assert_eq!(pg[1].project.as_deref(), Some("/home/alice/src/api"));
 
         let c = parse(&out.toml);
-        assert_eq!(server(&c, "postgres").args[2], "postgresql://localhost/api");
+        assert_eq!(
+            server(&c, "postgres").args[2],
+            "postgresql://localhost/webapp"
+        );
         assert_eq!(
             server(&c, "postgres-2").args[2],
-            "postgresql://localhost/webapp"
+            "postgresql://localhost/api"
         );
         assert!(out
             .toml
-            .contains("from Claude Code project \"/home/alice/src/webapp\""));
+            .contains("from Claude Code project \"/home/alice/src/api\""));
         assert!(out
             .toml
             .contains("# imported from \"postgres\" (another server already has that name)"));
@@ -995,8 +997,8 @@ mod tests {
             skipped,
             vec![
                 ("context7", None),
-                ("sentry", Some("/home/alice/src/api")),
                 ("playwright", Some("/home/alice/src/webapp")),
+                ("sentry", Some("/home/alice/src/api")),
             ]
         );
         let ctx = &out.skipped[0].reason;
@@ -1007,11 +1009,11 @@ mod tests {
         // No query string, no header values in the output.
         assert!(!out.toml.contains("ctx7-secret"), "{}", out.toml);
         assert!(!out.toml.contains("api_key"), "{}", out.toml);
-        assert!(out.skipped[1].reason.contains("sse"));
+        assert!(out.skipped[2].reason.contains("sse"));
         assert!(
-            out.skipped[2].reason.contains("same command"),
+            out.skipped[1].reason.contains("same command"),
             "{}",
-            out.skipped[2].reason
+            out.skipped[1].reason
         );
         assert!(out.toml.contains("# Not imported:"));
         assert!(
@@ -1023,7 +1025,8 @@ mod tests {
         assert_eq!(
             out.secret_env,
             vec![SecretEnv {
-                server: "postgres".into(),
+                // The api project's postgres, second in the file.
+                server: "postgres-2".into(),
                 key: "PGPASSWORD".into()
             }]
         );
@@ -1065,11 +1068,11 @@ mod tests {
             .iter()
             .map(|s| (s.original.as_str(), s.name.as_str()))
             .collect();
-        // The valid "a-b" keeps its name; "a b" and "a.b" get numbered in
-        // input (sorted) order.
+        // The valid "a-b" keeps its name; "a.b" and "a b" get numbered in
+        // the file's order.
         assert_eq!(pairs["a-b"], "a-b");
-        assert_eq!(pairs["a b"], "a-b-2");
-        assert_eq!(pairs["a.b"], "a-b-3");
+        assert_eq!(pairs["a.b"], "a-b-2");
+        assert_eq!(pairs["a b"], "a-b-3");
         assert_eq!(pairs["my__tool"], "my_tool");
         let long = pairs["an extremely long server name that exceeds the limit"];
         assert_eq!(long, "an-extremely-long-server-name-th");

@@ -68,7 +68,7 @@ pub async fn run<R, W>(
     if let Some(g) = greeting {
         outbox.send(g);
     }
-    daemon.sessions.fetch_add(1, Ordering::SeqCst);
+    let _counted = SessionCount::enter(&daemon);
     tracing::info!(session = id, servers = ?options.servers, "client session opened");
     let mut session = Session {
         id,
@@ -103,12 +103,28 @@ pub async fn run<R, W>(
             _ = crate::flag::raised(&mut shutdown) => break "daemon stopping",
         }
     };
-    daemon.sessions.fetch_sub(1, Ordering::SeqCst);
     tracing::info!(session = id, reason, "client session closed");
     drop(session);
     drop(outbox);
     // The writer ends once every queued line is written (or the socket broke).
     let _ = writer_task.await;
+}
+
+/// Counts a session in `Daemon::sessions` for as long as it lives, even if it
+/// panics.
+struct SessionCount(Arc<Daemon>);
+
+impl SessionCount {
+    fn enter(daemon: &Arc<Daemon>) -> Self {
+        daemon.sessions.fetch_add(1, Ordering::SeqCst);
+        Self(daemon.clone())
+    }
+}
+
+impl Drop for SessionCount {
+    fn drop(&mut self) {
+        self.0.sessions.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 async fn write_loop<W: AsyncWrite + Unpin>(writer: W, mut rx: mpsc::Receiver<String>) {

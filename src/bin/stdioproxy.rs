@@ -7,7 +7,9 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use stdioproxy::config::{self, Config};
-use stdioproxy::{control, daemon, listener, paths, telemetry};
+use stdioproxy::{
+    client_setup, control, daemon, import, install, listener, paths, systemd, telemetry,
+};
 
 #[derive(Parser)]
 #[command(
@@ -43,6 +45,35 @@ enum Command {
     Reload {
         #[arg(long)]
         socket: Option<PathBuf>,
+    },
+    /// Write the systemd user units (socket + service) for this binary.
+    Install {
+        /// Where to write them [default: ~/.config/systemd/user]
+        #[arg(long)]
+        unit_dir: Option<PathBuf>,
+        /// Use the Type=notify unit for systemd older than 253 [default: detected]
+        #[arg(long)]
+        legacy: Option<bool>,
+    },
+    /// Print (or with --write, merge with a backup) the config that points an
+    /// MCP client at stdioproxy-shim: claude-desktop, claude-code or cursor.
+    SetupClient {
+        client: client_setup::Client,
+        /// Merge into the client's config file instead of printing.
+        #[arg(long)]
+        write: bool,
+        /// The shim to use [default: stdioproxy-shim next to this binary]
+        #[arg(long)]
+        shim: Option<PathBuf>,
+    },
+    /// Convert an existing client config's `mcpServers` (Claude Desktop,
+    /// Claude Code, Cursor, VS Code) into stdioproxy config TOML.
+    Import {
+        /// The JSON file to read.
+        file: PathBuf,
+        /// Write the TOML here (mode 0600) instead of stdout; never overwrites.
+        #[arg(long)]
+        output: Option<PathBuf>,
     },
     /// Validate a config file without running anything.
     Check {
@@ -85,6 +116,13 @@ fn main() -> ExitCode {
                 Err(e) => fail(&format!("reload failed, nothing changed: {e}")),
             }
         }
+        Command::Install { unit_dir, legacy } => run_install(unit_dir, legacy),
+        Command::SetupClient {
+            client,
+            write,
+            shim,
+        } => run_setup_client(client, write, shim),
+        Command::Import { file, output } => run_import(&file, output.as_deref()),
         Command::Check { config } => {
             let path = paths::config_path(config.as_deref());
             match config::load(&path) {
@@ -119,6 +157,9 @@ fn fail(message: &str) -> ExitCode {
 }
 
 fn serve(config_flag: Option<PathBuf>, socket_flag: Option<PathBuf>) -> ExitCode {
+    // Before any thread exists: take (and unset) LISTEN_* and WATCHDOG_*.
+    let activated = systemd::take_activated_listener();
+    let watchdog = systemd::take_watchdog_interval();
     telemetry::init();
     let config_path = paths::config_path(config_flag.as_deref());
     let (config, config_text) = match config::load(&config_path) {
@@ -134,9 +175,16 @@ fn serve(config_flag: Option<PathBuf>, socket_flag: Option<PathBuf>) -> ExitCode
         }
     };
     let socket_path = paths::socket_path(socket_flag.as_deref());
-    let listener = match listener::bind(&socket_path) {
-        Ok(l) => l,
-        Err(e) => return fail(&e.to_string()),
+    let (listener, owns_socket_file) = match activated {
+        Ok(Some(l)) => {
+            tracing::info!("using the socket passed by systemd (socket activation)");
+            (l, false)
+        }
+        Ok(None) => match listener::bind(&socket_path) {
+            Ok(l) => (l, true),
+            Err(e) => return fail(&e.to_string()),
+        },
+        Err(e) => return fail(&format!("cannot use the socket passed by systemd: {e}")),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -151,10 +199,136 @@ fn serve(config_flag: Option<PathBuf>, socket_flag: Option<PathBuf>) -> ExitCode
         config_path,
         socket_path,
         listener,
-        owns_socket_file: true,
+        owns_socket_file,
+        watchdog,
     };
     match runtime.block_on(daemon::run(opts)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e.to_string()),
+    }
+}
+
+fn run_install(unit_dir: Option<PathBuf>, legacy: Option<bool>) -> ExitCode {
+    let exe = match std::env::current_exe().and_then(|p| p.canonicalize()) {
+        Ok(p) => p,
+        Err(e) => return fail(&format!("cannot find this binary's path: {e}")),
+    };
+    let Some(home) = paths::home_dir() else {
+        return fail("HOME is not set");
+    };
+    let dir = unit_dir.unwrap_or_else(|| install::default_unit_dir(&home));
+    let version = install::systemd_version();
+    let legacy =
+        legacy.unwrap_or_else(|| version.is_some_and(|v| v < install::NOTIFY_RELOAD_MIN_VERSION));
+    match install::install_units(&exe, &dir, legacy) {
+        Ok(files) => {
+            for f in &files {
+                println!("wrote {}", f.display());
+            }
+            if legacy {
+                println!(
+                    "(Type=notify unit: systemd {} is older than {})",
+                    version.unwrap_or(0),
+                    install::NOTIFY_RELOAD_MIN_VERSION
+                );
+            }
+            println!("\nnext: systemctl --user daemon-reload && systemctl --user enable --now stdioproxy.socket");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&format!("cannot write units to {}: {e}", dir.display())),
+    }
+}
+
+fn default_shim() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.canonicalize().ok())
+        .and_then(|p| p.parent().map(|d| d.join("stdioproxy-shim")))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("stdioproxy-shim"))
+}
+
+fn run_setup_client(client: client_setup::Client, write: bool, shim: Option<PathBuf>) -> ExitCode {
+    let shim = shim.unwrap_or_else(default_shim);
+    if !write {
+        print!("{}", client_setup::snippet(client, &shim));
+        return ExitCode::SUCCESS;
+    }
+    let Some(home) = paths::home_dir() else {
+        return fail("HOME is not set");
+    };
+    let file = client_setup::config_path(client, &home);
+    match client_setup::merge(client, &file, &shim) {
+        Ok(out) => {
+            if !out.changed {
+                println!(
+                    "{} already points at {}",
+                    out.path.display(),
+                    shim.display()
+                );
+            } else {
+                println!("updated {}", out.path.display());
+                if let Some(b) = &out.backup {
+                    println!("backup: {}", b.display());
+                }
+            }
+            if out.has_other_servers() {
+                println!(
+                    "the client still starts other MCP servers itself; move them into stdioproxy with:\n  stdioproxy import {} >> {}",
+                    out.path.display(),
+                    paths::config_path(None).display()
+                );
+            }
+            println!("restart the client to use it");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e.to_string()),
+    }
+}
+
+fn run_import(file: &std::path::Path, output: Option<&std::path::Path>) -> ExitCode {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => return fail(&format!("cannot read {}: {e}", file.display())),
+    };
+    let out = match import::import_mcp_servers(&text) {
+        Ok(o) => o,
+        Err(e) => return fail(&format!("{}: {e}", file.display())),
+    };
+    for w in &out.warnings {
+        eprintln!("warning: {w}");
+    }
+    for s in &out.skipped {
+        eprintln!("skipped {}: {}", s.original, s.reason);
+    }
+    for s in &out.secret_env {
+        eprintln!(
+            "note: [servers.{}] env {} looks like a secret; consider {} = \"${{{}}}\" and setting it in the daemon's environment",
+            s.server, s.key, s.key, s.key
+        );
+    }
+    eprintln!("imported {} server(s)", out.imported.len());
+    match output {
+        None => {
+            print!("{}", out.toml);
+            ExitCode::SUCCESS
+        }
+        Some(path) => {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let written = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .and_then(|mut f| f.write_all(out.toml.as_bytes()));
+            match written {
+                Ok(()) => {
+                    eprintln!("wrote {}", path.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&format!("cannot write {}: {e}", path.display())),
+            }
+        }
     }
 }

@@ -28,7 +28,7 @@ use tokio::io::BufReader;
 use tokio::sync::{mpsc, watch, Notify};
 
 pub use connection::{Connection, Event, Reply};
-pub use process::{describe_exit, is_service_manager_var};
+pub use process::describe_exit;
 
 use crate::cache::{spec_key, ToolCache};
 use crate::config::{EffectiveTimeouts, ServerConfig};

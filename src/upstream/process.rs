@@ -30,12 +30,6 @@ pub struct Spawned {
     pub stderr: Option<ChildStderr>,
 }
 
-/// True for variables that belong to the daemon's service manager and must not
-/// leak to children (they would try to notify systemd or adopt our sockets).
-pub fn is_service_manager_var(key: &str) -> bool {
-    key == "NOTIFY_SOCKET" || key.starts_with("LISTEN_") || key.starts_with("WATCHDOG_")
-}
-
 /// Spawns the server's process. Errors are one line a person can act on.
 pub fn spawn(spec: &ServerConfig) -> Result<Spawned, String> {
     let env = expand_env_table(&spec.env)?;
@@ -47,7 +41,10 @@ pub fn spawn(spec: &ServerConfig) -> Result<Spawned, String> {
         .kill_on_drop(true)
         .process_group(0);
     for (key, _) in std::env::vars_os() {
-        if key.to_str().is_some_and(is_service_manager_var) {
+        if key
+            .to_str()
+            .is_some_and(crate::systemd::is_service_manager_var)
+        {
             cmd.env_remove(&key);
         }
     }

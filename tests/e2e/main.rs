@@ -7,3 +7,4 @@ mod core;
 mod interop;
 mod reload;
 mod supervision;
+mod systemd;

@@ -88,7 +88,7 @@ pub struct Log {
 }
 
 impl Log {
-    fn collect(&self, stream: impl std::io::Read + Send + 'static) {
+    pub fn collect(&self, stream: impl std::io::Read + Send + 'static) {
         let log = self.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stream).lines() {
