@@ -1,9 +1,9 @@
-//! The on-disk tool-list cache (`$XDG_CACHE_HOME/stdioproxy/tools.json`).
+//! The on-disk list cache (`$XDG_CACHE_HOME/stdioproxy/tools.json`).
 //!
 //! Clients that connect at login, while servers are still starting, would see
-//! an empty catalog. The daemon therefore remembers each server's last tool
-//! list and serves it until the server is ready; calls made meanwhile wait for
-//! the server. An entry is used only while the server's command, args and cwd
+//! an empty catalog. The daemon therefore remembers each server's last lists
+//! (tools, prompts, resources, templates) and capabilities, and serves them
+//! until the server is ready; calls made meanwhile wait for the server. An entry is used only while the server's command, args and cwd
 //! are unchanged (env is left out of the key so that secrets are never hashed
 //! into a file, and because env rarely changes which tools exist). The file is
 //! rewritten whole (temp file + rename, mode 0600) when a list changes.
@@ -17,6 +17,7 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::catalog::Lists;
 use crate::config::ServerConfig;
 use crate::names::fnv1a64;
 
@@ -28,7 +29,19 @@ struct File {
 #[derive(Clone, Serialize, Deserialize)]
 struct Entry {
     key: String,
-    tools: Vec<Value>,
+    #[serde(flatten)]
+    lists: Lists,
+    #[serde(default)]
+    capabilities: Value,
+}
+
+/// What the cache remembers of a server.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CachedServer {
+    /// Its lists.
+    pub lists: Lists,
+    /// Its capabilities (from its last initialize).
+    pub capabilities: Value,
 }
 
 /// The cache, loaded once at start.
@@ -71,19 +84,23 @@ impl ToolCache {
         crate::paths::cache_dir().join("tools.json")
     }
 
-    /// Cached tools of `server`, if cached for this `key`.
-    pub fn get(&self, server: &str, key: &str) -> Option<Vec<Value>> {
+    /// What is cached for `server`, if cached for this `key`.
+    pub fn get(&self, server: &str, key: &str) -> Option<CachedServer> {
         let file = self.lock();
         let e = file.servers.get(server)?;
-        (e.key == key).then(|| e.tools.clone())
+        (e.key == key).then(|| CachedServer {
+            lists: e.lists.clone(),
+            capabilities: e.capabilities.clone(),
+        })
     }
 
-    /// Records a server's tools and rewrites the file when they changed.
-    pub fn put(&self, server: &str, key: &str, tools: &[Value]) {
+    /// Records a server's lists and capabilities, and rewrites the file when
+    /// they changed.
+    pub fn put(&self, server: &str, key: &str, lists: &Lists, capabilities: &Value) {
         let text = {
             let mut file = self.lock();
             if let Some(e) = file.servers.get(server) {
-                if e.key == key && e.tools == tools {
+                if e.key == key && e.lists == *lists && e.capabilities == *capabilities {
                     return;
                 }
             }
@@ -91,7 +108,8 @@ impl ToolCache {
                 server.to_string(),
                 Entry {
                     key: key.to_string(),
-                    tools: tools.to_vec(),
+                    lists: lists.clone(),
+                    capabilities: capabilities.clone(),
                 },
             );
             match serde_json::to_vec(&*file) {
@@ -141,15 +159,27 @@ mod tests {
         let key = spec_key(&spec);
         let c = ToolCache::load(&path);
         assert!(c.get("a", &key).is_none());
-        c.put("a", &key, &[json!({"name": "x"})]);
+        let lists = Lists {
+            tools: vec![json!({"name": "x"})],
+            prompts: vec![json!({"name": "p"})],
+            ..Lists::default()
+        };
+        let caps = json!({"tools": {}, "prompts": {}});
+        c.put("a", &key, &lists, &caps);
         let c2 = ToolCache::load(&path);
-        assert_eq!(c2.get("a", &key), Some(vec![json!({"name": "x"})]));
+        let got = c2.get("a", &key).unwrap();
+        assert_eq!((got.lists, got.capabilities), (lists, caps));
         assert!(c2.get("a", "other").is_none());
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(
             std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o600
         );
+        // A cache written before prompts and capabilities were kept.
+        std::fs::write(&path, r#"{"servers":{"a":{"key":"k","tools":[{"name":"old"}]}}}"#).unwrap();
+        let old = ToolCache::load(&path).get("a", "k").unwrap();
+        assert_eq!(old.lists.tools, vec![json!({"name": "old"})]);
+        assert!(old.lists.prompts.is_empty() && old.capabilities.is_null());
         let mut other = ServerConfig::new("npx");
         other.args.push("-y".into());
         assert_ne!(spec_key(&other), key);

@@ -13,12 +13,13 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 
 use crate::cache::ToolCache;
 use crate::config::{Config, DaemonSettings};
 use crate::reaper::Reaper;
 use crate::reload::{reload, ReloadRecord, Running, Trigger};
+use crate::session::Registry;
 use crate::supervisor::Supervisor;
 use crate::upstream::Shared;
 
@@ -37,6 +38,8 @@ pub struct Daemon {
     pub started: Instant,
     /// Open client sessions.
     pub sessions: AtomicUsize,
+    /// Every live session, for fan-out and for routing children's requests.
+    pub registry: Arc<Registry>,
     next_session: AtomicU64,
     config_error: Mutex<Option<String>>,
     last_reload: Mutex<Option<ReloadRecord>>,
@@ -145,8 +148,10 @@ pub async fn run(opts: ServeOptions) -> std::io::Result<()> {
             None
         }
     };
+    let registry = Arc::new(Registry::default());
     let supervisor = Supervisor::new(Shared {
-        catalog_dirty: Arc::new(Notify::new()),
+        registry: registry.clone(),
+        lists_changed: std::sync::OnceLock::new(),
         reaper,
         cache: Some(Arc::new(ToolCache::load(&ToolCache::default_path()))),
         max_message: std::sync::atomic::AtomicUsize::new(opts.config.daemon.max_message_size),
@@ -162,6 +167,7 @@ pub async fn run(opts: ServeOptions) -> std::io::Result<()> {
         socket_path: opts.socket_path.clone(),
         started: Instant::now(),
         sessions: AtomicUsize::new(0),
+        registry,
         next_session: AtomicU64::new(1),
         config_error: Mutex::new(None),
         last_reload: Mutex::new(None),

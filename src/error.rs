@@ -13,6 +13,9 @@ pub enum UpstreamError {
     /// The child's connection is gone.
     #[error("the server closed its connection")]
     Closed,
+    /// The child is not reading its input (its queue is full).
+    #[error("the server is not reading its input (its queue is full)")]
+    Busy,
     /// No answer in time.
     #[error("no answer within {0:?}")]
     Timeout(Duration),

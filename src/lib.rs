@@ -15,10 +15,13 @@
 //! - [`session`]: one MCP session per client connection; the daemon is the MCP
 //!   server: it answers `initialize`, `ping` and lists locally and routes the rest.
 //! - [`catalog`]: the immutable, versioned snapshot of what clients see
-//!   (prefixed tools) and the map back to (server, original name).
+//!   (prefixed tools and prompts, resources and templates) and the map back
+//!   to (server, original name or URI).
 //! - [`names`]: the `<server>__<tool>` naming rules and deterministic shortening.
-//! - [`upstream`]: the MCP client side of one child process: framing, id
-//!   remapping, pending requests.
+//! - [`upstream`]: the MCP client side of one child process: framing, id,
+//!   progress-token and task-id remapping, pending requests, and routing what
+//!   the child sends (notifications, requests to a client).
+//! - [`loglevel`]: MCP log levels, per session and per child.
 //! - [`supervisor`]: owns the set of upstreams and their lifecycles.
 //! - [`jsonrpc`] and [`framing`]: the wire format (envelopes on raw JSON, and
 //!   newline-delimited frames with a size limit).
@@ -42,6 +45,7 @@ pub mod import;
 pub mod install;
 pub mod jsonrpc;
 pub mod listener;
+pub mod loglevel;
 pub mod names;
 pub mod outbox;
 pub mod paths;

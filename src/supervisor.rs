@@ -1,20 +1,20 @@
-//! The set of upstreams, and the catalog built from their tools.
+//! The set of upstreams, and the catalog built from their lists.
 //!
 //! The supervisor is the only place that changes which servers exist: it
-//! starts them from the config and stops them at shutdown. Every upstream
-//! notifies a shared `Notify` when its tools may have changed; one catalog
-//! task rebuilds the catalog and publishes it through a `watch` channel, so
-//! bursts of changes coalesce into one rebuild and readers always see a whole
-//! snapshot.
+//! starts them from the config, applies reloads and stops them at shutdown.
+//! Every upstream calls back when its lists changed, and the catalog is
+//! rebuilt and published through a `watch` channel before the upstream goes
+//! on, so a server is never ready with its items missing from the catalog,
+//! and readers always see a whole snapshot.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 
-use crate::catalog::{Catalog, ServerTools};
+use crate::catalog::{Catalog, ListKind, ServerLists};
 use crate::config::{Config, ConfigDiff};
 use crate::upstream::{ServerStatus, Shared, State, Upstream};
 
@@ -28,8 +28,8 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    /// A supervisor with no servers; starts its catalog task. `shared` is
-    /// handed to every upstream; its `catalog_dirty` drives catalog rebuilds.
+    /// A supervisor with no servers. `shared` is handed to every upstream;
+    /// its `lists_changed` hook is set here to rebuild the catalog.
     pub fn new(shared: Shared) -> Arc<Self> {
         let sup = Arc::new(Self {
             upstreams: RwLock::new(BTreeMap::new()),
@@ -38,10 +38,12 @@ impl Supervisor {
             generation: AtomicU64::new(0),
             rebuild: std::sync::Mutex::new(()),
         });
-        tokio::spawn(catalog_task(
-            Arc::downgrade(&sup),
-            sup.shared.catalog_dirty.clone(),
-        ));
+        let weak: Weak<Supervisor> = Arc::downgrade(&sup);
+        let _ = sup.shared.lists_changed.set(Box::new(move || {
+            if let Some(s) = weak.upgrade() {
+                s.rebuild_catalog();
+            }
+        }));
         sup
     }
 
@@ -79,8 +81,8 @@ impl Supervisor {
                 .map(|(_, s)| (Arc::new(s.clone()), s.timeouts().resolve(&new.defaults)))
         };
         for name in &diff.updated {
-            if let (Some(up), Some((_, t))) = (self.upstream(name), spec_of(name)) {
-                up.set_timeouts(t);
+            if let (Some(up), Some((spec, t))) = (self.upstream(name), spec_of(name)) {
+                up.update(spec, t);
             }
         }
         let mut fresh = Vec::new();
@@ -143,7 +145,7 @@ impl Supervisor {
         self.catalog_tx.subscribe()
     }
 
-    /// Rebuilds and publishes the catalog from every upstream's tools.
+    /// Rebuilds and publishes the catalog from every upstream's lists.
     ///
     /// Reading the upstream set and publishing happen under one lock, so the
     /// last catalog published is always built from the latest set (a rebuild
@@ -151,13 +153,17 @@ impl Supervisor {
     pub fn rebuild_catalog(&self) {
         let _serial = self.rebuild.lock().unwrap_or_else(|e| e.into_inner());
         let ups = self.upstreams();
-        let lists: Vec<_> = ups.iter().map(|u| (u.name.clone(), u.tools())).collect();
+        let lists: Vec<_> = ups
+            .iter()
+            .map(|u| (u.name.clone(), u.lists(), u.tool_filter()))
+            .collect();
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         let catalog = Catalog::build(
             generation,
-            lists.iter().map(|(name, tools)| ServerTools {
+            lists.iter().map(|(name, lists, filter)| ServerLists {
                 server: name.clone(),
-                tools: tools.as_slice(),
+                lists,
+                tool_filter: filter,
             }),
         );
         tracing::debug!(generation, tools = catalog.len(), "catalog rebuilt");
@@ -181,7 +187,7 @@ impl Supervisor {
         let catalog = self.catalog();
         self.upstreams()
             .iter()
-            .map(|u| u.status(catalog.tool_count(&u.name)))
+            .map(|u| u.status(ListKind::ALL.map(|k| catalog.count(k, &u.name))))
             .collect()
     }
 
@@ -217,16 +223,6 @@ async fn supervise(up: Arc<Upstream>) {
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
             Err(_) => return,
-        }
-    }
-}
-
-async fn catalog_task(sup: Weak<Supervisor>, dirty: Arc<Notify>) {
-    loop {
-        dirty.notified().await;
-        match sup.upgrade() {
-            Some(s) => s.rebuild_catalog(),
-            None => return,
         }
     }
 }

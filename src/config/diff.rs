@@ -18,8 +18,8 @@ pub struct ConfigDiff {
     /// Command, args, env or cwd changed: start a new instance, switch to it
     /// when ready, drain and stop the old one.
     pub replaced: Vec<String>,
-    /// Only options that need no new process changed (timeouts): applied in
-    /// place.
+    /// Only options that need no new process changed (timeouts, tool
+    /// filters, the list of roots): applied in place.
     pub updated: Vec<String>,
     /// Untouched.
     pub unchanged: Vec<String>,
@@ -93,7 +93,10 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
         };
         if o.needs_new_process(&n) {
             d.replaced.push(name.clone());
-        } else if o.timeouts().resolve(&old.defaults) != n.timeouts().resolve(&new.defaults) {
+        } else if o.timeouts().resolve(&old.defaults) != n.timeouts().resolve(&new.defaults)
+            || o.tools != n.tools
+            || o.roots != n.roots
+        {
             d.updated.push(name.clone());
         } else {
             d.unchanged.push(name.clone());
@@ -132,6 +135,13 @@ command = "f"
 enabled = false
 [servers.defaults]
 command = "g"
+[servers.filter]
+command = "i"
+[servers.roots]
+command = "j"
+roots = ["/a"]
+[servers.noroots]
+command = "k"
 "#);
         let new = cfg(r#"
 [defaults]
@@ -155,12 +165,21 @@ command = "f"
 command = "h"
 [servers.defaults]
 command = "g"
+[servers.filter]
+command = "i"
+tools = { deny = ["x*"] }
+[servers.roots]
+command = "j"
+roots = ["/a", "/b"]
+[servers.noroots]
+command = "k"
+roots = ["/a"]
 "#);
         let d = diff(&old, &new);
         assert_eq!(d.added, vec!["new", "off"]);
         assert_eq!(d.removed, vec!["gone"]);
-        assert_eq!(d.replaced, vec!["args", "env"]);
-        assert_eq!(d.updated, vec!["defaults", "timeout"]);
+        assert_eq!(d.replaced, vec!["args", "env", "noroots"]);
+        assert_eq!(d.updated, vec!["defaults", "filter", "roots", "timeout"]);
         assert_eq!(d.unchanged, vec!["same"]);
         assert!(!d.daemon_changed);
         assert!(d.summary().contains("restarted: args, env"));

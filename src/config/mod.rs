@@ -9,7 +9,9 @@
 mod diff;
 mod duration;
 mod expand;
+mod filter;
 mod load;
+mod roots;
 pub mod watch;
 
 use std::collections::BTreeMap;
@@ -22,7 +24,9 @@ use serde::{Deserialize, Deserializer};
 pub use diff::{diff, ConfigDiff};
 pub use duration::{parse_duration, ConfigDuration};
 pub use expand::{expand_env_table, expand_vars};
+pub use filter::{Glob, ToolFilter};
 pub use load::{check_permissions, load, parse_str, ConfigError};
+pub use roots::RootPath;
 
 /// The whole config file.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -198,6 +202,14 @@ pub struct ServerConfig {
     /// A disabled server is not started (and clients do not see it).
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// Which of the server's tools clients see (applied in place on reload).
+    #[serde(default)]
+    pub tools: ToolFilter,
+    /// The roots the daemon answers the server's `roots/list` with. The
+    /// `roots` client capability is declared to the server only when this is
+    /// set, so a shared server never sees one client's roots (server-filesystem
+    /// would replace its allowed directories with them).
+    pub roots: Option<Vec<RootPath>>,
     // Per-server timeouts, over `[defaults]`. Listed one by one rather than
     // flattened: serde's flatten loses the spans that errors need.
     startup_timeout: Option<ConfigDuration>,
@@ -237,6 +249,8 @@ impl ServerConfig {
             env: Default::default(),
             cwd: None,
             enabled: true,
+            tools: ToolFilter::default(),
+            roots: None,
             startup_timeout: None,
             request_timeout: None,
             health_interval: None,
@@ -267,13 +281,21 @@ impl ServerConfig {
         self.cwd.as_deref().map(crate::paths::expand_tilde)
     }
 
-    /// True when a change from `other` needs a new process (command, args,
-    /// env or cwd differ); other differences can be applied in place.
+    /// True when a change from `other` needs a new process: command, args,
+    /// env or cwd differ, or roots appear or disappear (the roots capability
+    /// is declared at initialize). Other differences (timeouts, tool
+    /// filters, the list of roots) are applied in place.
     pub fn needs_new_process(&self, other: &ServerConfig) -> bool {
         self.command != other.command
             || self.args != other.args
             || self.env != other.env
             || self.cwd != other.cwd
+            || self.roots.is_some() != other.roots.is_some()
+    }
+
+    /// The `roots/list` result for this server, when roots are configured.
+    pub fn roots_result(&self) -> Option<String> {
+        self.roots.as_deref().map(roots::list_result)
     }
 }
 
@@ -286,6 +308,8 @@ impl fmt::Debug for ServerConfig {
             .field("env_keys", &self.env.keys().collect::<Vec<_>>())
             .field("cwd", &self.cwd)
             .field("enabled", &self.enabled)
+            .field("tools", &self.tools)
+            .field("roots", &self.roots)
             .field("timeouts", &self.timeouts())
             .finish()
     }

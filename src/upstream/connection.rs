@@ -7,19 +7,26 @@
 //! delivered to exactly that asker with the asker's id restored verbatim,
 //! whatever its type. Responses are routed straight from the reader task into
 //! the asking session's outbox, so many calls can be in flight at once and a
-//! slow one never delays another (no head-of-line blocking).
+//! slow one never delays another (no head-of-line blocking). Forwarding never
+//! waits either: a child whose input queue is full fails the call at once.
 //!
 //! Client requests carry a deadline (`request_timeout`, pushed back by each
 //! progress notification for that request). A sweeper task answers expired
 //! requests with a timeout error and tells the child
 //! `notifications/cancelled`. A client's progress token is replaced by a
 //! token unique on this connection (`sp-<upstream id>`) so that two clients
-//! using the same token each get only their own progress; late progress for
-//! a finished request is dropped.
+//! using the same token each get only their own progress; progress for a
+//! request that is finished, cancelled or timed out is dropped, as is a late
+//! response.
+//!
+//! What the child sends besides responses (notifications, and requests to
+//! the client) is handled in [`super::inbound`]; task ids in results are
+//! rewritten by [`super::tasks`].
 //!
 //! Invariant: once `closed` is set, no entry stays in the pending map: the
 //! reader fails all entries after setting it, and `forward` re-checks it after
-//! inserting.
+//! inserting. Lock order: the pending lock is released before calling into a
+//! session link.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -31,10 +38,13 @@ use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
 use tokio::process::{ChildStdin, ChildStdout};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::inbound::Routes;
+use super::Context;
+use crate::catalog::ListKind;
 use crate::error::UpstreamError;
 use crate::framing::{Frame, LineReader};
 use crate::jsonrpc::{self, code, Envelope, Kind, RawObject};
-use crate::outbox::Outbox;
+use crate::session::SessionLink;
 
 /// A child's answer to a daemon-originated request.
 #[derive(Debug)]
@@ -48,27 +58,56 @@ pub enum Reply {
 /// Something the lifecycle task must react to.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Event {
-    /// The child sent `notifications/tools/list_changed`.
-    ToolsChanged,
+    /// The child said one of its lists changed.
+    ListChanged(ListKind),
     /// The child closed stdout, sent an oversized message, or its pipe broke.
     Closed,
 }
 
-enum Pending {
+/// How a client request's result must be rewritten on its way back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rewrite {
+    /// Passed through verbatim.
+    None,
+    /// The request asked for a task (`params.task`): a `CreateTaskResult`
+    /// gets a daemon-minted task id.
+    NewTask,
+    /// A `tasks/*` request about the child's task `child`, which the client
+    /// knows as `client`.
+    Task {
+        /// The child's task id.
+        child: String,
+        /// The client's task id.
+        client: String,
+    },
+}
+
+pub(super) enum Pending {
     Client(ClientRequest),
     Internal(oneshot::Sender<Reply>),
 }
 
-struct ClientRequest {
-    outbox: Arc<Outbox>,
-    client_id: Box<RawValue>,
+pub(super) struct ClientRequest {
+    pub(super) link: Arc<SessionLink>,
+    pub(super) client_id: Box<RawValue>,
+    pub(super) ticket: u64,
     /// When the request times out; pushed back by progress.
-    deadline: Instant,
+    pub(super) deadline: Instant,
     /// The client's own progress token, when it asked for progress.
-    progress_token: Option<Box<RawValue>>,
+    pub(super) progress_token: Option<Box<RawValue>>,
+    pub(super) rewrite: Rewrite,
 }
 
-enum WriterMsg {
+impl ClientRequest {
+    /// Delivers a line answering this request (after forgetting it, so the
+    /// client may reuse its id the moment it reads the line).
+    pub(super) fn answer(self, line: String) {
+        self.link.finish(self.client_id.get(), self.ticket);
+        self.link.outbox.send(line);
+    }
+}
+
+pub(super) enum WriterMsg {
     Line(String),
     Close,
 }
@@ -76,11 +115,24 @@ enum WriterMsg {
 /// Queue depth towards one child's stdin.
 const TO_CHILD_CAPACITY: usize = 4096;
 
+/// A client request to forward.
+pub struct ClientCall<'a> {
+    /// The session that asked.
+    pub link: &'a Arc<SessionLink>,
+    /// The client's id, raw.
+    pub client_id: &'a RawValue,
+    /// The session's ticket for this request ([`SessionLink::begin`]).
+    pub ticket: u64,
+    /// How the result is rewritten.
+    pub rewrite: Rewrite,
+}
+
 /// One running child, as seen by everyone who talks to it.
 pub struct Connection {
-    server: Arc<str>,
-    to_child: mpsc::Sender<WriterMsg>,
+    pub(super) ctx: Arc<Context>,
+    pub(super) to_child: mpsc::Sender<WriterMsg>,
     pending: Mutex<HashMap<u64, Pending>>,
+    pub(super) routes: Mutex<Routes>,
     /// Milliseconds; changed in place by a reload.
     request_timeout_ms: AtomicU64,
     /// Woken whenever the pending map becomes empty (draining).
@@ -88,12 +140,13 @@ pub struct Connection {
     next_id: AtomicU64,
     closed: AtomicBool,
     closed_tx: watch::Sender<bool>,
+    pub(super) events: mpsc::UnboundedSender<Event>,
 }
 
 impl Connection {
     /// Starts the reader and writer tasks for a child's pipes.
-    pub fn start(
-        server: Arc<str>,
+    pub(super) fn start(
+        ctx: Arc<Context>,
         stdin: ChildStdin,
         stdout: ChildStdout,
         max_message: usize,
@@ -102,31 +155,34 @@ impl Connection {
     ) -> Arc<Self> {
         let (to_child, rx) = mpsc::channel(TO_CHILD_CAPACITY);
         let conn = Arc::new(Self {
-            server,
+            ctx,
             to_child,
             pending: Mutex::new(HashMap::new()),
+            routes: Mutex::new(Routes::default()),
             request_timeout_ms: AtomicU64::new(millis(request_timeout)),
             idle: tokio::sync::Notify::new(),
             next_id: AtomicU64::new(1),
             closed: AtomicBool::new(false),
             closed_tx: watch::channel(false).0,
+            events,
         });
-        tokio::spawn(write_loop(conn.server.clone(), stdin, rx));
-        tokio::spawn(conn.clone().read_loop(stdout, max_message, events));
+        tokio::spawn(write_loop(conn.server_arc(), stdin, rx));
+        tokio::spawn(conn.clone().read_loop(stdout, max_message));
         tokio::spawn(sweep_loop(Arc::downgrade(&conn)));
         conn
     }
 
-    /// Forwards a client's request. The response goes to `outbox` with
-    /// `client_id` restored; a progress token in `params._meta` is replaced
-    /// by one unique on this connection and mapped back on progress.
-    pub async fn forward(
+    /// Forwards a client's request; returns the id the child sees. The
+    /// response goes to the session with the client's id restored; a
+    /// progress token in `params._meta` is replaced by one unique on this
+    /// connection and mapped back on progress. Never waits: a child that is
+    /// gone or not reading its input fails the call at once.
+    pub fn forward(
         &self,
         method: &str,
         params: Option<&str>,
-        client_id: Box<RawValue>,
-        outbox: Arc<Outbox>,
-    ) -> Result<(), UpstreamError> {
+        call: ClientCall<'_>,
+    ) -> Result<u64, UpstreamError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (params, progress_token) = match params {
             Some(p) if p.contains("progressToken") => {
@@ -136,14 +192,35 @@ impl Connection {
             other => (other.map(str::to_string), None),
         };
         let request = ClientRequest {
-            outbox,
-            client_id,
+            link: call.link.clone(),
+            client_id: call.client_id.to_owned(),
+            ticket: call.ticket,
             deadline: Instant::now() + self.request_timeout(),
             progress_token,
+            rewrite: call.rewrite,
         };
         self.lock().insert(id, Pending::Client(request));
-        self.send_registered(id, jsonrpc::request(id, method, params.as_deref()))
-            .await
+        self.routes().note_requester(call.link.id);
+        let line = jsonrpc::request(id, method, params.as_deref());
+        // Re-check after inserting: the reader may have failed everything
+        // between our insert and now (see the module invariant).
+        let sent = if self.is_closed() {
+            Err(UpstreamError::Closed)
+        } else {
+            self.to_child
+                .try_send(WriterMsg::Line(line))
+                .map_err(|e| match e {
+                    mpsc::error::TrySendError::Full(_) => UpstreamError::Busy,
+                    mpsc::error::TrySendError::Closed(_) => UpstreamError::Closed,
+                })
+        };
+        match sent {
+            Ok(()) => Ok(id),
+            Err(e) => {
+                self.take(id);
+                Err(e)
+            }
+        }
     }
 
     /// Sends a request on the daemon's own behalf and waits for the reply.
@@ -156,8 +233,11 @@ impl Connection {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.lock().insert(id, Pending::Internal(tx));
-        self.send_registered(id, jsonrpc::request(id, method, params))
-            .await?;
+        let line = jsonrpc::request(id, method, params);
+        if self.is_closed() || self.to_child.send(WriterMsg::Line(line)).await.is_err() {
+            self.take(id);
+            return Err(UpstreamError::Closed);
+        }
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(reply)) => Ok(reply),
             Ok(Err(_)) => Err(UpstreamError::Closed),
@@ -168,22 +248,34 @@ impl Connection {
         }
     }
 
-    async fn send_registered(&self, id: u64, line: String) -> Result<(), UpstreamError> {
-        // Re-check after inserting: the reader may have failed everything
-        // between our insert and now (see the module invariant).
-        if self.is_closed() || self.to_child.send(WriterMsg::Line(line)).await.is_err() {
-            self.take(id);
-            return Err(UpstreamError::Closed);
-        }
-        Ok(())
-    }
-
     /// Sends a notification.
     pub async fn notify(&self, method: &str, params: Option<&str>) -> Result<(), UpstreamError> {
         self.to_child
             .send(WriterMsg::Line(jsonrpc::notification(method, params)))
             .await
             .map_err(|_| UpstreamError::Closed)
+    }
+
+    /// Queues a line for the child without waiting; false when its input
+    /// queue is full or gone.
+    pub(super) fn send_line(&self, line: String) -> bool {
+        self.to_child.try_send(WriterMsg::Line(line)).is_ok()
+    }
+
+    /// Cancels a forwarded client request: it is forgotten (a late response
+    /// or progress is dropped) and the child is sent
+    /// `notifications/cancelled`.
+    pub fn cancel(&self, upstream_id: u64, reason: &str) {
+        if self.take(upstream_id).is_none() {
+            return;
+        }
+        let params = serde_json::json!({ "requestId": upstream_id, "reason": reason }).to_string();
+        if !self.send_line(jsonrpc::notification(
+            "notifications/cancelled",
+            Some(&params),
+        )) {
+            tracing::debug!(server = %self.server(), upstream_id, "cannot send a cancellation: the server's input is full or closed");
+        }
     }
 
     /// Closes the child's stdin once everything queued before was written.
@@ -204,7 +296,11 @@ impl Connection {
 
     /// The server's name.
     pub fn server(&self) -> &str {
-        &self.server
+        &self.ctx.server
+    }
+
+    fn server_arc(&self) -> Arc<str> {
+        self.ctx.server.clone()
     }
 
     /// The request timeout of client calls on this connection.
@@ -231,7 +327,7 @@ impl Connection {
         }
     }
 
-    fn take(&self, id: u64) -> Option<Pending> {
+    pub(super) fn take(&self, id: u64) -> Option<Pending> {
         let mut pending = self.lock();
         let entry = pending.remove(&id);
         if pending.is_empty() {
@@ -245,90 +341,118 @@ impl Connection {
         self.lock().len()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Pending>> {
+    /// The sessions with client requests in flight on this child.
+    pub(super) fn requesters(&self) -> Vec<Arc<SessionLink>> {
+        let mut seen: Vec<Arc<SessionLink>> = Vec::new();
+        for p in self.lock().values() {
+            if let Pending::Client(r) = p {
+                if !seen.iter().any(|l| l.id == r.link.id) {
+                    seen.push(r.link.clone());
+                }
+            }
+        }
+        seen
+    }
+
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Pending>> {
         // A panic while holding this lock cannot leave the map inconsistent
         // (single inserts/removes), so a poisoned lock is still usable.
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    async fn read_loop(
-        self: Arc<Self>,
-        stdout: ChildStdout,
-        max_message: usize,
-        events: mpsc::UnboundedSender<Event>,
-    ) {
+    pub(super) fn routes(&self) -> std::sync::MutexGuard<'_, Routes> {
+        self.routes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn read_loop(self: Arc<Self>, stdout: ChildStdout, max_message: usize) {
         let mut reader = LineReader::new(BufReader::with_capacity(64 * 1024, stdout), max_message);
         let reason = loop {
             match reader.next_frame().await {
-                Ok(Frame::Line(line)) => self.on_line(&line, &events),
+                Ok(Frame::Line(line)) => self.on_line(&line),
                 Ok(Frame::TooLong { .. }) => {
-                    tracing::error!(server = %self.server,
+                    tracing::error!(server = %self.server(),
                         "server sent a message larger than {max_message} bytes; treating it as broken");
                     break "sent an oversized message";
                 }
                 Ok(Frame::Eof) => break "closed its stdout",
                 Err(e) => {
-                    tracing::warn!(server = %self.server, "reading from server failed: {e}");
+                    tracing::warn!(server = %self.server(), "reading from server failed: {e}");
                     break "stdout read failed";
                 }
             }
         };
         self.closed.store(true, Ordering::SeqCst);
         let drained: Vec<Pending> = self.lock().drain().map(|(_, p)| p).collect();
+        self.idle.notify_waiters();
         let message = format!(
             "server '{}' {reason} while handling the request (it is being restarted)",
-            self.server
+            self.server()
         );
         for p in drained {
             if let Pending::Client(req) = p {
-                let data = serde_json::json!({ "server": &*self.server });
-                req.outbox.send(jsonrpc::error_response(
+                let data = serde_json::json!({ "server": self.server() });
+                let line = jsonrpc::error_response(
                     Some(req.client_id.get()),
                     code::SERVER_CRASHED,
                     &message,
                     Some(data),
-                ));
+                );
+                req.answer(line);
             }
             // Internal waiters see their sender dropped: UpstreamError::Closed.
         }
+        self.abandon_client_requests();
         self.closed_tx.send_replace(true);
-        let _ = events.send(Event::Closed);
+        let _ = self.events.send(Event::Closed);
     }
 
-    fn on_line(&self, line: &[u8], events: &mpsc::UnboundedSender<Event>) {
+    fn on_line(self: &Arc<Self>, line: &[u8]) {
         let env = match Envelope::parse(line) {
             Ok(env) => env,
             Err(e) => {
                 let shown = String::from_utf8_lossy(&line[..line.len().min(200)]);
-                tracing::warn!(server = %self.server, "skipping a line that is not a JSON-RPC message ({e:?}): {shown}");
+                tracing::warn!(server = %self.server(), "skipping a line that is not a JSON-RPC message ({e:?}): {shown}");
                 return;
             }
         };
         match env.kind() {
             Kind::Response => self.on_response(&env),
-            Kind::Notification => self.on_notification(&env, events),
+            Kind::Notification => self.on_notification(&env),
             Kind::Request => self.on_request(&env),
             Kind::Invalid => {
-                tracing::warn!(server = %self.server, "skipping an invalid JSON-RPC message from the server");
+                tracing::warn!(server = %self.server(), "skipping an invalid JSON-RPC message from the server");
             }
         }
     }
 
-    fn on_response(&self, env: &Envelope<'_>) {
+    fn on_response(self: &Arc<Self>, env: &Envelope<'_>) {
         let id = env.id.and_then(|raw| raw.get().parse::<u64>().ok());
         let Some(entry) = id.and_then(|id| self.take(id)) else {
-            tracing::warn!(server = %self.server, id = env.id.map(|r| r.get()).unwrap_or("null"),
-                "dropping a response to an id nobody is waiting for");
+            let issued = id.is_some_and(|id| id < self.next_id.load(Ordering::Relaxed));
+            let shown = env.id.map_or("null", |r| r.get());
+            if issued {
+                // Answered after a cancel or a timeout: expected, dropped.
+                tracing::debug!(server = %self.server(), id = shown, "dropping a late response");
+            } else {
+                tracing::warn!(server = %self.server(), id = shown,
+                    "dropping a response to an id nobody is waiting for");
+            }
             return;
         };
         match entry {
             Pending::Client(req) => {
                 let line = match (env.result, env.error) {
-                    (Some(r), _) => jsonrpc::response(req.client_id.get(), r.get()),
+                    (Some(r), _) => match &req.rewrite {
+                        Rewrite::None => jsonrpc::response(req.client_id.get(), r.get()),
+                        rewrite => {
+                            let rewritten = self.rewrite_task_result(&req, rewrite, r, id);
+                            jsonrpc::response(req.client_id.get(), &rewritten)
+                        }
+                    },
                     (None, Some(e)) => jsonrpc::error_response_raw(req.client_id.get(), e.get()),
                     (None, None) => return,
                 };
-                req.outbox.send(line);
+                req.answer(line);
             }
             Pending::Internal(tx) => {
                 let reply = match (env.result, env.error) {
@@ -341,46 +465,33 @@ impl Connection {
         }
     }
 
-    fn on_notification(&self, env: &Envelope<'_>, events: &mpsc::UnboundedSender<Event>) {
-        let method = env.method.as_deref().unwrap_or_default();
-        match method {
-            "notifications/tools/list_changed" => {
-                let _ = events.send(Event::ToolsChanged);
-            }
-            "notifications/progress" => self.on_progress(env),
-            "notifications/message" => {
-                tracing::debug!(server = %self.server, params = env.params.map(|p| p.get()), "log message from server");
-            }
-            _ => {
-                tracing::debug!(server = %self.server, method, "notification from server not routed to clients");
-            }
-        }
-    }
-
     /// Routes progress to the one client that asked for it, with its own
     /// token, and pushes that request's deadline back.
-    fn on_progress(&self, env: &Envelope<'_>) {
-        let Some(params) = env.params.and_then(RawObject::parse) else {
-            return;
-        };
+    pub(super) fn on_progress(&self, params: &RawObject<'_>) {
         let Some(id) = params
             .get_str("progressToken")
             .and_then(|t| t.strip_prefix("sp-").and_then(|n| n.parse::<u64>().ok()))
         else {
-            tracing::debug!(server = %self.server, "dropping progress with a token stdioproxy did not issue");
+            tracing::debug!(server = %self.server(), "dropping progress with a token stdioproxy did not issue");
             return;
         };
-        let mut pending = self.lock();
-        let Some(Pending::Client(req)) = pending.get_mut(&id) else {
-            // Late progress for a finished, cancelled or timed-out request.
+        let delivery = {
+            let mut pending = self.lock();
+            match pending.get_mut(&id) {
+                Some(Pending::Client(req)) => req.progress_token.as_ref().map(|token| {
+                    req.deadline = Instant::now() + self.request_timeout();
+                    (req.link.clone(), token.get().to_string())
+                }),
+                // Late progress for a finished, cancelled or timed-out
+                // request, unless it belongs to a task still running.
+                _ => None,
+            }
+        };
+        let Some((link, token)) = delivery.or_else(|| self.routes().task_progress(id)) else {
             return;
         };
-        let Some(token) = &req.progress_token else {
-            return;
-        };
-        req.deadline = Instant::now() + self.request_timeout();
-        let rewritten = params.to_string_with(&[("progressToken", token.get())]);
-        req.outbox.send(jsonrpc::notification(
+        let rewritten = params.to_string_with(&[("progressToken", &token)]);
+        link.outbox.send(jsonrpc::notification(
             "notifications/progress",
             Some(&rewritten),
         ));
@@ -411,41 +522,23 @@ impl Connection {
         };
         for (id, req) in expired {
             let timeout = self.request_timeout();
-            tracing::warn!(server = %self.server, upstream_id = id, "request timed out after {timeout:?}; cancelling it");
+            tracing::warn!(server = %self.server(), upstream_id = id, "request timed out after {timeout:?}; cancelling it");
             let message = format!(
                 "request to server '{}' timed out after {timeout:?} (request_timeout)",
-                self.server
+                self.server()
             );
-            let data = serde_json::json!({ "server": &*self.server });
-            req.outbox.send(jsonrpc::error_response(
+            let data = serde_json::json!({ "server": self.server() });
+            let line = jsonrpc::error_response(
                 Some(req.client_id.get()),
                 code::REQUEST_TIMEOUT,
                 &message,
                 Some(data),
-            ));
+            );
+            req.answer(line);
             let params =
                 serde_json::json!({ "requestId": id, "reason": "request timed out" }).to_string();
             let line = jsonrpc::notification("notifications/cancelled", Some(&params));
-            let _ = self.to_child.try_send(WriterMsg::Line(line));
-        }
-    }
-
-    fn on_request(&self, env: &Envelope<'_>) {
-        let method = env.method.as_deref().unwrap_or_default();
-        let id = env.id.map_or("null", |r| r.get());
-        let line = if method == "ping" {
-            jsonrpc::response(id, "{}")
-        } else {
-            tracing::warn!(server = %self.server, method, "server sent a request stdioproxy does not route; answering with an error");
-            jsonrpc::error_response(
-                Some(id),
-                code::METHOD_NOT_FOUND,
-                &format!("stdioproxy does not route {method} from shared servers to clients"),
-                None,
-            )
-        };
-        if self.to_child.try_send(WriterMsg::Line(line)).is_err() {
-            tracing::warn!(server = %self.server, "cannot answer the server's request: its stdin queue is full or closed");
+            let _ = self.send_line(line);
         }
     }
 }

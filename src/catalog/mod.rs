@@ -1,0 +1,628 @@
+//! The catalog: an immutable, versioned snapshot of everything clients see.
+//!
+//! Tools and prompts are exposed as `<server>__<name>` (see [`names`]);
+//! resources and resource templates keep their URIs and get their `name`
+//! prefixed the same way. Every other field of an item passes through
+//! verbatim. Each item's JSON is rendered once, when the catalog is built, so
+//! serving a list is a concatenation of pre-rendered strings. A new catalog is
+//! built whenever a server's lists change and swapped in whole (via a `watch`
+//! channel), so a client never sees half an update.
+//!
+//! The catalog also routes: an exposed tool or prompt name maps back to its
+//! server and original name, and a resource URI to the server that listed it
+//! (exact match first, then the first server whose template matches).
+//!
+//! [`names`]: crate::names
+
+mod uri_template;
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::config::ToolFilter;
+use crate::names::{exposed_name, fnv1a64, SEPARATOR};
+pub use uri_template::UriTemplate;
+
+/// The lists a server can have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ListKind {
+    /// `tools/list`.
+    Tools,
+    /// `prompts/list`.
+    Prompts,
+    /// `resources/list`.
+    Resources,
+    /// `resources/templates/list`.
+    Templates,
+}
+
+impl ListKind {
+    /// Every kind, in catalog order.
+    pub const ALL: [ListKind; 4] = [
+        ListKind::Tools,
+        ListKind::Prompts,
+        ListKind::Resources,
+        ListKind::Templates,
+    ];
+
+    /// The list method.
+    pub fn method(self) -> &'static str {
+        match self {
+            ListKind::Tools => "tools/list",
+            ListKind::Prompts => "prompts/list",
+            ListKind::Resources => "resources/list",
+            ListKind::Templates => "resources/templates/list",
+        }
+    }
+
+    /// The array member of the list result.
+    pub fn result_key(self) -> &'static str {
+        match self {
+            ListKind::Tools => "tools",
+            ListKind::Prompts => "prompts",
+            ListKind::Resources => "resources",
+            ListKind::Templates => "resourceTemplates",
+        }
+    }
+
+    /// The server capability that announces this list.
+    pub fn capability(self) -> &'static str {
+        match self {
+            ListKind::Tools => "tools",
+            ListKind::Prompts => "prompts",
+            ListKind::Resources | ListKind::Templates => "resources",
+        }
+    }
+
+    /// The notification that tells clients this list changed (templates
+    /// share resources' notification).
+    pub fn changed_notification(self) -> &'static str {
+        match self {
+            ListKind::Tools => "notifications/tools/list_changed",
+            ListKind::Prompts => "notifications/prompts/list_changed",
+            ListKind::Resources | ListKind::Templates => "notifications/resources/list_changed",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    fn from_index(i: usize) -> Option<Self> {
+        Self::ALL.get(i).copied()
+    }
+}
+
+/// What a server lists, as it listed it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Lists {
+    /// `tools`.
+    pub tools: Vec<Value>,
+    /// `prompts`.
+    pub prompts: Vec<Value>,
+    /// `resources`.
+    pub resources: Vec<Value>,
+    /// `resourceTemplates`.
+    pub resource_templates: Vec<Value>,
+}
+
+impl Lists {
+    /// One kind's items.
+    pub fn get(&self, kind: ListKind) -> &[Value] {
+        match kind {
+            ListKind::Tools => &self.tools,
+            ListKind::Prompts => &self.prompts,
+            ListKind::Resources => &self.resources,
+            ListKind::Templates => &self.resource_templates,
+        }
+    }
+
+    /// One kind's items, to replace.
+    pub fn get_mut(&mut self, kind: ListKind) -> &mut Vec<Value> {
+        match kind {
+            ListKind::Tools => &mut self.tools,
+            ListKind::Prompts => &mut self.prompts,
+            ListKind::Resources => &mut self.resources,
+            ListKind::Templates => &mut self.resource_templates,
+        }
+    }
+}
+
+/// One exposed item.
+#[derive(Debug)]
+pub struct Item {
+    /// The key clients use: the exposed name (tools, prompts), the URI
+    /// (resources) or the URI template (templates).
+    pub key: String,
+    /// Server that owns it.
+    pub server: Arc<str>,
+    /// The item's name as the server knows it.
+    pub original: String,
+    /// The item as clients see it, compact JSON.
+    pub json: String,
+}
+
+#[derive(Debug, Default)]
+struct Section {
+    items: Vec<Item>,
+    index: HashMap<String, usize>,
+}
+
+/// A snapshot of everything exposed.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    /// Increases with every rebuild; part of pagination cursors.
+    pub generation: u64,
+    sections: [Section; 4],
+    /// Parsed templates, parallel to the templates section's items.
+    matchers: Vec<Option<UriTemplate>>,
+    /// Fingerprint of each server's items per kind, to tell a session
+    /// whether its visible set changed.
+    fingerprints: HashMap<Arc<str>, [u64; 4]>,
+}
+
+/// A server's contribution to a catalog build.
+pub struct ServerLists<'a> {
+    /// Server name.
+    pub server: Arc<str>,
+    /// Its lists.
+    pub lists: &'a Lists,
+    /// Which of its tools are exposed.
+    pub tool_filter: &'a ToolFilter,
+}
+
+/// A page of a list.
+pub struct Page {
+    /// The JSON array text of the items.
+    pub items: String,
+    /// Cursor for the next page, when there is one.
+    pub next_cursor: Option<String>,
+}
+
+/// Why a cursor was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CursorError {
+    /// Not a cursor this daemon minted for this list.
+    Invalid,
+    /// Minted for an older catalog; the list changed since.
+    Stale,
+}
+
+impl Catalog {
+    /// Builds a catalog. Items without the member that identifies them
+    /// (`name`, `uri`, `uriTemplate`), and duplicates of an exposed key, are
+    /// skipped with a warning (the first one wins, by server name order, then
+    /// the child's order).
+    pub fn build<'a>(generation: u64, servers: impl IntoIterator<Item = ServerLists<'a>>) -> Self {
+        let mut cat = Catalog {
+            generation,
+            ..Default::default()
+        };
+        for sl in servers {
+            let mut fps = [0u64; 4];
+            for kind in ListKind::ALL {
+                let mut fp_text = String::new();
+                for raw in sl.lists.get(kind) {
+                    if kind == ListKind::Tools {
+                        let name = raw.get("name").and_then(Value::as_str);
+                        if name.is_some_and(|n| !sl.tool_filter.allows(n)) {
+                            continue;
+                        }
+                    }
+                    if let Some(item) = cat.add(kind, &sl.server, raw) {
+                        fp_text.push_str(&item.json);
+                        fp_text.push('\n');
+                    }
+                }
+                fps[kind.index()] = fnv1a64(fp_text.as_bytes());
+            }
+            cat.fingerprints.insert(sl.server.clone(), fps);
+        }
+        cat
+    }
+
+    fn add(&mut self, kind: ListKind, server: &Arc<str>, raw: &Value) -> Option<&Item> {
+        let id_member = match kind {
+            ListKind::Tools | ListKind::Prompts => "name",
+            ListKind::Resources => "uri",
+            ListKind::Templates => "uriTemplate",
+        };
+        let Some(id) = raw.get(id_member).and_then(Value::as_str) else {
+            tracing::warn!(server = %server, list = kind.method(),
+                "skipping an item without a string {id_member}");
+            return None;
+        };
+        let original = match kind {
+            ListKind::Tools | ListKind::Prompts => id.to_string(),
+            _ => raw
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+        };
+        let key = match kind {
+            ListKind::Tools | ListKind::Prompts => exposed_name(server, id),
+            _ => id.to_string(),
+        };
+        let section = &self.sections[kind.index()];
+        if section.index.contains_key(&key) {
+            tracing::warn!(server = %server, list = kind.method(), key = %key,
+                "skipping an item whose exposed key is already taken by another one");
+            return None;
+        }
+        let mut shown = raw.clone();
+        let exposed_name = match kind {
+            ListKind::Tools | ListKind::Prompts => key.clone(),
+            _ => format!("{server}{SEPARATOR}{original}"),
+        };
+        shown["name"] = Value::String(exposed_name);
+        if kind == ListKind::Templates {
+            self.matchers.push(UriTemplate::parse(id));
+        }
+        let section = &mut self.sections[kind.index()];
+        section.index.insert(key.clone(), section.items.len());
+        section.items.push(Item {
+            key,
+            server: server.clone(),
+            original,
+            json: shown.to_string(),
+        });
+        section.items.last()
+    }
+
+    /// Looks up an item by its key.
+    pub fn get(&self, kind: ListKind, key: &str) -> Option<&Item> {
+        let section = &self.sections[kind.index()];
+        section.index.get(key).map(|&i| &section.items[i])
+    }
+
+    /// Looks up an exposed tool name.
+    pub fn tool(&self, exposed: &str) -> Option<&Item> {
+        self.get(ListKind::Tools, exposed)
+    }
+
+    /// All items of one kind, in catalog order.
+    pub fn items(&self, kind: ListKind) -> &[Item] {
+        &self.sections[kind.index()].items
+    }
+
+    /// Number of tools.
+    pub fn len(&self) -> usize {
+        self.items(ListKind::Tools).len()
+    }
+
+    /// True when there are no tools.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// All tools, in catalog order.
+    pub fn tools(&self) -> &[Item] {
+        self.items(ListKind::Tools)
+    }
+
+    /// Number of items of one kind a server contributes.
+    pub fn count(&self, kind: ListKind, server: &str) -> usize {
+        self.items(kind)
+            .iter()
+            .filter(|t| &*t.server == server)
+            .count()
+    }
+
+    /// Number of tools of one server.
+    pub fn tool_count(&self, server: &str) -> usize {
+        self.count(ListKind::Tools, server)
+    }
+
+    /// The server that owns `uri`, among servers `visible` accepts: the one
+    /// that listed it, else the first whose template matches it.
+    pub fn resource_owner(&self, uri: &str, visible: impl Fn(&str) -> bool) -> Option<Arc<str>> {
+        if let Some(item) = self.get(ListKind::Resources, uri) {
+            if visible(&item.server) {
+                return Some(item.server.clone());
+            }
+        }
+        self.items(ListKind::Templates)
+            .iter()
+            .zip(&self.matchers)
+            .find(|(item, m)| visible(&item.server) && m.as_ref().is_some_and(|m| m.matches(uri)))
+            .map(|(item, _)| item.server.clone())
+    }
+
+    /// The server that owns a template (by its exact text), else the owner
+    /// of a URI it matches, among visible servers (resource completions).
+    pub fn template_owner(
+        &self,
+        template: &str,
+        visible: impl Fn(&str) -> bool,
+    ) -> Option<Arc<str>> {
+        match self.get(ListKind::Templates, template) {
+            Some(item) if visible(&item.server) => Some(item.server.clone()),
+            _ => self.resource_owner(template, visible),
+        }
+    }
+
+    /// A fingerprint of the items of `kinds` visible through `visible`; two
+    /// catalogs give the same value when a session's view did not change.
+    pub fn view_fingerprint(&self, kinds: &[ListKind], visible: impl Fn(&str) -> bool) -> u64 {
+        let mut servers: Vec<_> = self
+            .fingerprints
+            .iter()
+            .filter(|(s, _)| visible(s))
+            .collect();
+        servers.sort();
+        let mut text = String::new();
+        for (s, fps) in servers {
+            let _ = write!(text, "{s}=");
+            for k in kinds {
+                let _ = write!(text, "{:x},", fps[k.index()]);
+            }
+            text.push(';');
+        }
+        fnv1a64(text.as_bytes())
+    }
+
+    /// One page of the items of `kind` visible through `visible`, starting
+    /// at `cursor`.
+    pub fn page(
+        &self,
+        kind: ListKind,
+        cursor: Option<&str>,
+        page_size: usize,
+        visible: impl Fn(&str) -> bool,
+    ) -> Result<Page, CursorError> {
+        let offset = match cursor {
+            None => 0,
+            Some(c) => self.decode_cursor(kind, c)?,
+        };
+        let page_size = page_size.max(1);
+        let mut items = String::from("[");
+        let mut taken = 0;
+        let mut more = false;
+        for t in self
+            .items(kind)
+            .iter()
+            .filter(|t| visible(&t.server))
+            .skip(offset)
+        {
+            if taken == page_size {
+                more = true;
+                break;
+            }
+            if taken > 0 {
+                items.push(',');
+            }
+            items.push_str(&t.json);
+            taken += 1;
+        }
+        items.push(']');
+        Ok(Page {
+            items,
+            next_cursor: more.then(|| {
+                format!(
+                    "g{}k{}o{}",
+                    self.generation,
+                    kind.index(),
+                    offset + taken
+                )
+            }),
+        })
+    }
+
+    /// One page of tools (see [`Catalog::page`]).
+    pub fn tools_page(
+        &self,
+        cursor: Option<&str>,
+        page_size: usize,
+        visible: impl Fn(&str) -> bool,
+    ) -> Result<Page, CursorError> {
+        self.page(ListKind::Tools, cursor, page_size, visible)
+    }
+
+    fn decode_cursor(&self, kind: ListKind, cursor: &str) -> Result<usize, CursorError> {
+        let rest = cursor.strip_prefix('g').ok_or(CursorError::Invalid)?;
+        let (g, rest) = rest.split_once('k').ok_or(CursorError::Invalid)?;
+        let (k, o) = rest.split_once('o').ok_or(CursorError::Invalid)?;
+        let generation: u64 = g.parse().map_err(|_| CursorError::Invalid)?;
+        let cursor_kind = k
+            .parse()
+            .ok()
+            .and_then(ListKind::from_index)
+            .ok_or(CursorError::Invalid)?;
+        let offset: usize = o.parse().map_err(|_| CursorError::Invalid)?;
+        if cursor_kind != kind {
+            return Err(CursorError::Invalid);
+        }
+        if generation != self.generation {
+            return Err(CursorError::Stale);
+        }
+        Ok(offset)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Glob;
+    use serde_json::json;
+
+    fn lists_a() -> Lists {
+        Lists {
+            tools: vec![
+                json!({"name":"echo","inputSchema":{"type":"object"},"x-extra":{"kept":true}}),
+                json!({"name":"add","inputSchema":{"type":"object"}}),
+            ],
+            prompts: vec![json!({"name":"greet","arguments":[{"name":"who"}]})],
+            resources: vec![json!({"uri":"file:///a.txt","name":"a","mimeType":"text/plain"})],
+            resource_templates: vec![json!({"uriTemplate":"mem://{key}","name":"memory"})],
+        }
+    }
+
+    fn lists_b() -> Lists {
+        Lists {
+            tools: vec![json!({"name":"echo","inputSchema":{}}), json!({"noname":1})],
+            resources: vec![
+                json!({"uri":"file:///a.txt","name":"dup"}),
+                json!({"uri":"file:///b.txt","name":"b"}),
+            ],
+            resource_templates: vec![json!({"uriTemplate":"{+any}","name":"all"})],
+            ..Lists::default()
+        }
+    }
+
+    fn cat(generation: u64) -> Catalog {
+        let (a, b) = (lists_a(), lists_b());
+        let open = ToolFilter::default();
+        Catalog::build(
+            generation,
+            [
+                ServerLists {
+                    server: "a".into(),
+                    lists: &a,
+                    tool_filter: &open,
+                },
+                ServerLists {
+                    server: "b".into(),
+                    lists: &b,
+                    tool_filter: &open,
+                },
+            ],
+        )
+    }
+
+    #[test]
+    fn prefixes_and_maps_back() {
+        let c = cat(1);
+        assert_eq!(c.len(), 3);
+        let t = c.tool("b__echo").unwrap();
+        assert_eq!((&*t.server, t.original.as_str()), ("b", "echo"));
+        let v: Value = serde_json::from_str(&c.tool("a__echo").unwrap().json).unwrap();
+        assert_eq!(v["x-extra"], json!({"kept": true}));
+        assert!(c.tool("echo").is_none());
+        assert_eq!(c.tool_count("a"), 2);
+        let p = c.get(ListKind::Prompts, "a__greet").unwrap();
+        assert_eq!(p.original, "greet");
+        let r: Value =
+            serde_json::from_str(&c.get(ListKind::Resources, "file:///a.txt").unwrap().json)
+                .unwrap();
+        assert_eq!(r, json!({"uri":"file:///a.txt","name":"a__a","mimeType":"text/plain"}));
+        assert_eq!(c.count(ListKind::Resources, "b"), 1, "duplicate URI skipped");
+    }
+
+    #[test]
+    fn routes_resources_by_uri_then_template() {
+        let c = cat(1);
+        let all = |_: &str| true;
+        assert_eq!(c.resource_owner("file:///a.txt", all).as_deref(), Some("a"));
+        assert_eq!(c.resource_owner("file:///b.txt", all).as_deref(), Some("b"));
+        assert_eq!(c.resource_owner("mem://k1", all).as_deref(), Some("a"));
+        assert_eq!(c.resource_owner("other://x", all).as_deref(), Some("b"));
+        assert_eq!(c.resource_owner("mem://k1", |s| s == "b").as_deref(), Some("b"));
+        assert_eq!(c.resource_owner("mem://k1", |_| false), None);
+        assert_eq!(c.template_owner("mem://{key}", all).as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn tool_filters_hide_tools() {
+        let a = lists_a();
+        let filter = ToolFilter {
+            allow: vec![],
+            deny: vec![Glob::new("ad*")],
+        };
+        let c = Catalog::build(
+            1,
+            [ServerLists {
+                server: "a".into(),
+                lists: &a,
+                tool_filter: &filter,
+            }],
+        );
+        assert!(c.tool("a__add").is_none());
+        assert!(c.tool("a__echo").is_some());
+    }
+
+    #[test]
+    fn paginates_with_opaque_cursors() {
+        let c = cat(4);
+        let p1 = c.tools_page(None, 2, |_| true).unwrap();
+        let items: Vec<Value> = serde_json::from_str(&p1.items).unwrap();
+        assert_eq!(items.len(), 2);
+        let cur = p1.next_cursor.unwrap();
+        let p2 = c.tools_page(Some(&cur), 2, |_| true).unwrap();
+        let items: Vec<Value> = serde_json::from_str(&p2.items).unwrap();
+        assert_eq!(items.len(), 1);
+        assert!(p2.next_cursor.is_none());
+        assert_eq!(
+            cat(5).tools_page(Some(&cur), 2, |_| true).err(),
+            Some(CursorError::Stale)
+        );
+        assert_eq!(
+            c.tools_page(Some("zz"), 2, |_| true).err(),
+            Some(CursorError::Invalid)
+        );
+        assert_eq!(
+            c.page(ListKind::Prompts, Some(&cur), 2, |_| true).err(),
+            Some(CursorError::Invalid),
+            "a tools cursor is not a prompts cursor"
+        );
+    }
+
+    #[test]
+    fn views_filter_and_fingerprint() {
+        let c = cat(1);
+        let p = c.tools_page(None, 100, |s| s == "b").unwrap();
+        let items: Vec<Value> = serde_json::from_str(&p.items).unwrap();
+        assert_eq!(items.len(), 1);
+        let tools = [ListKind::Tools];
+        assert_eq!(
+            c.view_fingerprint(&tools, |_| true),
+            cat(2).view_fingerprint(&tools, |_| true)
+        );
+        let empty = Lists::default();
+        let open = ToolFilter::default();
+        let other = Catalog::build(
+            3,
+            [ServerLists {
+                server: "a".into(),
+                lists: &empty,
+                tool_filter: &open,
+            }],
+        );
+        assert_ne!(
+            c.view_fingerprint(&tools, |s| s == "a"),
+            other.view_fingerprint(&tools, |s| s == "a")
+        );
+        let mut fewer = lists_a();
+        fewer.prompts.clear();
+        let changed = Catalog::build(
+            3,
+            [ServerLists {
+                server: "a".into(),
+                lists: &fewer,
+                tool_filter: &open,
+            }],
+        );
+        let only_a = Catalog::build(
+            3,
+            [ServerLists {
+                server: "a".into(),
+                lists: &lists_a(),
+                tool_filter: &open,
+            }],
+        );
+        assert_eq!(
+            changed.view_fingerprint(&tools, |_| true),
+            only_a.view_fingerprint(&tools, |_| true),
+            "a prompts change leaves the tools view alone"
+        );
+        assert_ne!(
+            changed.view_fingerprint(&[ListKind::Prompts], |_| true),
+            only_a.view_fingerprint(&[ListKind::Prompts], |_| true)
+        );
+    }
+}

@@ -1,0 +1,524 @@
+//! One MCP session per client connection, in which the daemon is the server.
+//!
+//! The session answers `initialize`, `ping`, `logging/setLevel` and the four
+//! lists itself (lists come from the catalog snapshot, see [`lists`]), routes
+//! everything addressed to a child to that child (see [`route`]), passes the
+//! client's answers to children's requests back, and tells the client
+//! `notifications/{tools,prompts,resources}/list_changed` whenever what it
+//! can see changed. Bad input never ends the session: a line that is not
+//! JSON gets -32700 and the next line is read as usual.
+//!
+//! Everything the client is sent goes through the session's [`Outbox`],
+//! drained by a writer task that batches writes. What children need to reach
+//! the session by is in its [`SessionLink`], registered in the daemon's
+//! [`Registry`] for the session's lifetime. When the session ends, requests
+//! it still waits for are cancelled upstream, children's requests it was
+//! handling are answered with an error, and its subscriptions are dropped.
+
+mod link;
+mod lists;
+mod route;
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufRead, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::sync::{mpsc, watch};
+
+pub use link::{ClientCaps, Outgoing, Registry, SessionLink, TaskRef};
+
+use crate::catalog::ListKind;
+use crate::daemon::Daemon;
+use crate::framing::{Frame, LineReader};
+use crate::jsonrpc::{self, code, Envelope, Kind, ParseError, RawObject};
+use crate::loglevel::Level;
+use crate::outbox::Outbox;
+
+/// Protocol versions the daemon speaks with clients, newest first.
+pub const SUPPORTED_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
+
+/// Options a shim may set in its hello.
+#[derive(Debug, Default, Clone)]
+pub struct SessionOptions {
+    /// Only these servers are visible (all when `None`).
+    pub servers: Option<HashSet<String>>,
+}
+
+/// The groups of lists a client is told about separately, with the lists
+/// each covers (templates share resources' notification).
+const ANNOUNCED: [&[ListKind]; 3] = [
+    &[ListKind::Tools],
+    &[ListKind::Prompts],
+    &[ListKind::Resources, ListKind::Templates],
+];
+
+struct Session {
+    daemon: Arc<Daemon>,
+    link: Arc<SessionLink>,
+    /// Per group of [`ANNOUNCED`], the view fingerprint last announced (or
+    /// listed); list_changed is sent when the current one differs.
+    announced: [Option<u64>; 3],
+}
+
+/// Runs a session until the client disconnects, is dropped, or the daemon
+/// shuts down. `greeting` is written first (the hello reply), `first` is an
+/// MCP line the listener already read.
+pub async fn run<R, W>(
+    daemon: Arc<Daemon>,
+    mut reader: LineReader<R>,
+    writer: W,
+    greeting: Option<String>,
+    first: Option<Vec<u8>>,
+    options: SessionOptions,
+) where
+    R: AsyncBufRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let id = daemon.next_session_id();
+    let (outbox, rx) = Outbox::new(id);
+    let (closing_tx, closing_rx) = watch::channel(false);
+    let writer_task = tokio::spawn(write_loop(writer, rx, closing_rx));
+    let _counted = SessionCount::enter(&daemon);
+    tracing::info!(session = id, servers = ?options.servers, "client session opened");
+    let link = Arc::new(SessionLink::new(id, outbox, options.servers));
+    if let Some(g) = greeting {
+        link.outbox.send(g);
+    }
+    daemon.registry.insert(link.clone());
+    let mut session = Session {
+        daemon: daemon.clone(),
+        link: link.clone(),
+        announced: [None; 3],
+    };
+    let mut catalog_rx = daemon.supervisor.subscribe();
+    let mut shutdown = daemon.shutdown_signal();
+    if let Some(line) = first {
+        session.on_line(&line);
+    }
+    let reason = loop {
+        tokio::select! {
+            frame = reader.next_frame() => match frame {
+                Ok(Frame::Line(line)) => session.on_line(&line),
+                Ok(Frame::TooLong { prefix }) => session.on_too_long(&prefix),
+                Ok(Frame::Eof) => break "client disconnected",
+                Err(e) => {
+                    tracing::debug!(session = id, "read error: {e}");
+                    break "read error";
+                }
+            },
+            changed = catalog_rx.changed() => {
+                if changed.is_err() { break "daemon stopping"; }
+                let catalog = catalog_rx.borrow_and_update().clone();
+                session.maybe_announce(&catalog);
+            }
+            _ = link.outbox.overflowed() => break "client stopped reading (queue full)",
+            _ = crate::flag::raised(&mut shutdown) => break "daemon stopping",
+        }
+    };
+    tracing::info!(session = id, reason, "client session closed");
+    session.close();
+    drop(session);
+    drop(link);
+    // The writer writes what is queued, then ends.
+    closing_tx.send_replace(true);
+    let _ = writer_task.await;
+}
+
+/// Counts a session in `Daemon::sessions` for as long as it lives, even if it
+/// panics.
+struct SessionCount(Arc<Daemon>);
+
+impl SessionCount {
+    fn enter(daemon: &Arc<Daemon>) -> Self {
+        daemon.sessions.fetch_add(1, Ordering::SeqCst);
+        Self(daemon.clone())
+    }
+}
+
+impl Drop for SessionCount {
+    fn drop(&mut self) {
+        self.0.sessions.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Writes queued lines to the client, batching what is already queued into
+/// one flush. Once `closing` is raised, writes what is left and ends.
+async fn write_loop<W: AsyncWrite + Unpin>(
+    writer: W,
+    mut rx: mpsc::Receiver<String>,
+    mut closing: watch::Receiver<bool>,
+) {
+    let mut w = BufWriter::with_capacity(64 * 1024, writer);
+    loop {
+        let first = tokio::select! {
+            line = rx.recv() => line,
+            _ = crate::flag::raised(&mut closing) => rx.try_recv().ok(),
+        };
+        let Some(line) = first else { break };
+        let mut next = Some(line);
+        while let Some(line) = next {
+            if w.write_all(line.as_bytes()).await.is_err() {
+                return;
+            }
+            next = rx.try_recv().ok();
+        }
+        if w.flush().await.is_err() {
+            return;
+        }
+    }
+    let _ = w.shutdown().await;
+}
+
+impl Session {
+    fn visible(&self, server: &str) -> bool {
+        self.link.visible(server)
+    }
+
+    fn send(&self, line: String) {
+        self.link.outbox.send(line);
+    }
+
+    fn error(&self, id: Option<&RawValue>, code: i64, message: &str, data: Option<Value>) {
+        self.send(jsonrpc::error_response(
+            id.map(RawValue::get),
+            code,
+            message,
+            data,
+        ));
+    }
+
+    fn on_too_long(&self, prefix: &[u8]) {
+        let max = self.daemon.settings().max_message_size;
+        tracing::warn!(
+            session = self.link.id,
+            max,
+            "client sent a message larger than the limit; skipped"
+        );
+        // Recover the id when it appears early in the line, so the client can
+        // match the error to its request.
+        let id = recover_id(prefix);
+        self.send(jsonrpc::error_response(
+            id.as_deref(),
+            code::MESSAGE_TOO_LARGE,
+            &format!("message larger than the limit of {max} bytes; it was skipped"),
+            None,
+        ));
+    }
+
+    fn on_line(&mut self, line: &[u8]) {
+        let env = match Envelope::parse(line) {
+            Ok(e) => e,
+            Err(ParseError::NotJson(detail)) => {
+                tracing::debug!(session = self.link.id, "parse error: {detail}");
+                return self.error(
+                    None,
+                    code::PARSE_ERROR,
+                    &format!("Parse error: {detail}"),
+                    None,
+                );
+            }
+            Err(ParseError::Batch) => {
+                return self.error(
+                    None,
+                    code::INVALID_REQUEST,
+                    "JSON-RPC batches are not supported (MCP removed them in 2025-06-18)",
+                    None,
+                )
+            }
+            Err(ParseError::NotObject) => {
+                return self.error(
+                    None,
+                    code::INVALID_REQUEST,
+                    "Invalid request: not a JSON-RPC object",
+                    None,
+                )
+            }
+        };
+        match env.kind() {
+            Kind::Request => self.on_request(&env),
+            Kind::Notification => self.on_notification(&env),
+            Kind::Response => self.on_response(&env),
+            Kind::Invalid => self.error(
+                env.id,
+                code::INVALID_REQUEST,
+                "Invalid request: no method",
+                None,
+            ),
+        }
+    }
+
+    /// The client answered a request a child sent it: back to that child.
+    fn on_response(&self, env: &Envelope<'_>) {
+        let outgoing = env
+            .id
+            .and_then(|id| id.get().parse::<u64>().ok())
+            .and_then(|id| self.link.take_outgoing(id));
+        let Some(outgoing) = outgoing else {
+            tracing::debug!(
+                session = self.link.id,
+                "dropping a response from the client: no request of ours is pending with that id"
+            );
+            return;
+        };
+        match outgoing.conn.upgrade() {
+            Some(conn) => conn.answer_child(
+                &outgoing.child_id,
+                env.result.map(RawValue::get),
+                env.error.map(RawValue::get),
+            ),
+            None => tracing::debug!(
+                session = self.link.id,
+                "dropping a client's answer: the server that asked has restarted since"
+            ),
+        }
+    }
+
+    fn on_notification(&mut self, env: &Envelope<'_>) {
+        match env.method.as_deref().unwrap_or_default() {
+            "notifications/initialized" if !self.link.is_initialized() => {
+                self.link.set_initialized();
+                let catalog = self.daemon.supervisor.catalog();
+                for (i, kinds) in ANNOUNCED.iter().enumerate() {
+                    self.announced[i] = Some(catalog.view_fingerprint(kinds, |s| self.visible(s)));
+                }
+            }
+            "notifications/cancelled" => {
+                let params = env.params.and_then(RawObject::parse);
+                let Some(request) = params.as_ref().and_then(|p| p.get("requestId")) else {
+                    return;
+                };
+                let reason = params
+                    .as_ref()
+                    .and_then(|p| p.get_str("reason"))
+                    .unwrap_or_else(|| "cancelled by the client".into());
+                if let Some((conn, upstream_id)) = self.link.cancel(request.get()) {
+                    if let Some(conn) = conn.upgrade() {
+                        tracing::debug!(session = self.link.id, server = conn.server(), upstream_id, "client cancelled a request");
+                        conn.cancel(upstream_id, &reason);
+                    }
+                }
+            }
+            // Roots come from the config, never from a client; progress for
+            // a child's request is not routed back (see docs/PROTOCOL.md).
+            other => tracing::debug!(session = self.link.id, method = other, "client notification not routed"),
+        }
+    }
+
+    fn on_request(&mut self, env: &Envelope<'_>) {
+        let Some(id) = env.id else { return };
+        let method = env.method.as_deref().unwrap_or_default();
+        match method {
+            "initialize" => self.initialize(id, env.params),
+            "ping" => self.send(jsonrpc::response(id.get(), "{}")),
+            "tools/list" => self.list(ListKind::Tools, id, env.params),
+            "prompts/list" => self.list(ListKind::Prompts, id, env.params),
+            "resources/list" => self.list(ListKind::Resources, id, env.params),
+            "resources/templates/list" => self.list(ListKind::Templates, id, env.params),
+            "logging/setLevel" => self.set_level(id, env.params),
+            "tools/call" => self.call_named(ListKind::Tools, method, id, env.params),
+            "prompts/get" => self.call_named(ListKind::Prompts, method, id, env.params),
+            "completion/complete" => self.complete(id, env.params),
+            "resources/read" => self.read_resource(id, env.params),
+            "resources/subscribe" | "resources/unsubscribe" => {
+                self.subscription(method, id, env.params)
+            }
+            "tasks/get" | "tasks/result" | "tasks/cancel" => self.task_request(method, id, env.params),
+            "tasks/list" => self.tasks_list(id),
+            _ => self.error(
+                Some(id),
+                code::METHOD_NOT_FOUND,
+                &format!("Method not found: {method}"),
+                None,
+            ),
+        }
+    }
+
+    fn initialize(&mut self, id: &RawValue, params: Option<&RawValue>) {
+        let params = params.and_then(RawObject::parse);
+        let requested = params.as_ref().and_then(|p| p.get_str("protocolVersion"));
+        let version = match requested.as_deref() {
+            Some(v) if SUPPORTED_VERSIONS.contains(&v) => v,
+            _ => SUPPORTED_VERSIONS[0],
+        };
+        let caps: Value = params
+            .as_ref()
+            .and_then(|p| p.get("capabilities"))
+            .and_then(|c| serde_json::from_str(c.get()).ok())
+            .unwrap_or(Value::Null);
+        self.link.set_caps(client_caps(&caps));
+        let mut capabilities = json!({
+            "tools": { "listChanged": true },
+            "prompts": { "listChanged": true },
+            "resources": { "subscribe": true, "listChanged": true },
+            "logging": {},
+            "completions": {},
+        });
+        if version == SUPPORTED_VERSIONS[0] {
+            if let Some(tasks) = self.tasks_capability() {
+                capabilities["tasks"] = tasks;
+            }
+        }
+        let mut result = json!({
+            "protocolVersion": version,
+            "capabilities": capabilities,
+            "serverInfo": { "name": "stdioproxy", "version": env!("CARGO_PKG_VERSION") },
+        });
+        if let Some(instructions) = self.instructions() {
+            result["instructions"] = Value::String(instructions);
+        }
+        tracing::debug!(session = self.link.id, requested = ?requested, version, "initialize");
+        self.send(jsonrpc::response(id.get(), &result.to_string()));
+    }
+
+    /// `tasks` when a visible child supports tasks: the daemon lists and
+    /// cancels tasks itself (through the owning child), and offers
+    /// task-augmented tool calls when a child does.
+    fn tasks_capability(&self) -> Option<Value> {
+        let tasks: Vec<Value> = self
+            .daemon
+            .supervisor
+            .upstreams()
+            .iter()
+            .filter(|u| self.visible(&u.name))
+            .filter_map(|u| u.capabilities().get("tasks").cloned())
+            .collect();
+        if tasks.is_empty() {
+            return None;
+        }
+        let mut cap = json!({ "list": {}, "cancel": {} });
+        if tasks
+            .iter()
+            .any(|t| t.pointer("/requests/tools/call").is_some())
+        {
+            cap["requests"] = json!({ "tools": { "call": {} } });
+        }
+        Some(cap)
+    }
+
+    /// Each visible child's instructions, labelled with its server name.
+    fn instructions(&self) -> Option<String> {
+        let parts: Vec<String> = self
+            .daemon
+            .supervisor
+            .upstreams()
+            .iter()
+            .filter(|u| self.visible(&u.name))
+            .filter_map(|u| {
+                let text = u.init_info()?.instructions?;
+                Some(format!(
+                    "## Server \"{}\" (tools prefixed {}__)\n{}",
+                    u.name,
+                    u.name,
+                    text.trim()
+                ))
+            })
+            .collect();
+        (!parts.is_empty()).then(|| parts.join("\n\n"))
+    }
+
+    fn set_level(&self, id: &RawValue, params: Option<&RawValue>) {
+        let level = params
+            .and_then(RawObject::parse)
+            .and_then(|p| p.get_str("level"));
+        let Some(level) = level.as_deref().and_then(Level::parse) else {
+            return self.error(
+                Some(id),
+                code::INVALID_PARAMS,
+                "Invalid params: level must be one of debug, info, notice, warning, error, critical, alert, emergency",
+                None,
+            );
+        };
+        self.link.set_log_level(level);
+        for up in self.daemon.supervisor.upstreams() {
+            if self.visible(&up.name) {
+                up.sync_log_level();
+            }
+        }
+        self.send(jsonrpc::response(id.get(), "{}"));
+    }
+
+    /// Ends the session's business with the children: in-flight requests are
+    /// cancelled upstream, children's requests to it fail, its
+    /// subscriptions are dropped and log levels recomputed.
+    fn close(&self) {
+        self.daemon.registry.remove(self.link.id);
+        for (conn, upstream_id) in self.link.drain_in_flight() {
+            if let Some(conn) = conn.upgrade() {
+                conn.cancel(upstream_id, "the client disconnected");
+            }
+        }
+        for outgoing in self.link.drain_outgoing() {
+            if let Some(conn) = outgoing.conn.upgrade() {
+                conn.client_gone(&outgoing.child_id);
+            }
+        }
+        let ups: Vec<_> = self
+            .daemon
+            .supervisor
+            .upstreams()
+            .into_iter()
+            .filter(|u| self.visible(&u.name))
+            .collect();
+        let session = self.link.id;
+        tokio::spawn(async move {
+            for up in ups {
+                up.session_gone(session).await;
+            }
+        });
+    }
+}
+
+/// What the client declared that the daemon routes on. A bare
+/// `elicitation: {}` means form mode (the 2025-06-18 shape).
+fn client_caps(caps: &Value) -> ClientCaps {
+    let elicitation = caps.get("elicitation");
+    let form = elicitation
+        .is_some_and(|e| e.get("form").is_some() || (e.get("url").is_none() && e.is_object()));
+    ClientCaps {
+        sampling: caps.get("sampling").is_some_and(Value::is_object),
+        elicitation_form: form,
+        elicitation_url: elicitation.is_some_and(|e| e.get("url").is_some()),
+    }
+}
+
+/// Finds `"id":<string or number>` in the start of an oversized line.
+fn recover_id(prefix: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(prefix);
+    let at = text.find("\"id\"")?;
+    let rest = text[at + 4..].trim_start().strip_prefix(':')?.trim_start();
+    let mut de = serde_json::Deserializer::from_str(rest);
+    let v: Value = serde::Deserialize::deserialize(&mut de).ok()?;
+    (v.is_string() || v.is_number()).then(|| v.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recovers_ids_from_truncated_lines() {
+        assert_eq!(
+            recover_id(br#"{"jsonrpc":"2.0","id":17,"method":"x","params":{"a":"xxxx"#).as_deref(),
+            Some("17")
+        );
+        assert_eq!(
+            recover_id(br#"{"id": "ab\"c", "params"#).as_deref(),
+            Some(r#""ab\"c""#)
+        );
+        assert_eq!(recover_id(br#"{"params":{"x":"#), None);
+    }
+
+    #[test]
+    fn client_capabilities() {
+        let c = client_caps(&json!({"sampling": {}, "elicitation": {}}));
+        assert!(c.sampling && c.elicitation_form && !c.elicitation_url);
+        let c = client_caps(&json!({"elicitation": {"url": {}}}));
+        assert!(!c.sampling && !c.elicitation_form && c.elicitation_url);
+        let c = client_caps(&json!({"elicitation": {"form": {}, "url": {}}}));
+        assert!(c.elicitation_form && c.elicitation_url);
+        assert_eq!(client_caps(&Value::Null), ClientCaps::default());
+    }
+}

@@ -1,0 +1,369 @@
+//! What a child sends besides responses: notifications, and requests to "the
+//! client" — which, for a child shared by many sessions, means choosing one.
+//!
+//! Notifications: list changes go to the lifecycle task (which refreshes the
+//! lists and rebuilds the catalog); progress to the one session that asked;
+//! `notifications/message` to every session that sees the server and wants
+//! that level, with the logger naming the server; `resources/updated` to the
+//! sessions subscribed to that URI; `tasks/status` to the session that owns
+//! the task; `cancelled` (of the child's own request) and
+//! `elicitation/complete` to the session that got that request.
+//!
+//! Requests: `ping` is answered here; `roots/list` from the server's
+//! configured roots (never from a client); `sampling/createMessage` and
+//! `elicitation/create` go to the only session with requests in flight on
+//! this child when there is exactly one and it declared the capability, else
+//! to the most recent requester that declared it, else the child gets a
+//! JSON-RPC error saying why. The client sees a daemon-minted id; its answer
+//! goes back to the child under the child's id.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+
+use serde_json::value::RawValue;
+
+use super::connection::Connection;
+use crate::catalog::ListKind;
+use crate::jsonrpc::{self, code, Envelope, RawObject};
+use crate::loglevel::Level;
+use crate::session::{Outgoing, SessionLink};
+
+/// Entries kept per map before dead ones are pruned.
+const PRUNE_AT: usize = 4096;
+
+/// Per-instance routing state besides the pending map.
+#[derive(Default)]
+pub struct Routes {
+    /// Child task id -> (owning session, the session's task id).
+    pub(super) tasks: HashMap<String, (Weak<SessionLink>, String)>,
+    /// Upstream request id of a task-creating request -> where the task's
+    /// progress goes (the token lives until the task ends).
+    pub(super) task_progress: HashMap<u64, TaskProgress>,
+    /// The child's request id (raw) -> (session handling it, its id there).
+    child_requests: HashMap<Box<str>, (Weak<SessionLink>, u64)>,
+    /// URL-mode elicitation id -> session that got it.
+    elicitations: HashMap<String, Weak<SessionLink>>,
+    /// Session id -> sequence number of its latest request to this child.
+    recent: HashMap<u64, u64>,
+    seq: u64,
+}
+
+/// Progress routing for a running task.
+pub(super) struct TaskProgress {
+    pub(super) link: Weak<SessionLink>,
+    pub(super) token: Box<RawValue>,
+    pub(super) child_task: String,
+}
+
+impl Routes {
+    pub(super) fn note_requester(&mut self, session: u64) {
+        self.seq += 1;
+        self.recent.insert(session, self.seq);
+        if self.recent.len() > PRUNE_AT {
+            // Keep the most recent half.
+            let mut seqs: Vec<u64> = self.recent.values().copied().collect();
+            seqs.sort_unstable();
+            let cut = seqs[seqs.len() / 2];
+            self.recent.retain(|_, s| *s >= cut);
+        }
+    }
+
+    pub(super) fn task_progress(&self, upstream_id: u64) -> Option<(Arc<SessionLink>, String)> {
+        let tp = self.task_progress.get(&upstream_id)?;
+        Some((tp.link.upgrade()?, tp.token.get().to_string()))
+    }
+
+    pub(super) fn prune(&mut self) {
+        if self.tasks.len() > PRUNE_AT {
+            self.tasks.retain(|_, (l, _)| l.strong_count() > 0);
+        }
+        if self.task_progress.len() > PRUNE_AT {
+            self.task_progress.retain(|_, t| t.link.strong_count() > 0);
+        }
+        if self.child_requests.len() > PRUNE_AT {
+            self.child_requests.retain(|_, (l, _)| l.strong_count() > 0);
+        }
+        if self.elicitations.len() > PRUNE_AT {
+            self.elicitations.retain(|_, l| l.strong_count() > 0);
+        }
+    }
+}
+
+impl Connection {
+    pub(super) fn on_notification(self: &Arc<Self>, env: &Envelope<'_>) {
+        let method = env.method.as_deref().unwrap_or_default();
+        let params = env.params.and_then(RawObject::parse);
+        match method {
+            "notifications/tools/list_changed" => self.list_changed(&[ListKind::Tools]),
+            "notifications/prompts/list_changed" => self.list_changed(&[ListKind::Prompts]),
+            "notifications/resources/list_changed" => {
+                self.list_changed(&[ListKind::Resources, ListKind::Templates]);
+            }
+            "notifications/progress" => {
+                if let Some(p) = params {
+                    self.on_progress(&p);
+                }
+            }
+            "notifications/message" => self.on_log(env.params),
+            "notifications/resources/updated" => self.on_resource_updated(env),
+            "notifications/tasks/status" => self.on_task_status(env),
+            "notifications/cancelled" => self.on_child_cancelled(params.as_ref()),
+            "notifications/elicitation/complete" => self.on_elicitation_complete(env),
+            _ => {
+                tracing::debug!(server = %self.server(), method, "notification from server not routed to clients");
+            }
+        }
+    }
+
+    fn list_changed(&self, kinds: &[ListKind]) {
+        for kind in kinds {
+            let _ = self.events.send(super::Event::ListChanged(*kind));
+        }
+    }
+
+    /// Fans a log message out to every session that sees this server and
+    /// wants its level, with `logger` naming the server.
+    fn on_log(&self, params: Option<&RawValue>) {
+        let Some(obj) = params.and_then(RawObject::parse) else {
+            tracing::debug!(server = %self.server(), "dropping a log message without params");
+            return;
+        };
+        let level = obj.get_str("level").as_deref().and_then(Level::parse);
+        let logger = match obj.get_str("logger") {
+            Some(l) => format!("{}/{l}", self.server()),
+            None => self.server().to_string(),
+        };
+        tracing::debug!(server = %self.server(), params = obj.get("data").map(RawValue::get), "log message from server");
+        let mut quoted = String::new();
+        jsonrpc::push_json_str(&mut quoted, &logger);
+        let line = jsonrpc::notification(
+            "notifications/message",
+            Some(&obj.to_string_with(&[("logger", &quoted)])),
+        );
+        for link in self.ctx.registry.seeing(self.server()) {
+            if link.wants_log(level) {
+                link.outbox.send(line.clone());
+            }
+        }
+    }
+
+    fn on_resource_updated(&self, env: &Envelope<'_>) {
+        let Some(uri) = env
+            .params
+            .and_then(RawObject::parse)
+            .and_then(|p| p.get_str("uri"))
+        else {
+            tracing::debug!(server = %self.server(), "dropping resources/updated without a uri");
+            return;
+        };
+        let sessions = self.ctx.subscriptions.subscribers(&uri);
+        if sessions.is_empty() {
+            return;
+        }
+        let line = jsonrpc::notification(
+            "notifications/resources/updated",
+            env.params.map(RawValue::get),
+        );
+        for id in sessions {
+            if let Some(link) = self.ctx.registry.get(id) {
+                link.outbox.send(line.clone());
+            }
+        }
+    }
+
+    fn on_child_cancelled(&self, params: Option<&RawObject<'_>>) {
+        let Some(params) = params else { return };
+        let Some(child_id) = params.get("requestId") else {
+            return;
+        };
+        let Some((link, our_id)) = self.routes().child_requests.remove(child_id.get()) else {
+            return;
+        };
+        let Some(link) = link.upgrade() else { return };
+        if link.take_outgoing(our_id).is_some() {
+            let rewritten = params.to_string_with(&[("requestId", &our_id.to_string())]);
+            link.outbox.send(jsonrpc::notification(
+                "notifications/cancelled",
+                Some(&rewritten),
+            ));
+        }
+    }
+
+    fn on_elicitation_complete(&self, env: &Envelope<'_>) {
+        let Some(eid) = env
+            .params
+            .and_then(RawObject::parse)
+            .and_then(|p| p.get_str("elicitationId"))
+        else {
+            return;
+        };
+        let link = self.routes().elicitations.remove(&eid);
+        if let Some(link) = link.and_then(|l| l.upgrade()) {
+            link.outbox.send(jsonrpc::notification(
+                "notifications/elicitation/complete",
+                env.params.map(RawValue::get),
+            ));
+        }
+    }
+
+    pub(super) fn on_request(self: &Arc<Self>, env: &Envelope<'_>) {
+        let method = env.method.as_deref().unwrap_or_default();
+        let id = env.id.map_or("null", |r| r.get());
+        let reply = match method {
+            "ping" => jsonrpc::response(id, "{}"),
+            "roots/list" => match self.ctx.roots() {
+                Some(roots) => jsonrpc::response(id, &roots),
+                None => jsonrpc::error_response(
+                    Some(id),
+                    code::METHOD_NOT_FOUND,
+                    "stdioproxy declared no roots to this server (configure roots = [...] for it)",
+                    None,
+                ),
+            },
+            "sampling/createMessage" | "elicitation/create" => match self.route_to_client(env) {
+                Ok(()) => return,
+                Err(why) => {
+                    tracing::warn!(server = %self.server(), method, "cannot route the server's request to a client: {why}");
+                    jsonrpc::error_response(
+                        Some(id),
+                        code::METHOD_NOT_FOUND,
+                        &format!("stdioproxy cannot route {method} to a client: {why}"),
+                        None,
+                    )
+                }
+            },
+            _ => {
+                tracing::warn!(server = %self.server(), method, "server sent a request stdioproxy does not route; answering with an error");
+                jsonrpc::error_response(
+                    Some(id),
+                    code::METHOD_NOT_FOUND,
+                    &format!("stdioproxy does not route {method} from shared servers to clients"),
+                    None,
+                )
+            }
+        };
+        if !self.send_line(reply) {
+            tracing::warn!(server = %self.server(), "cannot answer the server's request: its stdin queue is full or closed");
+        }
+    }
+
+    /// Picks the session for a sampling or elicitation request and sends it
+    /// there under a fresh id.
+    fn route_to_client(self: &Arc<Self>, env: &Envelope<'_>) -> Result<(), String> {
+        let method = env.method.as_deref().unwrap_or_default();
+        let Some(child_id) = env.id else {
+            return Err("the request has no id".into());
+        };
+        let params = env.params.and_then(RawObject::parse);
+        let url_mode = params
+            .as_ref()
+            .and_then(|p| p.get_str("mode"))
+            .is_some_and(|m| m == "url");
+        let capable = |l: &SessionLink| {
+            let caps = l.caps();
+            match method {
+                "sampling/createMessage" => caps.sampling,
+                _ if url_mode => caps.elicitation_url,
+                _ => caps.elicitation_form,
+            }
+        };
+        let capability = match method {
+            "sampling/createMessage" => "sampling",
+            _ if url_mode => "elicitation.url",
+            _ => "elicitation",
+        };
+        let requesters = self.requesters();
+        let link = match requesters.as_slice() {
+            [only] if capable(only) => only.clone(),
+            _ => self
+                .most_recent_capable(&capable)
+                .ok_or_else(|| format!("no connected client that uses this server declared the {capability} capability"))?,
+        };
+        let our_id = link.add_outgoing(Outgoing {
+            conn: Arc::downgrade(self),
+            child_id: child_id.to_owned(),
+        });
+        {
+            let mut routes = self.routes();
+            routes.prune();
+            routes
+                .child_requests
+                .insert(child_id.get().into(), (Arc::downgrade(&link), our_id));
+            if url_mode {
+                if let Some(eid) = params.as_ref().and_then(|p| p.get_str("elicitationId")) {
+                    routes.elicitations.insert(eid, Arc::downgrade(&link));
+                }
+            }
+        }
+        tracing::info!(server = %self.server(), session = link.id, method, "routing the server's request to a client");
+        link.outbox.send(jsonrpc::request(
+            our_id,
+            method,
+            env.params.map(RawValue::get),
+        ));
+        Ok(())
+    }
+
+    fn most_recent_capable(
+        &self,
+        capable: &dyn Fn(&SessionLink) -> bool,
+    ) -> Option<Arc<SessionLink>> {
+        let mut recent: Vec<(u64, u64)> = self
+            .routes()
+            .recent
+            .iter()
+            .map(|(s, q)| (*q, *s))
+            .collect();
+        recent.sort_unstable_by(|a, b| b.cmp(a));
+        recent
+            .into_iter()
+            .filter_map(|(_, session)| self.ctx.registry.get(session))
+            .find(|l| l.visible(self.server()) && capable(l))
+    }
+
+    /// Passes a client's answer to the child's request back to the child,
+    /// under the child's id. `result` or `error` is raw JSON.
+    pub fn answer_child(&self, child_id: &RawValue, result: Option<&str>, error: Option<&str>) {
+        self.routes().child_requests.remove(child_id.get());
+        let line = match (result, error) {
+            (Some(r), _) => jsonrpc::response(child_id.get(), r),
+            (None, Some(e)) => jsonrpc::error_response_raw(child_id.get(), e),
+            (None, None) => return,
+        };
+        if !self.send_line(line) {
+            tracing::warn!(server = %self.server(), "cannot pass a client's answer to the server: its stdin queue is full or closed");
+        }
+    }
+
+    /// The client that was to answer the child's request is gone: tell the
+    /// child.
+    pub fn client_gone(&self, child_id: &RawValue) {
+        let error = serde_json::json!({
+            "code": code::INTERNAL_ERROR,
+            "message": "the client handling this request disconnected",
+        })
+        .to_string();
+        self.answer_child(child_id, None, Some(&error));
+    }
+
+    /// The child is gone: every request it had sent to a client is
+    /// withdrawn (the client is told it was cancelled).
+    pub(super) fn abandon_client_requests(&self) {
+        let abandoned: Vec<(Weak<SessionLink>, u64)> =
+            self.routes().child_requests.drain().map(|(_, v)| v).collect();
+        for (link, our_id) in abandoned {
+            let Some(link) = link.upgrade() else { continue };
+            if link.take_outgoing(our_id).is_some() {
+                let params = serde_json::json!({
+                    "requestId": our_id,
+                    "reason": format!("server '{}' stopped", self.server()),
+                })
+                .to_string();
+                link.outbox.send(jsonrpc::notification(
+                    "notifications/cancelled",
+                    Some(&params),
+                ));
+            }
+        }
+    }
+}

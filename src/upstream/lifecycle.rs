@@ -1,0 +1,428 @@
+//! The lifecycle task of one server: spawn, handshake, serve, and restart
+//! with backoff, until stopped. It alone owns the `Child`.
+//!
+//! Handshake: `initialize` (as client `stdioproxy`, declaring `sampling` and
+//! `elicitation`, which the daemon routes to a client, and `roots` only when
+//! the server has configured roots), `notifications/initialized`, then every
+//! page of each list the server declares, all within `startup_timeout`.
+//! Serving: a health `ping` every `health_interval`; a list refreshed when
+//! the child says it changed (bursts coalesced); a crash (exit, closed
+//! stdout, missed ping) fails in-flight calls, kills the process group and
+//! goes to backoff.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::Value;
+use tokio::io::BufReader;
+use tokio::sync::{mpsc, watch};
+
+use super::connection::{Connection, Event, Reply};
+use super::process::{self, describe_exit};
+use super::{InitInfo, State, Upstream, CHILD_PROTOCOL_VERSION};
+use crate::catalog::{ListKind, Lists};
+use crate::config::EffectiveTimeouts;
+use crate::error::UpstreamError;
+use crate::framing::{Frame, LineReader};
+
+/// A server that stayed up this long has its backoff reset.
+const STABLE_AFTER: Duration = Duration::from_secs(60);
+
+enum InstanceEnd {
+    Stopped,
+    Failed { error: String, ran_for: Duration },
+}
+
+/// Why a ready instance stopped serving.
+enum Crash {
+    Closed,
+    Exited(Option<std::process::ExitStatus>),
+    Unhealthy(String),
+}
+
+impl Upstream {
+    /// The lifecycle: start, serve, restart with backoff, until stopped.
+    pub async fn run(self: Arc<Self>) {
+        let mut stop_rx = self.stop_tx.subscribe();
+        let mut failures: u32 = 0;
+        while !*stop_rx.borrow() {
+            self.set_state(State::Starting);
+            match self.run_instance(&mut stop_rx).await {
+                InstanceEnd::Stopped => break,
+                InstanceEnd::Failed { error, ran_for } => {
+                    if ran_for >= STABLE_AFTER {
+                        failures = 0;
+                    }
+                    let delay = backoff_delay(failures, &self.timeouts());
+                    failures = failures.saturating_add(1);
+                    tracing::warn!(server = %self.name, error = %error,
+                        retry_in_ms = delay.as_millis() as u64, "server failed; restarting after backoff");
+                    {
+                        let mut inner = self.lock();
+                        inner.last_error = Some(error);
+                        inner.restarts += 1;
+                        inner.pid = None;
+                        inner.next_attempt = Some(SystemTime::now() + delay);
+                    }
+                    self.set_state(State::Backoff);
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = crate::flag::raised(&mut stop_rx) => break,
+                    }
+                    self.lock().next_attempt = None;
+                }
+            }
+        }
+        self.set_conn(None);
+        self.lock().pid = None;
+        self.set_state(State::Stopped);
+    }
+
+    async fn run_instance(self: &Arc<Self>, stop_rx: &mut watch::Receiver<bool>) -> InstanceEnd {
+        let started = Instant::now();
+        let spec = self.spec();
+        let mut spawned = match process::spawn(&spec) {
+            Ok(s) => s,
+            Err(error) => {
+                return InstanceEnd::Failed {
+                    error,
+                    ran_for: started.elapsed(),
+                }
+            }
+        };
+        let pid = spawned.pid;
+        self.lock().pid = Some(pid);
+        let reaper = self.shared.reaper.clone();
+        if let Some(r) = &reaper {
+            r.track(pid);
+        }
+        let end = self.serve_instance(&mut spawned, stop_rx, started).await;
+        if let Some(r) = &reaper {
+            r.untrack(pid);
+        }
+        end
+    }
+
+    async fn serve_instance(
+        self: &Arc<Self>,
+        spawned: &mut process::Spawned,
+        stop_rx: &mut watch::Receiver<bool>,
+        started: Instant,
+    ) -> InstanceEnd {
+        let failed = |error: String| InstanceEnd::Failed {
+            error,
+            ran_for: started.elapsed(),
+        };
+        let pid = spawned.pid;
+        tracing::info!(server = %self.name, pid, command = %self.spec().command.0, "server process started");
+        let (Some(stdin), Some(stdout), Some(stderr)) = (
+            spawned.stdin.take(),
+            spawned.stdout.take(),
+            spawned.stderr.take(),
+        ) else {
+            return failed("child pipes were not created".into());
+        };
+        tokio::spawn(capture_stderr(self.clone(), stderr));
+        let (ev_tx, mut events) = mpsc::unbounded_channel();
+        let conn = Connection::start(
+            self.ctx.clone(),
+            stdin,
+            stdout,
+            self.shared
+                .max_message
+                .load(std::sync::atomic::Ordering::Relaxed),
+            self.timeouts().request_timeout,
+            ev_tx,
+        );
+
+        let handshake = tokio::select! {
+            r = tokio::time::timeout(self.timeouts().startup_timeout, self.handshake(&conn)) => r,
+            _ = crate::flag::raised(stop_rx) => {
+                self.set_state(State::Stopping);
+                conn.close_stdin();
+                process::stop(&mut spawned.child, pid, self.timeouts().stop_grace).await;
+                return InstanceEnd::Stopped;
+            }
+        };
+        let (init, lists) = match handshake {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => {
+                let exit = describe_exit(process::kill(&mut spawned.child, pid).await);
+                self.lock().last_exit = Some(exit.clone());
+                return failed(format!("startup failed: {e} ({exit})"));
+            }
+            Err(_) => {
+                process::kill(&mut spawned.child, pid).await;
+                return failed(format!(
+                    "did not finish starting (initialize and its lists) within {:?}",
+                    self.timeouts().startup_timeout
+                ));
+            }
+        };
+        let counts = (
+            lists.tools.len(),
+            lists.prompts.len(),
+            lists.resources.len(),
+        );
+        {
+            let mut inner = self.lock();
+            inner.init = Some(init);
+            inner.applied_level = None;
+        }
+        self.set_lists(lists);
+        self.set_conn(Some(conn.clone()));
+        self.lock().last_error = None;
+        tracing::info!(server = %self.name, pid, tools = counts.0, prompts = counts.1,
+            resources = counts.2, "server ready");
+        self.set_state(State::Ready);
+        self.sync_log_level();
+        if !self.ctx.subscriptions.is_empty() {
+            let (up, conn) = (self.clone(), conn.clone());
+            tokio::spawn(async move {
+                up.ctx
+                    .subscriptions
+                    .resubscribe(&conn, up.timeouts().request_timeout)
+                    .await;
+            });
+        }
+
+        let health = self.timeouts().health_interval;
+        let mut next_ping = tokio::time::Instant::now() + health;
+        let end = loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(next_ping), if !health.is_zero() => {
+                    match conn.request("ping", None, self.timeouts().health_timeout).await {
+                        // An error reply still proves the child is responsive.
+                        Ok(_) => next_ping = tokio::time::Instant::now() + health,
+                        Err(UpstreamError::Timeout(t)) => {
+                            break Crash::Unhealthy(format!("did not answer a health ping within {t:?}"));
+                        }
+                        Err(_) => break Crash::Closed,
+                    }
+                }
+                ev = events.recv() => match ev {
+                    Some(Event::ListChanged(kind)) => {
+                        // Coalesce a burst (some servers send several in a row).
+                        let mut kinds = BTreeSet::from([kind]);
+                        let mut closed = false;
+                        while let Ok(ev) = events.try_recv() {
+                            match ev {
+                                Event::ListChanged(k) => { kinds.insert(k); }
+                                Event::Closed => closed = true,
+                            }
+                        }
+                        self.refresh(&conn, &kinds).await;
+                        if closed {
+                            break Crash::Closed;
+                        }
+                    }
+                    Some(Event::Closed) | None => break Crash::Closed,
+                },
+                status = spawned.child.wait() => break Crash::Exited(status.ok()),
+                _ = crate::flag::raised(stop_rx) => {
+                    self.set_state(State::Stopping);
+                    self.set_conn(None);
+                    conn.close_stdin();
+                    let exit = process::stop(&mut spawned.child, pid, self.timeouts().stop_grace).await;
+                    tracing::info!(server = %self.name, pid, exit = %describe_exit(exit), "server stopped");
+                    return InstanceEnd::Stopped;
+                }
+            }
+        };
+        // Crash: stop routing to it, make sure the whole group is gone.
+        self.set_conn(None);
+        conn.close_stdin();
+        let (exit, unhealthy) = match end {
+            Crash::Exited(status) => {
+                process::signal_group(pid, nix::sys::signal::Signal::SIGKILL);
+                (status, None)
+            }
+            Crash::Closed => (process::kill(&mut spawned.child, pid).await, None),
+            Crash::Unhealthy(why) => {
+                tracing::warn!(server = %self.name, pid, "{why}; killing it");
+                (process::kill(&mut spawned.child, pid).await, Some(why))
+            }
+        };
+        let exit = describe_exit(exit);
+        self.lock().last_exit = Some(exit.clone());
+        match unhealthy {
+            Some(why) => failed(format!("server {why} (killed: {exit})")),
+            None => failed(format!("server exited ({exit})")),
+        }
+    }
+
+    /// Re-reads the lists that changed and publishes them.
+    async fn refresh(&self, conn: &Connection, kinds: &BTreeSet<ListKind>) {
+        let mut lists = (*self.lists()).clone();
+        let timeout = self.timeouts().request_timeout;
+        for &kind in kinds {
+            match list_all(conn, kind, timeout).await {
+                Ok(items) => {
+                    tracing::info!(server = %self.name, list = kind.method(), items = items.len(),
+                        "server's list changed");
+                    *lists.get_mut(kind) = items;
+                }
+                Err(e) => {
+                    tracing::warn!(server = %self.name, list = kind.method(),
+                        "cannot refresh the list after list_changed: {e}");
+                }
+            }
+        }
+        self.set_lists(lists);
+    }
+
+    async fn handshake(&self, conn: &Connection) -> Result<(InitInfo, Lists), UpstreamError> {
+        let mut capabilities = serde_json::json!({
+            "sampling": {},
+            "elicitation": { "form": {}, "url": {} },
+        });
+        if self.ctx.roots().is_some() {
+            capabilities["roots"] = serde_json::json!({ "listChanged": true });
+        }
+        let params = serde_json::json!({
+            "protocolVersion": CHILD_PROTOCOL_VERSION,
+            "capabilities": capabilities,
+            "clientInfo": { "name": "stdioproxy", "version": env!("CARGO_PKG_VERSION") },
+        })
+        .to_string();
+        // The outer startup timeout bounds the whole handshake.
+        let forever = Duration::from_secs(24 * 3600);
+        let result = match conn.request("initialize", Some(&params), forever).await? {
+            Reply::Result(r) => r,
+            Reply::Error(e) => return Err(UpstreamError::Rpc(e.get().to_string())),
+        };
+        let v: Value = serde_json::from_str(result.get())
+            .map_err(|e| UpstreamError::Protocol(format!("initialize result: {e}")))?;
+        let init = InitInfo {
+            protocol_version: v["protocolVersion"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            capabilities: v.get("capabilities").cloned().unwrap_or(Value::Null),
+            server_info: v.get("serverInfo").cloned().unwrap_or(Value::Null),
+            instructions: v
+                .get("instructions")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+        };
+        if !crate::session::SUPPORTED_VERSIONS.contains(&init.protocol_version.as_str()) {
+            tracing::warn!(server = %self.name, version = %init.protocol_version,
+                "server answered with a protocol version stdioproxy does not know; continuing");
+        }
+        conn.notify("notifications/initialized", None).await?;
+        let mut lists = Lists::default();
+        for kind in ListKind::ALL {
+            if init.capabilities.get(kind.capability()).is_none() {
+                continue;
+            }
+            match list_all(conn, kind, forever).await {
+                Ok(items) => *lists.get_mut(kind) = items,
+                // Tools are what clients come for: a server that cannot list
+                // them is not ready. The other lists are optional extras.
+                Err(e) if kind == ListKind::Tools => return Err(e),
+                Err(e) => tracing::warn!(server = %self.name, list = kind.method(),
+                    "cannot read the list; serving none: {e}"),
+            }
+        }
+        Ok((init, lists))
+    }
+}
+
+/// Exponential backoff with jitter: `base * 2^failures`, capped, +-20%.
+pub fn backoff_delay(failures: u32, t: &EffectiveTimeouts) -> Duration {
+    let exp = t
+        .restart_backoff
+        .saturating_mul(2u32.saturating_pow(failures.min(20)));
+    let capped = exp.min(t.restart_backoff_max);
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let jitter = 0.8 + 0.4 * (f64::from(nanos % 1000) / 1000.0);
+    capped.mul_f64(jitter)
+}
+
+/// Pulls every page of one list.
+async fn list_all(
+    conn: &Connection,
+    kind: ListKind,
+    timeout: Duration,
+) -> Result<Vec<Value>, UpstreamError> {
+    let mut items = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..10_000 {
+        let params = match &cursor {
+            Some(c) => serde_json::json!({ "cursor": c }).to_string(),
+            None => "{}".to_string(),
+        };
+        let raw = match conn.request(kind.method(), Some(&params), timeout).await? {
+            Reply::Result(r) => r,
+            Reply::Error(e) => return Err(UpstreamError::Rpc(e.get().to_string())),
+        };
+        let mut page: Value = serde_json::from_str(raw.get())
+            .map_err(|e| UpstreamError::Protocol(format!("{} result: {e}", kind.method())))?;
+        match page.get_mut(kind.result_key()).map(Value::take) {
+            Some(Value::Array(list)) => items.extend(list),
+            _ => {
+                return Err(UpstreamError::Protocol(format!(
+                    "{} result has no {} array",
+                    kind.method(),
+                    kind.result_key()
+                )))
+            }
+        }
+        match page.get("nextCursor").and_then(Value::as_str) {
+            Some(next) if cursor.as_deref() != Some(next) => cursor = Some(next.to_string()),
+            _ => return Ok(items),
+        }
+    }
+    Err(UpstreamError::Protocol(format!(
+        "{} never ended",
+        kind.method()
+    )))
+}
+
+/// Logs each stderr line of a child under its server name, and keeps the last
+/// few for `status`.
+async fn capture_stderr(upstream: Arc<Upstream>, stderr: tokio::process::ChildStderr) {
+    let name = upstream.name.clone();
+    let mut reader = LineReader::new(BufReader::new(stderr), 64 * 1024);
+    loop {
+        match reader.next_frame().await {
+            Ok(Frame::Line(line)) => {
+                let text = String::from_utf8_lossy(&line).into_owned();
+                tracing::info!(target: "stdioproxy::child", server = %name, "{text}");
+                upstream.push_stderr(text);
+            }
+            Ok(Frame::TooLong { prefix }) => {
+                let text = format!("{}... (truncated)", String::from_utf8_lossy(&prefix));
+                tracing::info!(target: "stdioproxy::child", server = %name, "{text}");
+                upstream.push_stderr(text);
+            }
+            Ok(Frame::Eof) | Err(_) => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Timeouts;
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        let t = Timeouts::default().resolve(&Timeouts::default());
+        let d0 = backoff_delay(0, &t);
+        assert!(
+            d0 >= Duration::from_millis(800) && d0 <= Duration::from_millis(1200),
+            "{d0:?}"
+        );
+        let d3 = backoff_delay(3, &t);
+        assert!(
+            d3 >= Duration::from_millis(6400) && d3 <= Duration::from_millis(9600),
+            "{d3:?}"
+        );
+        let d30 = backoff_delay(30, &t);
+        assert!(d30 <= Duration::from_secs(72), "{d30:?}");
+    }
+}

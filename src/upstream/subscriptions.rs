@@ -1,0 +1,154 @@
+//! Resource subscriptions of one server, counted across sessions.
+//!
+//! Many sessions may subscribe to the same URI of a shared child; the child
+//! gets one `resources/subscribe` when the first session subscribes and one
+//! `resources/unsubscribe` when the last one leaves (or disconnects), and its
+//! `notifications/resources/updated` reaches exactly the sessions subscribed
+//! to that URI. The set survives child restarts: a new instance is
+//! re-subscribed to every URI that still has subscribers.
+//!
+//! Subscribe and unsubscribe calls to the child are serialised by an async
+//! lock, so two sessions racing on one URI never send two subscribes; the
+//! subscriber map itself is behind a plain lock so the child's reader can
+//! look it up without waiting.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::connection::{Connection, Reply};
+use crate::error::UpstreamError;
+
+/// Subscribers per URI.
+#[derive(Default)]
+pub struct Subscriptions {
+    subscribers: Mutex<HashMap<String, BTreeSet<u64>>>,
+    ops: tokio::sync::Mutex<()>,
+}
+
+/// Why a subscribe or unsubscribe failed.
+pub enum SubscribeError {
+    /// The child answered with this JSON-RPC error object (raw).
+    Rpc(Box<serde_json::value::RawValue>),
+    /// The child could not be asked.
+    Upstream(UpstreamError),
+}
+
+impl Subscriptions {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, BTreeSet<u64>>> {
+        self.subscribers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Subscribes `session` to `uri`; asks the child only for the first
+    /// subscriber of a URI.
+    pub async fn subscribe(
+        &self,
+        conn: &Connection,
+        session: u64,
+        uri: &str,
+        timeout: Duration,
+    ) -> Result<(), SubscribeError> {
+        let _serial = self.ops.lock().await;
+        if let Some(set) = self.lock().get_mut(uri) {
+            set.insert(session);
+            return Ok(());
+        }
+        call(conn, "resources/subscribe", uri, timeout).await?;
+        self.lock()
+            .entry(uri.to_string())
+            .or_default()
+            .insert(session);
+        Ok(())
+    }
+
+    /// Unsubscribes `session` from `uri`; tells the child when it was the
+    /// last subscriber.
+    pub async fn unsubscribe(
+        &self,
+        conn: Option<&Connection>,
+        session: u64,
+        uri: &str,
+        timeout: Duration,
+    ) -> Result<(), SubscribeError> {
+        let _serial = self.ops.lock().await;
+        let last = {
+            let mut map = self.lock();
+            let Some(set) = map.get_mut(uri) else {
+                return Ok(());
+            };
+            set.remove(&session);
+            let last = set.is_empty();
+            if last {
+                map.remove(uri);
+            }
+            last
+        };
+        match conn {
+            Some(conn) if last => call(conn, "resources/unsubscribe", uri, timeout).await,
+            _ => Ok(()),
+        }
+    }
+
+    /// Drops every subscription of a session that went away.
+    pub async fn remove_session(&self, conn: Option<&Connection>, session: u64, timeout: Duration) {
+        let uris: Vec<String> = self
+            .lock()
+            .iter()
+            .filter(|(_, set)| set.contains(&session))
+            .map(|(uri, _)| uri.clone())
+            .collect();
+        for uri in uris {
+            let _ = self.unsubscribe(conn, session, &uri, timeout).await;
+        }
+    }
+
+    /// Re-subscribes a new child instance to every URI that has subscribers.
+    pub async fn resubscribe(&self, conn: &Connection, timeout: Duration) {
+        let _serial = self.ops.lock().await;
+        let uris: Vec<String> = self.lock().keys().cloned().collect();
+        for uri in uris {
+            if let Err(e) = call(conn, "resources/subscribe", &uri, timeout).await {
+                let why = match e {
+                    SubscribeError::Rpc(r) => r.get().to_string(),
+                    SubscribeError::Upstream(e) => e.to_string(),
+                };
+                tracing::warn!(server = %conn.server(), uri = %uri,
+                    "cannot renew a resource subscription after a restart: {why}");
+            }
+        }
+    }
+
+    /// The sessions subscribed to `uri`.
+    pub fn subscribers(&self, uri: &str) -> Vec<u64> {
+        self.lock()
+            .get(uri)
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// Number of URIs with subscribers.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// True when nothing is subscribed.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+async fn call(
+    conn: &Connection,
+    method: &str,
+    uri: &str,
+    timeout: Duration,
+) -> Result<(), SubscribeError> {
+    let params = json!({ "uri": uri }).to_string();
+    match conn.request(method, Some(&params), timeout).await {
+        Ok(Reply::Result(_)) => Ok(()),
+        Ok(Reply::Error(e)) => Err(SubscribeError::Rpc(e)),
+        Err(e) => Err(SubscribeError::Upstream(e)),
+    }
+}
