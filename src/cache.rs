@@ -176,7 +176,11 @@ mod tests {
             0o600
         );
         // A cache written before prompts and capabilities were kept.
-        std::fs::write(&path, r#"{"servers":{"a":{"key":"k","tools":[{"name":"old"}]}}}"#).unwrap();
+        std::fs::write(
+            &path,
+            r#"{"servers":{"a":{"key":"k","tools":[{"name":"old"}]}}}"#,
+        )
+        .unwrap();
         let old = ToolCache::load(&path).get("a", "k").unwrap();
         assert_eq!(old.lists.tools, vec![json!({"name": "old"})]);
         assert!(old.lists.prompts.is_empty() && old.capabilities.is_null());

@@ -403,14 +403,8 @@ impl Catalog {
         items.push(']');
         Ok(Page {
             items,
-            next_cursor: more.then(|| {
-                format!(
-                    "g{}k{}o{}",
-                    self.generation,
-                    kind.index(),
-                    offset + taken
-                )
-            }),
+            next_cursor: more
+                .then(|| format!("g{}k{}o{}", self.generation, kind.index(), offset + taken)),
         })
     }
 
@@ -510,8 +504,15 @@ mod tests {
         let r: Value =
             serde_json::from_str(&c.get(ListKind::Resources, "file:///a.txt").unwrap().json)
                 .unwrap();
-        assert_eq!(r, json!({"uri":"file:///a.txt","name":"a__a","mimeType":"text/plain"}));
-        assert_eq!(c.count(ListKind::Resources, "b"), 1, "duplicate URI skipped");
+        assert_eq!(
+            r,
+            json!({"uri":"file:///a.txt","name":"a__a","mimeType":"text/plain"})
+        );
+        assert_eq!(
+            c.count(ListKind::Resources, "b"),
+            1,
+            "duplicate URI skipped"
+        );
     }
 
     #[test]
@@ -522,7 +523,10 @@ mod tests {
         assert_eq!(c.resource_owner("file:///b.txt", all).as_deref(), Some("b"));
         assert_eq!(c.resource_owner("mem://k1", all).as_deref(), Some("a"));
         assert_eq!(c.resource_owner("other://x", all).as_deref(), Some("b"));
-        assert_eq!(c.resource_owner("mem://k1", |s| s == "b").as_deref(), Some("b"));
+        assert_eq!(
+            c.resource_owner("mem://k1", |s| s == "b").as_deref(),
+            Some("b")
+        );
         assert_eq!(c.resource_owner("mem://k1", |_| false), None);
         assert_eq!(c.template_owner("mem://{key}", all).as_deref(), Some("a"));
     }

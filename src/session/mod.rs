@@ -296,14 +296,23 @@ impl Session {
                     .unwrap_or_else(|| "cancelled by the client".into());
                 if let Some((conn, upstream_id)) = self.link.cancel(request.get()) {
                     if let Some(conn) = conn.upgrade() {
-                        tracing::debug!(session = self.link.id, server = conn.server(), upstream_id, "client cancelled a request");
+                        tracing::debug!(
+                            session = self.link.id,
+                            server = conn.server(),
+                            upstream_id,
+                            "client cancelled a request"
+                        );
                         conn.cancel(upstream_id, &reason);
                     }
                 }
             }
             // Roots come from the config, never from a client; progress for
             // a child's request is not routed back (see docs/PROTOCOL.md).
-            other => tracing::debug!(session = self.link.id, method = other, "client notification not routed"),
+            other => tracing::debug!(
+                session = self.link.id,
+                method = other,
+                "client notification not routed"
+            ),
         }
     }
 
@@ -325,7 +334,9 @@ impl Session {
             "resources/subscribe" | "resources/unsubscribe" => {
                 self.subscription(method, id, env.params)
             }
-            "tasks/get" | "tasks/result" | "tasks/cancel" => self.task_request(method, id, env.params),
+            "tasks/get" | "tasks/result" | "tasks/cancel" => {
+                self.task_request(method, id, env.params)
+            }
             "tasks/list" => self.tasks_list(id),
             _ => self.error(
                 Some(id),

@@ -275,7 +275,10 @@ impl Session {
             return self.error(
                 Some(id),
                 code::METHOD_NOT_FOUND,
-                &format!("server '{}' does not support resource subscriptions", up.name),
+                &format!(
+                    "server '{}' does not support resource subscriptions",
+                    up.name
+                ),
                 None,
             );
         }
@@ -290,7 +293,12 @@ impl Session {
                     Ok(conn) => subs.subscribe(&conn, link.id, &uri, timeout).await,
                     Err(u) => {
                         link.finish(id.get(), ticket);
-                        link.outbox.send(unavailable(&id, &u.message(), &u.server, u.state.as_str()));
+                        link.outbox.send(unavailable(
+                            &id,
+                            &u.message(),
+                            &u.server,
+                            u.state.as_str(),
+                        ));
                         return;
                     }
                 }
@@ -371,7 +379,9 @@ impl Session {
                 };
                 let params = json!({ "taskId": task.child_id }).to_string();
                 let timeout = conn.request_timeout();
-                if let Ok(Reply::Result(r)) = conn.request("tasks/get", Some(&params), timeout).await {
+                if let Ok(Reply::Result(r)) =
+                    conn.request("tasks/get", Some(&params), timeout).await
+                {
                     if let Ok(mut v) = serde_json::from_str::<Value>(r.get()) {
                         crate::upstream::replace_task_ids(&mut v, &task.child_id, &client_id);
                         listed.push(v);
@@ -414,7 +424,15 @@ impl Session {
         };
         let Some(ticket) = self.begin(id) else { return };
         match up.connection() {
-            Ok(conn) => send(&self.link, &conn, method, id, ticket, target.params, target.rewrite),
+            Ok(conn) => send(
+                &self.link,
+                &conn,
+                method,
+                id,
+                ticket,
+                target.params,
+                target.rewrite,
+            ),
             Err(_) => {
                 let link = self.link.clone();
                 let method = method.to_string();
@@ -426,9 +444,15 @@ impl Session {
                         return link.finish(id.get(), ticket);
                     }
                     match ready {
-                        Ok(conn) => {
-                            send(&link, &conn, &method, &id, ticket, target.params, target.rewrite)
-                        }
+                        Ok(conn) => send(
+                            &link,
+                            &conn,
+                            &method,
+                            &id,
+                            ticket,
+                            target.params,
+                            target.rewrite,
+                        ),
                         Err(u) => {
                             link.finish(id.get(), ticket);
                             link.outbox.send(unavailable(

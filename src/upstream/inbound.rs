@@ -308,12 +308,8 @@ impl Connection {
         &self,
         capable: &dyn Fn(&SessionLink) -> bool,
     ) -> Option<Arc<SessionLink>> {
-        let mut recent: Vec<(u64, u64)> = self
-            .routes()
-            .recent
-            .iter()
-            .map(|(s, q)| (*q, *s))
-            .collect();
+        let mut recent: Vec<(u64, u64)> =
+            self.routes().recent.iter().map(|(s, q)| (*q, *s)).collect();
         recent.sort_unstable_by(|a, b| b.cmp(a));
         recent
             .into_iter()
@@ -349,8 +345,12 @@ impl Connection {
     /// The child is gone: every request it had sent to a client is
     /// withdrawn (the client is told it was cancelled).
     pub(super) fn abandon_client_requests(&self) {
-        let abandoned: Vec<(Weak<SessionLink>, u64)> =
-            self.routes().child_requests.drain().map(|(_, v)| v).collect();
+        let abandoned: Vec<(Weak<SessionLink>, u64)> = self
+            .routes()
+            .child_requests
+            .drain()
+            .map(|(_, v)| v)
+            .collect();
         for (link, our_id) in abandoned {
             let Some(link) = link.upgrade() else { continue };
             if link.take_outgoing(our_id).is_some() {

@@ -234,7 +234,10 @@ impl Upstream {
         let cached = shared.cache.as_ref().and_then(|c| c.get(name, &cache_key));
         let mut inner = Inner::default();
         let lists = match cached {
-            Some(CachedServer { lists, capabilities }) => {
+            Some(CachedServer {
+                lists,
+                capabilities,
+            }) => {
                 tracing::info!(
                     server = name,
                     tools = lists.tools.len(),
@@ -465,7 +468,10 @@ impl Upstream {
         let name = self.name.clone();
         tokio::spawn(async move {
             let params = serde_json::json!({ "level": wanted.as_str() }).to_string();
-            match conn.request("logging/setLevel", Some(&params), timeout).await {
+            match conn
+                .request("logging/setLevel", Some(&params), timeout)
+                .await
+            {
                 Ok(Reply::Result(_)) => {
                     tracing::debug!(server = %name, level = wanted.as_str(), "server log level set");
                 }

@@ -1,6 +1,7 @@
 //! Interop with software nobody here wrote: the official TypeScript SDK client
 //! drives `stdioproxy-shim`, and npm `@modelcontextprotocol/server-everything`
-//! runs as a child. Needs `npm ci --prefix tests/interop` (README, .ci/run).
+//! runs as a child: tools (ts_client.mjs), and the rest of the surface
+//! (ts_surface.mjs). Needs `npm ci --prefix tests/interop` (README, .ci/run).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -69,5 +70,145 @@ fn typescript_sdk_client_lists_and_calls_server_everything_through_the_shim() {
             .unwrap()
             .contains('5'),
         "{v}"
+    );
+}
+
+#[test]
+fn typescript_sdk_client_uses_the_whole_surface_of_a_shared_server_everything() {
+    let everything = require_node_modules();
+    let env = Env::new();
+    let root = env.path().join("project root");
+    std::fs::create_dir_all(&root).unwrap();
+    let root_uri = format!("file://{}", root.display().to_string().replace(' ', "%20"));
+    let cfg = format!(
+        "[servers.everything]\ncommand = \"node\"\nargs = [\"{}\"]\nroots = [\"{}\"]\n",
+        everything.display(),
+        root.display()
+    );
+    let d = env.start(&cfg);
+    d.wait_ready(&["everything"]);
+    let out = Command::new("node")
+        .arg(interop_dir().join("ts_surface.mjs"))
+        .arg(&root_uri)
+        .arg(SHIM)
+        .arg("--socket")
+        .arg(&env.socket)
+        .output()
+        .expect("run node");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "ts client failed: {stderr}");
+    let v: Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
+    let show = |k: &str| format!("{k}: {}", v[k]);
+
+    let prompts = v["prompts"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{}", show("prompts")));
+    for want in [
+        "everything__simple-prompt",
+        "everything__args-prompt",
+        "everything__completable-prompt",
+    ] {
+        assert!(
+            prompts.iter().any(|p| p == want),
+            "{want}: {}",
+            show("prompts")
+        );
+    }
+    let prompt_text = v["prompt"]["messages"][0]["content"]["text"]
+        .as_str()
+        .unwrap_or("");
+    assert!(prompt_text.contains("Paris"), "{}", show("prompt"));
+    assert!(
+        v["completion"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|x| x == "Engineering")),
+        "{}",
+        show("completion")
+    );
+    let resources = v["resources"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{}", show("resources")));
+    assert!(
+        resources
+            .iter()
+            .all(|r| r["uri"].as_str().unwrap().starts_with("demo://")
+                && r["name"].as_str().unwrap().starts_with("everything__")),
+        "URIs unchanged, names prefixed: {}",
+        show("resources")
+    );
+    assert!(
+        v["templates"].as_array().is_some_and(|t| t
+            .iter()
+            .any(|x| x[0] == "demo://resource/dynamic/text/{resourceId}")),
+        "{}",
+        show("templates")
+    );
+    assert!(
+        v["read_static"]["uri"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("demo://")),
+        "{}",
+        show("read_static")
+    );
+    assert_eq!(
+        v["read_template"]["uri"],
+        "demo://resource/dynamic/text/42",
+        "{}",
+        show("read_template")
+    );
+    assert!(v["subscribe"]["uri"].is_string(), "{}", show("subscribe"));
+    assert!(v["logging"]["data"].is_string(), "{}", show("logging"));
+    assert_eq!(v["logging"]["logger"], "everything", "{}", show("logging"));
+
+    let sampling = v["sampling"]["text"].as_str().unwrap_or("");
+    assert!(sampling.contains("canned answer"), "{}", show("sampling"));
+    assert_eq!(v["sampling"]["handlerCalls"], 1, "{}", show("sampling"));
+    assert!(
+        v["elicitation"]["text"]
+            .as_str()
+            .unwrap_or("")
+            .contains("accept"),
+        "{}",
+        show("elicitation")
+    );
+    let roots = v["roots"]["text"].as_str().unwrap_or("");
+    assert!(
+        roots.contains(&root_uri),
+        "the configured root: {}",
+        show("roots")
+    );
+    assert_eq!(
+        v["roots"]["handlerCalls"],
+        0,
+        "the client is never asked for roots: {}",
+        show("roots")
+    );
+    assert_eq!(
+        v["progress"]["progress"].as_array().map(Vec::len),
+        Some(3),
+        "{}",
+        show("progress")
+    );
+
+    let task = &v["task"];
+    let task_id = task["taskId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{}", show("task")));
+    assert!(
+        task_id.starts_with("sp-everything-"),
+        "daemon-minted task id: {}",
+        show("task")
+    );
+    assert_eq!(task["status"], "completed", "{}", show("task"));
+    assert_eq!(
+        task["listed"],
+        serde_json::json!([task_id]),
+        "{}",
+        show("task")
+    );
+    assert!(
+        task["text"].as_str().is_some_and(|t| t.contains("proxies")),
+        "{}",
+        show("task")
     );
 }

@@ -7,4 +7,5 @@ mod core;
 mod interop;
 mod reload;
 mod supervision;
+mod surface;
 mod systemd;

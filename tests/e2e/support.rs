@@ -445,6 +445,30 @@ impl Client {
         })
     }
 
+    /// Sends a request with a fresh numeric id without waiting; returns the id.
+    pub fn send_request(&mut self, method: &str, params: Value) -> Value {
+        self.next_id += 1;
+        let id = json!(self.next_id);
+        self.send(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
+        id
+    }
+
+    /// Waits for a notification with this method.
+    pub fn notification(&mut self, method: &str) -> Value {
+        let m = method.to_string();
+        self.recv_matching(&format!("a {method} notification"), move |v| {
+            v.get("id").is_none() && v["method"] == m.as_str()
+        })
+    }
+
+    /// Waits for a request from the daemon (a child's request routed here).
+    pub fn incoming_request(&mut self, method: &str) -> Value {
+        let m = method.to_string();
+        self.recv_matching(&format!("a {method} request"), move |v| {
+            v.get("id").is_some() && v["method"] == m.as_str()
+        })
+    }
+
     /// Sends a request with a fresh numeric id and waits for its response.
     pub fn request(&mut self, method: &str, params: Value) -> Value {
         self.next_id += 1;
@@ -454,9 +478,14 @@ impl Client {
     }
 
     pub fn initialize(&mut self) -> Value {
+        self.initialize_with(json!({}))
+    }
+
+    /// Completes the handshake declaring `capabilities`.
+    pub fn initialize_with(&mut self, capabilities: Value) -> Value {
         let r = self.request(
             "initialize",
-            json!({"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "e2e", "version": "1"}}),
+            json!({"protocolVersion": "2025-11-25", "capabilities": capabilities, "clientInfo": {"name": "e2e", "version": "1"}}),
         );
         assert!(r.get("result").is_some(), "initialize failed: {r}");
         self.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));

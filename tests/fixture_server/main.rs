@@ -26,7 +26,8 @@
 //! # Requests
 //! `initialize` (echoes the client's protocol version when it is one of
 //! [`SUPPORTED_VERSIONS`], else answers [`LATEST_VERSION`]; records the client's
-//! capabilities), `ping`, `tools/list` and `tools/call`. Anything else gets
+//! capabilities), `ping`, `tools/list`, `tools/call` (with `params.task`: as a
+//! task), and the requests of [`surface`]. Anything else gets
 //! `-32601 Method not found: <method>`. Ids (string or integer) are echoed back
 //! exactly as received. Notifications are never answered; `notifications/cancelled`
 //! is only recorded: the call it names still completes and answers, so tests can
@@ -58,6 +59,9 @@
 //!
 //! An unknown tool gets `-32602 Unknown tool: <name>`; bad arguments to a known tool
 //! get a tool result with `isError: true`.
+//!
+//! Prompts, completions, resources (templates, subscriptions), logging, tasks and
+//! requests to the client (`ask`) are in [`surface`], whose header lists them.
 
 use std::io::{self, BufRead, Write};
 use std::process::{Command, Stdio};
@@ -68,6 +72,8 @@ use std::thread;
 use std::time::Duration;
 
 use serde_json::{json, Map, Value};
+
+mod surface;
 
 /// Protocol versions echoed back when a client asks for them.
 const SUPPORTED_VERSIONS: [&str; 4] = ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
@@ -223,7 +229,14 @@ fn handle_message(server: &Arc<Server>, mut message: Map<String, Value>) {
                 "Invalid request: method must be a string",
             )),
         ),
-        (None, Some(id)) => eprintln!("fixture: ignoring a response for id {id}"),
+        (None, Some(id)) => {
+            let mut response = message.clone();
+            response.insert("id".into(), id.clone());
+            let known = server.on_client_response(&id, Value::Object(response));
+            if !known {
+                eprintln!("fixture: ignoring a response for id {id}");
+            }
+        }
         (_, None) => eprintln!("fixture: skipping a message with neither method nor id"),
     }
 }
@@ -236,14 +249,19 @@ fn handle_request(server: &Arc<Server>, id: Value, method: &str, params: Value) 
         }
         "ping" => server.respond(id, Ok(json!({}))),
         "tools/list" => server.respond(id, server.list_tools(&params)),
+        "tools/call" if params.get("task").is_some() => server.start_task(id, params),
         "tools/call" => spawn_call(server, id, params),
-        other => server.respond(
-            id,
-            Err(RpcError::new(
-                METHOD_NOT_FOUND,
-                format!("Method not found: {other}"),
-            )),
-        ),
+        other => match server.handle_surface_request(&id, other, &params) {
+            Some(surface::Handled::Reply(reply)) => server.respond(id, reply),
+            Some(surface::Handled::Deferred) => {}
+            None => server.respond(
+                id,
+                Err(RpcError::new(
+                    METHOD_NOT_FOUND,
+                    format!("Method not found: {other}"),
+                )),
+            ),
+        },
     }
 }
 
@@ -295,6 +313,8 @@ struct Server {
     extra_tools: Mutex<Vec<ExtraTool>>,
     client_capabilities: Mutex<Value>,
     cancelled: Mutex<Vec<Value>>,
+    /// Prompts, resources, logging, tasks, requests to the client.
+    surface: surface::Surface,
     /// Every stdout write goes through this lock, one whole line at a time.
     stdout: Mutex<io::Stdout>,
 }
@@ -322,6 +342,7 @@ impl Server {
             extra_tools: Mutex::new(numbered.chain(named).collect()),
             client_capabilities: Mutex::new(Value::Null),
             cancelled: Mutex::new(Vec::new()),
+            surface: surface::Surface::default(),
             stdout: Mutex::new(io::stdout()),
         }
     }
@@ -377,9 +398,11 @@ impl Server {
             .unwrap_or(LATEST_VERSION);
         *lock(&self.client_capabilities) =
             params.get("capabilities").cloned().unwrap_or(Value::Null);
+        let mut capabilities = surface::capabilities();
+        capabilities["tools"] = json!({"listChanged": true});
         let mut result = json!({
             "protocolVersion": version,
-            "capabilities": {"tools": {"listChanged": true}, "logging": {}},
+            "capabilities": capabilities,
             "serverInfo": {"name": self.name, "version": "1.0.0"},
         });
         if let Some(instructions) = &self.instructions {
@@ -402,7 +425,11 @@ impl Server {
         let extra = extra
             .iter()
             .map(|tool| tool_def(&tool.name, "A tool added by the test", json!({}), &[]));
-        builtin_tools().into_iter().chain(extra).collect()
+        builtin_tools()
+            .into_iter()
+            .chain(surface::tools())
+            .chain(extra)
+            .collect()
     }
 
     fn list_tools(&self, params: &Value) -> Result<Value, RpcError> {
@@ -465,7 +492,10 @@ impl Server {
             "cancelled" => Ok(text_result(
                 Value::Array(lock(&self.cancelled).clone()).to_string(),
             )),
-            other => self.call_extra_tool(other),
+            other => match self.call_surface_tool(other, args) {
+                Some(result) => Ok(result),
+                None => self.call_extra_tool(other),
+            },
         };
         match outcome {
             Ok(result) => Ok(result),
