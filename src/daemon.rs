@@ -81,6 +81,7 @@ impl Daemon {
     /// Replaces the daemon-wide settings (reload).
     pub fn set_settings(&self, settings: DaemonSettings) {
         self.supervisor.set_max_message(settings.max_message_size);
+        self.supervisor.set_builtin_tools(builtin_tools(&settings));
         *self.settings.write().unwrap_or_else(|e| e.into_inner()) = settings;
     }
 
@@ -115,6 +116,23 @@ impl Daemon {
         }
         line
     }
+}
+
+/// Name of the built-in reload tool (under the reserved prefix `stdioproxy`).
+pub const RELOAD_TOOL: &str = "reload";
+
+/// The daemon's own tools, as a server named `stdioproxy` would list them.
+fn builtin_tools(settings: &DaemonSettings) -> Vec<serde_json::Value> {
+    if !settings.reload_tool {
+        return Vec::new();
+    }
+    vec![serde_json::json!({
+        "name": RELOAD_TOOL,
+        "title": "Reload stdioproxy's config",
+        "description": "Re-read the stdioproxy config file now and apply what changed: servers are added, removed or restarted, unchanged ones keep running. Returns what changed, or why the config was refused.",
+        "inputSchema": { "type": "object", "properties": {} },
+        "annotations": { "readOnlyHint": false, "destructiveHint": false, "idempotentHint": true, "openWorldHint": false },
+    })]
 }
 
 /// What `serve` needs.
@@ -177,6 +195,7 @@ pub async fn run(opts: ServeOptions) -> std::io::Result<()> {
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
 
+    supervisor.set_builtin_tools(builtin_tools(&opts.config.daemon));
     supervisor.start(&opts.config);
     let accept = tokio::spawn(crate::listener::accept_loop(listener, daemon.clone()));
     let (check_tx, check_rx) = tokio::sync::mpsc::channel(1);

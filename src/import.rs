@@ -414,6 +414,11 @@ fn parse_entry(value: &Value) -> Result<Parsed, String> {
         Some(other) => return Err(format!("\"command\" is not a string: {other}")),
         None => return Err("no \"command\" (and no \"url\")".into()),
     };
+    if is_stdioproxy(&command) {
+        return Err(
+            "this entry runs stdioproxy itself (the shim); importing it would make the daemon start a client of itself".into(),
+        );
+    }
     if url.is_some() {
         notes.push("has both \"command\" and \"url\"; imported the command".into());
     }
@@ -555,12 +560,21 @@ fn looks_secret(key: &str) -> bool {
 /// Longest server name.
 const MAX_NAME: usize = 32;
 
+/// True when `command` is stdioproxy's own shim (or daemon binary).
+fn is_stdioproxy(command: &str) -> bool {
+    let file = command.trim().rsplit('/').next().unwrap_or_default();
+    matches!(file, "stdioproxy-shim" | "stdioproxy")
+}
+
 /// Gives each original name a unique valid stdioproxy name. Valid originals
 /// keep their name (first come, first served); the rest are sanitized and
 /// numbered, in input order.
 fn assign_names<'a>(originals: impl Iterator<Item = &'a str>) -> Vec<String> {
     let originals: Vec<&str> = originals.collect();
-    let mut taken = BTreeSet::new();
+    let mut taken: BTreeSet<String> = crate::config::RESERVED_SERVER_NAMES
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
     let mut names: Vec<Option<String>> = originals
         .iter()
         .map(|o| (ServerName::new(o).is_ok() && taken.insert(o.to_string())).then(|| o.to_string()))
@@ -1233,6 +1247,22 @@ mod tests {
             .expect("imported");
         assert_eq!(renamed.name, "name-with-newline-servers-evil-c");
         assert_eq!(server(&c, &renamed.name).command.0, "safe");
+    }
+
+    #[test]
+    fn stdioproxy_itself_is_not_imported_and_its_name_is_not_taken() {
+        let out = import_mcp_servers(
+            r#"{"mcpServers": {
+                "stdioproxy": {"command": "/home/u/.cargo/bin/stdioproxy-shim", "args": []},
+                "stdioproxy ": {"command": "npx", "args": ["-y", "server-memory"]}
+            }}"#,
+        )
+        .unwrap();
+        assert_eq!(out.skipped.len(), 1, "{:?}", out.skipped);
+        assert!(out.skipped[0].reason.contains("stdioproxy itself"));
+        let c = crate::config::parse_str(Path::new("imported.toml"), &out.toml).unwrap();
+        let names: Vec<&str> = c.servers.keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, vec!["stdioproxy-2"]);
     }
 
     #[test]

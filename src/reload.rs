@@ -26,6 +26,8 @@ pub enum Trigger {
     Signal,
     /// `stdioproxy reload`.
     Control,
+    /// A client called the built-in `stdioproxy__reload` tool.
+    Tool,
 }
 
 impl fmt::Display for Trigger {
@@ -34,6 +36,7 @@ impl fmt::Display for Trigger {
             Trigger::Inotify => "config file change",
             Trigger::Signal => "SIGHUP",
             Trigger::Control => "stdioproxy reload",
+            Trigger::Tool => "the stdioproxy__reload tool",
         })
     }
 }
@@ -96,8 +99,10 @@ pub async fn reload(daemon: &Daemon, trigger: Trigger) -> Result<ConfigDiff, Str
             } else {
                 let d = config::diff(&running.config, &new);
                 tracing::info!(trigger = %trigger, changes = %d.summary(), "reloading config");
-                daemon.supervisor.apply(&new, &d).await;
+                // Settings first, so the catalog that apply() publishes has
+                // the built-in tools the new settings ask for.
                 daemon.set_settings(new.daemon.clone());
+                daemon.supervisor.apply(&new, &d).await;
                 *running = Running {
                     config: new,
                     text_hash: hash,

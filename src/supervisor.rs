@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::catalog::{Catalog, ListKind, ServerLists};
+use crate::catalog::{Catalog, ListKind, Lists, ServerLists};
 use crate::config::{Config, ConfigDiff};
 use crate::upstream::{ServerStatus, Shared, State, Upstream};
 
@@ -25,7 +25,12 @@ pub struct Supervisor {
     shared: Arc<Shared>,
     generation: AtomicU64,
     rebuild: std::sync::Mutex<()>,
+    /// The daemon's own tools (listed first, under the prefix `stdioproxy`).
+    builtin: RwLock<Arc<Lists>>,
 }
+
+/// The prefix of the daemon's own tools. Configured servers cannot take it.
+pub const BUILTIN_SERVER: &str = "stdioproxy";
 
 impl Supervisor {
     /// A supervisor with no servers. `shared` is handed to every upstream;
@@ -37,6 +42,7 @@ impl Supervisor {
             shared: Arc::new(shared),
             generation: AtomicU64::new(0),
             rebuild: std::sync::Mutex::new(()),
+            builtin: RwLock::new(Arc::new(Lists::default())),
         });
         let weak: Weak<Supervisor> = Arc::downgrade(&sup);
         let _ = sup.shared.lists_changed.set(Box::new(move || {
@@ -120,6 +126,14 @@ impl Supervisor {
         }
     }
 
+    /// Sets the daemon's own tools; they show in the next catalog rebuild.
+    pub fn set_builtin_tools(&self, tools: Vec<serde_json::Value>) {
+        *self.builtin.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Lists {
+            tools,
+            ..Lists::default()
+        });
+    }
+
     /// Changes the message size limit for children started from now on.
     pub fn set_max_message(&self, max: usize) {
         self.shared.max_message.store(max, Ordering::Relaxed);
@@ -153,10 +167,18 @@ impl Supervisor {
     pub fn rebuild_catalog(&self) {
         let _serial = self.rebuild.lock().unwrap_or_else(|e| e.into_inner());
         let ups = self.upstreams();
-        let lists: Vec<_> = ups
-            .iter()
-            .map(|u| (u.name.clone(), u.lists(), u.tool_filter()))
-            .collect();
+        let builtin = self
+            .builtin
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let lists: Vec<_> =
+            std::iter::once((Arc::from(BUILTIN_SERVER), builtin, Default::default()))
+                .chain(
+                    ups.iter()
+                        .map(|u| (u.name.clone(), u.lists(), u.tool_filter())),
+                )
+                .collect();
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         let catalog = Catalog::build(
             generation,

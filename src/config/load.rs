@@ -169,7 +169,7 @@ enabled = false
 
     #[test]
     fn bad_server_names_are_located() {
-        for bad in ["a__b", "a.b", "a b"] {
+        for bad in ["a__b", "a.b", "a b", "stdioproxy"] {
             let e = parse(&format!("[servers.\"{bad}\"]\ncommand = \"x\"\n")).unwrap_err();
             assert_eq!(e.position.map(|p| p.0), Some(1), "{e}");
             assert!(e.message.contains("server name"), "{e}");

@@ -57,6 +57,10 @@ pub struct DaemonSettings {
     /// Reload when the config file changes (inotify). When false, only
     /// SIGHUP and `stdioproxy reload` reload. Read at start.
     pub watch_config: bool,
+    /// Expose the built-in tool `stdioproxy__reload`, which lets a client
+    /// make the daemon re-read its config. Off by default: a model should
+    /// not be able to restart servers unless you decided it may.
+    pub reload_tool: bool,
 }
 
 impl Default for DaemonSettings {
@@ -66,6 +70,7 @@ impl Default for DaemonSettings {
             max_message_size: 16 * 1024 * 1024,
             reload_debounce: ConfigDuration(Duration::from_millis(150)),
             watch_config: true,
+            reload_tool: false,
         }
     }
 }
@@ -130,8 +135,13 @@ impl Timeouts {
     }
 }
 
+/// Server names a config cannot use: `stdioproxy` prefixes the daemon's own
+/// tools.
+pub const RESERVED_SERVER_NAMES: &[&str] = &["stdioproxy"];
+
 /// A validated server name: `[A-Za-z0-9_-]+` without `__` (the separator in
-/// exposed tool names), at most 32 characters so prefixed names stay short.
+/// exposed tool names), at most 32 characters so prefixed names stay short,
+/// and not one of [`RESERVED_SERVER_NAMES`].
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ServerName(String);
 
@@ -155,6 +165,11 @@ impl ServerName {
         if name.contains("__") {
             return Err(format!(
                 "server name {name:?} contains \"__\", which separates server and tool names"
+            ));
+        }
+        if RESERVED_SERVER_NAMES.contains(&name) {
+            return Err(format!(
+                "server name {name:?} is reserved for the daemon's own tools; choose another"
             ));
         }
         Ok(Self(name.to_string()))

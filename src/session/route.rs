@@ -22,7 +22,10 @@ use serde_json::{json, Value};
 
 use super::{Session, SessionLink};
 use crate::catalog::ListKind;
+use crate::daemon::RELOAD_TOOL;
 use crate::jsonrpc::{self, code, RawObject};
+use crate::reload::{reload, Trigger};
+use crate::supervisor::BUILTIN_SERVER;
 use crate::upstream::{ClientCall, Connection, Reply, Rewrite, SubscribeError, Upstream};
 
 /// MCP's "resource not found" (2024-11-05 to 2025-11-25).
@@ -65,6 +68,9 @@ impl Session {
         let Some(item) = catalog.get(kind, &name).filter(|t| self.visible(&t.server)) else {
             return self.unknown(kind, id, &name);
         };
+        if &*item.server == BUILTIN_SERVER {
+            return self.builtin_tool(id, &item.original);
+        }
         let mut original = String::new();
         jsonrpc::push_json_str(&mut original, &item.original);
         let rewrite = if kind == ListKind::Tools && obj.get("task").is_some() {
@@ -81,6 +87,28 @@ impl Session {
                 rewrite,
             },
         );
+    }
+
+    /// The daemon's own tools (only `reload`, when `[daemon] reload_tool`).
+    fn builtin_tool(&self, id: &RawValue, name: &str) {
+        if name != RELOAD_TOOL {
+            return self.unknown(ListKind::Tools, id, name);
+        }
+        let Some(ticket) = self.begin(id) else { return };
+        let (daemon, link, id) = (self.daemon.clone(), self.link.clone(), id.to_owned());
+        tokio::spawn(async move {
+            let (text, is_error) = match reload(&daemon, Trigger::Tool).await {
+                Ok(diff) => (format!("Config reloaded: {}", diff.summary()), false),
+                Err(e) => (format!("The config was not applied: {e}"), true),
+            };
+            let result = json!({
+                "content": [{ "type": "text", "text": text }],
+                "isError": is_error,
+            });
+            link.finish(id.get(), ticket);
+            link.outbox
+                .send(jsonrpc::response(id.get(), &result.to_string()));
+        });
     }
 
     fn unknown(&self, kind: ListKind, id: &RawValue, name: &str) {

@@ -383,3 +383,49 @@ fn sighup_reloads() {
     d.wait_ready(&["alpha", "hup"]);
     assert!(d.status()["config"]["last_reload"]["trigger"].is_string());
 }
+
+#[test]
+fn the_reload_tool_exists_only_when_enabled_and_applies_the_config() {
+    let env = Env::new();
+    let d = env.start(&format!("{NO_WATCH}{}", fixture_server("alpha", &[])));
+    d.wait_ready(&["alpha"]);
+    let mut c = Client::initialized(&env.socket);
+    assert!(
+        !c.tool_names().iter().any(|n| n.starts_with("stdioproxy__")),
+        "off by default"
+    );
+    assert_eq!(
+        c.call("stdioproxy__reload", json!({}))["error"]["code"],
+        -32602
+    );
+
+    // Turning it on is itself a reload (here through the CLI).
+    let on = "[daemon]\nwatch_config = false\nreload_tool = true\n\n";
+    env.write_config(&format!("{on}{}", fixture_server("alpha", &[])));
+    assert!(reload_cli(&d).0);
+    c.notification("notifications/tools/list_changed");
+    assert!(c.tool_names().contains(&"stdioproxy__reload".to_string()));
+
+    // The tool applies a change, and reports a refused config as a tool error.
+    env.write_config(&format!(
+        "{on}{}\n{}",
+        fixture_server("alpha", &[]),
+        fixture_server("beta", &[])
+    ));
+    let r = c.call("stdioproxy__reload", json!({}));
+    assert_eq!(r["result"]["isError"], false, "{r}");
+    let text = r["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(text.contains("added: beta"), "{text}");
+    assert_eq!(d.status()["config"]["last_reload"]["trigger"], "tool");
+    env.write_config("[servers.x]\ncommand = \n");
+    let r = c.call("stdioproxy__reload", json!({}));
+    assert_eq!(r["result"]["isError"], true, "{r}");
+    assert!(
+        r["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("config.toml:2"),
+        "{r}"
+    );
+    assert_eq!(pids(&d).len(), 2, "nothing changed");
+}
