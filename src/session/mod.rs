@@ -88,6 +88,12 @@ pub async fn run<R, W>(
         link.outbox.send(g);
     }
     daemon.registry.insert(link.clone());
+    // Ends the session's business with the children even if a bug makes
+    // this task panic.
+    let _closing = Closing {
+        daemon: daemon.clone(),
+        link: link.clone(),
+    };
     let mut session = Session {
         daemon: daemon.clone(),
         link: link.clone(),
@@ -119,8 +125,8 @@ pub async fn run<R, W>(
         }
     };
     tracing::info!(session = id, reason, "client session closed");
-    session.close();
     drop(session);
+    drop(_closing);
     drop(link);
     // The writer writes what is queued, then ends.
     closing_tx.send_replace(true);
@@ -450,11 +456,18 @@ impl Session {
         }
         self.send(jsonrpc::response(id.get(), "{}"));
     }
+}
 
-    /// Ends the session's business with the children: in-flight requests are
-    /// cancelled upstream, children's requests to it fail, its
-    /// subscriptions are dropped and log levels recomputed.
-    fn close(&self) {
+/// When dropped, ends a session's business with the children: in-flight
+/// requests are cancelled upstream, children's requests to it fail, its
+/// subscriptions are dropped and log levels recomputed.
+struct Closing {
+    daemon: Arc<Daemon>,
+    link: Arc<SessionLink>,
+}
+
+impl Drop for Closing {
+    fn drop(&mut self) {
         self.daemon.registry.remove(self.link.id);
         for (conn, upstream_id) in self.link.drain_in_flight() {
             if let Some(conn) = conn.upgrade() {
@@ -471,14 +484,16 @@ impl Session {
             .supervisor
             .upstreams()
             .into_iter()
-            .filter(|u| self.visible(&u.name))
+            .filter(|u| self.link.visible(&u.name))
             .collect();
         let session = self.link.id;
-        tokio::spawn(async move {
-            for up in ups {
-                up.session_gone(session).await;
-            }
-        });
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                for up in ups {
+                    up.session_gone(session).await;
+                }
+            });
+        }
     }
 }
 
