@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::catalog::{Catalog, ListKind, Lists, ServerLists};
+use crate::catalog::{Catalog, ListKind, Lists, Rendered};
 use crate::config::{Config, ConfigDiff};
 use crate::upstream::{ServerStatus, Shared, State, Upstream};
 
@@ -26,7 +26,7 @@ pub struct Supervisor {
     generation: AtomicU64,
     rebuild: std::sync::Mutex<()>,
     /// The daemon's own tools (listed first, under the prefix `stdioproxy`).
-    builtin: RwLock<Arc<Lists>>,
+    builtin: RwLock<Arc<Rendered>>,
 }
 
 /// The prefix of the daemon's own tools. Configured servers cannot take it.
@@ -42,7 +42,7 @@ impl Supervisor {
             shared: Arc::new(shared),
             generation: AtomicU64::new(0),
             rebuild: std::sync::Mutex::new(()),
-            builtin: RwLock::new(Arc::new(Lists::default())),
+            builtin: RwLock::new(Arc::new(Rendered::empty(BUILTIN_SERVER.into()))),
         });
         let weak: Weak<Supervisor> = Arc::downgrade(&sup);
         let _ = sup.shared.lists_changed.set(Box::new(move || {
@@ -128,10 +128,12 @@ impl Supervisor {
 
     /// Sets the daemon's own tools; they show in the next catalog rebuild.
     pub fn set_builtin_tools(&self, tools: Vec<serde_json::Value>) {
-        *self.builtin.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Lists {
+        let lists = Lists {
             tools,
             ..Lists::default()
-        });
+        };
+        let r = Rendered::new(BUILTIN_SERVER.into(), &lists, &Default::default());
+        *self.builtin.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(r);
     }
 
     /// Changes the message size limit for children started from now on.
@@ -166,28 +168,15 @@ impl Supervisor {
     /// racing a reload's swap can never publish a stale set after it).
     pub fn rebuild_catalog(&self) {
         let _serial = self.rebuild.lock().unwrap_or_else(|e| e.into_inner());
-        let ups = self.upstreams();
         let builtin = self
             .builtin
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let lists: Vec<_> =
-            std::iter::once((Arc::from(BUILTIN_SERVER), builtin, Default::default()))
-                .chain(
-                    ups.iter()
-                        .map(|u| (u.name.clone(), u.lists(), u.tool_filter())),
-                )
-                .collect();
+        let ups = self.upstreams();
+        let servers = std::iter::once(builtin).chain(ups.iter().map(|u| u.rendered()));
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
-        let catalog = Catalog::build(
-            generation,
-            lists.iter().map(|(name, lists, filter)| ServerLists {
-                server: name.clone(),
-                lists,
-                tool_filter: filter,
-            }),
-        );
+        let catalog = Catalog::build(generation, servers);
         tracing::debug!(generation, tools = catalog.len(), "catalog rebuilt");
         self.catalog_tx.send_replace(Arc::new(catalog));
     }

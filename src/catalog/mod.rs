@@ -147,33 +147,118 @@ pub struct Item {
     pub json: String,
 }
 
-#[derive(Debug, Default)]
-struct Section {
-    items: Vec<Item>,
-    index: HashMap<String, usize>,
+/// One server's items as clients see them, rendered once per change of the
+/// server's lists (or of its tool filter), so that a catalog rebuild only
+/// merges servers and never re-renders an item.
+#[derive(Debug)]
+pub struct Rendered {
+    /// The server.
+    pub server: Arc<str>,
+    items: [Vec<Item>; 4],
+    /// Parsed templates, parallel to the templates' items.
+    matchers: Vec<Option<UriTemplate>>,
+    fingerprints: [u64; 4],
 }
+
+impl Rendered {
+    /// Renders `lists` of `server`. Items without the member that identifies
+    /// them (`name`, `uri`, `uriTemplate`), tools the filter hides, and
+    /// duplicates of a key are left out (duplicates with a warning).
+    pub fn new(server: Arc<str>, lists: &Lists, tool_filter: &ToolFilter) -> Self {
+        let mut r = Rendered {
+            server,
+            items: Default::default(),
+            matchers: Vec::new(),
+            fingerprints: [0; 4],
+        };
+        for kind in ListKind::ALL {
+            let mut seen = std::collections::HashSet::new();
+            let mut fp_text = String::new();
+            for raw in lists.get(kind) {
+                if kind == ListKind::Tools {
+                    let name = raw.get("name").and_then(Value::as_str);
+                    if name.is_some_and(|n| !tool_filter.allows(n)) {
+                        continue;
+                    }
+                }
+                let Some(item) = render(kind, &r.server, raw) else {
+                    continue;
+                };
+                if !seen.insert(item.key.clone()) {
+                    tracing::warn!(server = %r.server, list = kind.method(), key = %item.key,
+                        "skipping an item the server listed twice");
+                    continue;
+                }
+                fp_text.push_str(&item.json);
+                fp_text.push('\n');
+                if kind == ListKind::Templates {
+                    r.matchers.push(UriTemplate::parse(&item.key));
+                }
+                r.items[kind.index()].push(item);
+            }
+            r.fingerprints[kind.index()] = fnv1a64(fp_text.as_bytes());
+        }
+        r
+    }
+
+    /// An empty rendering (a server that lists nothing yet).
+    pub fn empty(server: Arc<str>) -> Self {
+        Self::new(server, &Lists::default(), &ToolFilter::default())
+    }
+
+    /// Number of items of one kind.
+    pub fn len(&self, kind: ListKind) -> usize {
+        self.items[kind.index()].len()
+    }
+}
+
+/// One item as clients see it.
+fn render(kind: ListKind, server: &Arc<str>, raw: &Value) -> Option<Item> {
+    let id_member = match kind {
+        ListKind::Tools | ListKind::Prompts => "name",
+        ListKind::Resources => "uri",
+        ListKind::Templates => "uriTemplate",
+    };
+    let Some(id) = raw.get(id_member).and_then(Value::as_str) else {
+        tracing::warn!(server = %server, list = kind.method(),
+            "skipping an item without a string {id_member}");
+        return None;
+    };
+    let (key, original) = match kind {
+        ListKind::Tools | ListKind::Prompts => (exposed_name(server, id), id.to_string()),
+        _ => (
+            id.to_string(),
+            raw.get("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+        ),
+    };
+    let mut shown = raw.clone();
+    shown["name"] = Value::String(match kind {
+        ListKind::Tools | ListKind::Prompts => key.clone(),
+        _ => format!("{server}{SEPARATOR}{original}"),
+    });
+    Some(Item {
+        key,
+        server: server.clone(),
+        original,
+        json: shown.to_string(),
+    })
+}
+
+/// Where an item is: (server index, item index).
+type Slot = (u32, u32);
 
 /// A snapshot of everything exposed.
 #[derive(Debug, Default)]
 pub struct Catalog {
     /// Increases with every rebuild; part of pagination cursors.
     pub generation: u64,
-    sections: [Section; 4],
-    /// Parsed templates, parallel to the templates section's items.
-    matchers: Vec<Option<UriTemplate>>,
-    /// Fingerprint of each server's items per kind, to tell a session
-    /// whether its visible set changed.
-    fingerprints: HashMap<Arc<str>, [u64; 4]>,
-}
-
-/// A server's contribution to a catalog build.
-pub struct ServerLists<'a> {
-    /// Server name.
-    pub server: Arc<str>,
-    /// Its lists.
-    pub lists: &'a Lists,
-    /// Which of its tools are exposed.
-    pub tool_filter: &'a ToolFilter,
+    servers: Vec<Arc<Rendered>>,
+    /// Per kind, the items clients see, in order (first server wins a key).
+    order: [Vec<Slot>; 4],
+    index: [HashMap<String, Slot>; 4],
 }
 
 /// A page of a list.
@@ -194,91 +279,46 @@ pub enum CursorError {
 }
 
 impl Catalog {
-    /// Builds a catalog. Items without the member that identifies them
-    /// (`name`, `uri`, `uriTemplate`), and duplicates of an exposed key, are
-    /// skipped with a warning (the first one wins, by server name order, then
-    /// the child's order).
-    pub fn build<'a>(generation: u64, servers: impl IntoIterator<Item = ServerLists<'a>>) -> Self {
+    /// Merges servers' renderings, in the order given. A key (exposed name,
+    /// URI, template) two servers share is exposed once, for the first
+    /// server, and the other one is logged.
+    pub fn build(generation: u64, servers: impl IntoIterator<Item = Arc<Rendered>>) -> Self {
         let mut cat = Catalog {
             generation,
+            servers: servers.into_iter().collect(),
             ..Default::default()
         };
-        for sl in servers {
-            let mut fps = [0u64; 4];
+        for (si, r) in cat.servers.iter().enumerate() {
             for kind in ListKind::ALL {
-                let mut fp_text = String::new();
-                for raw in sl.lists.get(kind) {
-                    if kind == ListKind::Tools {
-                        let name = raw.get("name").and_then(Value::as_str);
-                        if name.is_some_and(|n| !sl.tool_filter.allows(n)) {
-                            continue;
+                let k = kind.index();
+                for (ii, item) in r.items[k].iter().enumerate() {
+                    let slot = (si as u32, ii as u32);
+                    match cat.index[k].entry(item.key.clone()) {
+                        std::collections::hash_map::Entry::Occupied(taken) => {
+                            let owner = &cat.servers[taken.get().0 as usize].server;
+                            tracing::warn!(server = %r.server, list = kind.method(), key = %item.key,
+                                owner = %owner, "skipping an item whose exposed key another server has");
+                        }
+                        std::collections::hash_map::Entry::Vacant(v) => {
+                            v.insert(slot);
+                            cat.order[k].push(slot);
                         }
                     }
-                    if let Some(item) = cat.add(kind, &sl.server, raw) {
-                        fp_text.push_str(&item.json);
-                        fp_text.push('\n');
-                    }
                 }
-                fps[kind.index()] = fnv1a64(fp_text.as_bytes());
             }
-            cat.fingerprints.insert(sl.server.clone(), fps);
         }
         cat
     }
 
-    fn add(&mut self, kind: ListKind, server: &Arc<str>, raw: &Value) -> Option<&Item> {
-        let id_member = match kind {
-            ListKind::Tools | ListKind::Prompts => "name",
-            ListKind::Resources => "uri",
-            ListKind::Templates => "uriTemplate",
-        };
-        let Some(id) = raw.get(id_member).and_then(Value::as_str) else {
-            tracing::warn!(server = %server, list = kind.method(),
-                "skipping an item without a string {id_member}");
-            return None;
-        };
-        let original = match kind {
-            ListKind::Tools | ListKind::Prompts => id.to_string(),
-            _ => raw
-                .get("name")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string(),
-        };
-        let key = match kind {
-            ListKind::Tools | ListKind::Prompts => exposed_name(server, id),
-            _ => id.to_string(),
-        };
-        let section = &self.sections[kind.index()];
-        if section.index.contains_key(&key) {
-            tracing::warn!(server = %server, list = kind.method(), key = %key,
-                "skipping an item whose exposed key is already taken by another one");
-            return None;
-        }
-        let mut shown = raw.clone();
-        let exposed_name = match kind {
-            ListKind::Tools | ListKind::Prompts => key.clone(),
-            _ => format!("{server}{SEPARATOR}{original}"),
-        };
-        shown["name"] = Value::String(exposed_name);
-        if kind == ListKind::Templates {
-            self.matchers.push(UriTemplate::parse(id));
-        }
-        let section = &mut self.sections[kind.index()];
-        section.index.insert(key.clone(), section.items.len());
-        section.items.push(Item {
-            key,
-            server: server.clone(),
-            original,
-            json: shown.to_string(),
-        });
-        section.items.last()
+    fn at(&self, kind: ListKind, (s, i): Slot) -> &Item {
+        &self.servers[s as usize].items[kind.index()][i as usize]
     }
 
     /// Looks up an item by its key.
     pub fn get(&self, kind: ListKind, key: &str) -> Option<&Item> {
-        let section = &self.sections[kind.index()];
-        section.index.get(key).map(|&i| &section.items[i])
+        self.index[kind.index()]
+            .get(key)
+            .map(|&slot| self.at(kind, slot))
     }
 
     /// Looks up an exposed tool name.
@@ -286,14 +326,16 @@ impl Catalog {
         self.get(ListKind::Tools, exposed)
     }
 
-    /// All items of one kind, in catalog order.
-    pub fn items(&self, kind: ListKind) -> &[Item] {
-        &self.sections[kind.index()].items
+    /// All items of one kind clients see, in catalog order.
+    pub fn items(&self, kind: ListKind) -> impl Iterator<Item = &Item> {
+        self.order[kind.index()]
+            .iter()
+            .map(move |&slot| self.at(kind, slot))
     }
 
     /// Number of tools.
     pub fn len(&self) -> usize {
-        self.items(ListKind::Tools).len()
+        self.order[ListKind::Tools.index()].len()
     }
 
     /// True when there are no tools.
@@ -301,17 +343,9 @@ impl Catalog {
         self.len() == 0
     }
 
-    /// All tools, in catalog order.
-    pub fn tools(&self) -> &[Item] {
-        self.items(ListKind::Tools)
-    }
-
     /// Number of items of one kind a server contributes.
     pub fn count(&self, kind: ListKind, server: &str) -> usize {
-        self.items(kind)
-            .iter()
-            .filter(|t| &*t.server == server)
-            .count()
+        self.items(kind).filter(|t| &*t.server == server).count()
     }
 
     /// Number of tools of one server.
@@ -327,11 +361,13 @@ impl Catalog {
                 return Some(item.server.clone());
             }
         }
-        self.items(ListKind::Templates)
+        self.order[ListKind::Templates.index()]
             .iter()
-            .zip(&self.matchers)
-            .find(|(item, m)| visible(&item.server) && m.as_ref().is_some_and(|m| m.matches(uri)))
-            .map(|(item, _)| item.server.clone())
+            .map(|&(s, i)| (&self.servers[s as usize], i as usize))
+            .find(|(r, i)| {
+                visible(&r.server) && r.matchers[*i].as_ref().is_some_and(|m| m.matches(uri))
+            })
+            .map(|(r, _)| r.server.clone())
     }
 
     /// The server that owns a template (by its exact text), else the owner
@@ -350,17 +386,18 @@ impl Catalog {
     /// A fingerprint of the items of `kinds` visible through `visible`; two
     /// catalogs give the same value when a session's view did not change.
     pub fn view_fingerprint(&self, kinds: &[ListKind], visible: impl Fn(&str) -> bool) -> u64 {
-        let mut servers: Vec<_> = self
-            .fingerprints
+        let mut servers: Vec<&Rendered> = self
+            .servers
             .iter()
-            .filter(|(s, _)| visible(s))
+            .map(|r| &**r)
+            .filter(|r| visible(&r.server))
             .collect();
-        servers.sort();
+        servers.sort_by(|a, b| a.server.cmp(&b.server));
         let mut text = String::new();
-        for (s, fps) in servers {
-            let _ = write!(text, "{s}=");
+        for r in servers {
+            let _ = write!(text, "{}=", r.server);
             for k in kinds {
-                let _ = write!(text, "{:x},", fps[k.index()]);
+                let _ = write!(text, "{:x},", r.fingerprints[k.index()]);
             }
             text.push(';');
         }
@@ -384,12 +421,7 @@ impl Catalog {
         let mut items = String::from("[");
         let mut taken = 0;
         let mut more = false;
-        for t in self
-            .items(kind)
-            .iter()
-            .filter(|t| visible(&t.server))
-            .skip(offset)
-        {
+        for t in self.items(kind).filter(|t| visible(&t.server)).skip(offset) {
             if taken == page_size {
                 more = true;
                 break;
@@ -475,16 +507,8 @@ mod tests {
         Catalog::build(
             generation,
             [
-                ServerLists {
-                    server: "a".into(),
-                    lists: &a,
-                    tool_filter: &open,
-                },
-                ServerLists {
-                    server: "b".into(),
-                    lists: &b,
-                    tool_filter: &open,
-                },
+                Arc::new(Rendered::new("a".into(), &a, &open)),
+                Arc::new(Rendered::new("b".into(), &b, &open)),
             ],
         )
     }
@@ -538,14 +562,7 @@ mod tests {
             allow: vec![],
             deny: vec![Glob::new("ad*")],
         };
-        let c = Catalog::build(
-            1,
-            [ServerLists {
-                server: "a".into(),
-                lists: &a,
-                tool_filter: &filter,
-            }],
-        );
+        let c = Catalog::build(1, [Arc::new(Rendered::new("a".into(), &a, &filter))]);
         assert!(c.tool("a__add").is_none());
         assert!(c.tool("a__echo").is_some());
     }
@@ -589,36 +606,15 @@ mod tests {
         );
         let empty = Lists::default();
         let open = ToolFilter::default();
-        let other = Catalog::build(
-            3,
-            [ServerLists {
-                server: "a".into(),
-                lists: &empty,
-                tool_filter: &open,
-            }],
-        );
+        let other = Catalog::build(3, [Arc::new(Rendered::new("a".into(), &empty, &open))]);
         assert_ne!(
             c.view_fingerprint(&tools, |s| s == "a"),
             other.view_fingerprint(&tools, |s| s == "a")
         );
         let mut fewer = lists_a();
         fewer.prompts.clear();
-        let changed = Catalog::build(
-            3,
-            [ServerLists {
-                server: "a".into(),
-                lists: &fewer,
-                tool_filter: &open,
-            }],
-        );
-        let only_a = Catalog::build(
-            3,
-            [ServerLists {
-                server: "a".into(),
-                lists: &lists_a(),
-                tool_filter: &open,
-            }],
-        );
+        let changed = Catalog::build(3, [Arc::new(Rendered::new("a".into(), &fewer, &open))]);
+        let only_a = Catalog::build(3, [Arc::new(Rendered::new("a".into(), &lists_a(), &open))]);
         assert_eq!(
             changed.view_fingerprint(&tools, |_| true),
             only_a.view_fingerprint(&tools, |_| true),

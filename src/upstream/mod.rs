@@ -40,7 +40,7 @@ pub use subscriptions::{SubscribeError, Subscriptions};
 pub use tasks::replace_task_ids;
 
 use crate::cache::{spec_key, CachedServer, ToolCache};
-use crate::catalog::Lists;
+use crate::catalog::{Lists, Rendered};
 use crate::config::{EffectiveTimeouts, ServerConfig, ToolFilter};
 use crate::loglevel::Level;
 use crate::reaper::Reaper;
@@ -216,6 +216,8 @@ pub struct Upstream {
     inner: Mutex<Inner>,
     conn: RwLock<Option<Arc<Connection>>>,
     lists: RwLock<Arc<Lists>>,
+    /// `lists` as clients see them (prefixed, filtered), for the catalog.
+    rendered: RwLock<Arc<Rendered>>,
     state_tx: watch::Sender<State>,
     stop_tx: watch::Sender<bool>,
 }
@@ -259,8 +261,10 @@ impl Upstream {
             subscriptions: Subscriptions::default(),
             roots: RwLock::new(spec.roots_result().map(Arc::from)),
         });
+        let rendered = Rendered::new(name.into(), &lists, &spec.tools);
         Arc::new(Self {
             name: name.into(),
+            rendered: RwLock::new(Arc::new(rendered)),
             spec: RwLock::new(spec),
             cache_key,
             timeouts: RwLock::new(timeouts),
@@ -294,7 +298,12 @@ impl Upstream {
             *slot = roots;
             changed
         };
+        let filter_changed = self.spec().tools != spec.tools;
         *self.spec.write().unwrap_or_else(|e| e.into_inner()) = spec;
+        if filter_changed {
+            // The caller rebuilds the catalog once for the whole reload.
+            self.render(&self.lists());
+        }
         if let (true, Some(c)) = (roots_changed, conn) {
             tokio::spawn(async move {
                 let _ = c.notify("notifications/roots/list_changed", None).await;
@@ -351,6 +360,19 @@ impl Upstream {
     /// Which tools clients see.
     pub fn tool_filter(&self) -> ToolFilter {
         self.spec().tools.clone()
+    }
+
+    /// The lists as clients see them, for the catalog.
+    pub fn rendered(&self) -> Arc<Rendered> {
+        self.rendered
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn render(&self, lists: &Lists) {
+        let r = Rendered::new(self.name.clone(), lists, &self.spec().tools);
+        *self.rendered.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(r);
     }
 
     /// What this server shares with its connections.
@@ -516,6 +538,7 @@ impl Upstream {
         if let Some(cache) = &self.shared.cache {
             cache.put(&self.name, &self.cache_key, &lists, &self.capabilities());
         }
+        self.render(&lists);
         *self.lists.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(lists);
         if let Some(rebuild) = self.shared.lists_changed.get() {
             rebuild();

@@ -183,12 +183,12 @@ fn typescript_sdk_client_uses_the_whole_surface_of_a_shared_server_everything() 
         "the client is never asked for roots: {}",
         show("roots")
     );
-    assert_eq!(
-        v["progress"]["progress"].as_array().map(Vec::len),
-        Some(3),
-        "{}",
-        show("progress")
-    );
+    // server-everything writes its last progress right before the result;
+    // when both arrive in one read, the TS SDK handles the result first and
+    // drops that progress (its notification handlers run a microtask later).
+    // The raw-client tests check that every progress notification arrives.
+    let progress = v["progress"]["progress"].as_array().map_or(0, Vec::len);
+    assert!((2..=3).contains(&progress), "{}", show("progress"));
 
     let task = &v["task"];
     let task_id = task["taskId"]
