@@ -6,13 +6,18 @@
 //! until the server is ready; calls made meanwhile wait for the server. An entry is used only while the server's command, args and cwd
 //! are unchanged (env is left out of the key so that secrets are never hashed
 //! into a file, and because env rarely changes which tools exist). The file is
-//! rewritten whole (temp file + rename, mode 0600) when a list changes.
+//! rewritten whole (temp file + rename, mode 0600) by a writer task at most
+//! every [`WRITE_DELAY`] after a change, off the async threads, so fifty
+//! servers starting at once cost one write, not fifty; it is flushed at
+//! shutdown.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -44,10 +49,16 @@ pub struct CachedServer {
     pub capabilities: Value,
 }
 
+/// How long the writer waits after a change before writing, so a burst of
+/// changes is one write.
+pub const WRITE_DELAY: Duration = Duration::from_millis(500);
+
 /// The cache, loaded once at start.
 pub struct ToolCache {
     path: PathBuf,
     file: Mutex<File>,
+    dirty: AtomicBool,
+    wake: tokio::sync::Notify,
 }
 
 /// The cache key of a server's config.
@@ -76,6 +87,37 @@ impl ToolCache {
         Self {
             path: path.to_path_buf(),
             file: Mutex::new(file),
+            dirty: AtomicBool::new(false),
+            wake: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Starts the task that writes the file after changes. Must be called
+    /// inside a tokio runtime.
+    pub fn spawn_writer(self: &Arc<Self>) {
+        let cache = Arc::downgrade(self);
+        let wake = self.clone();
+        tokio::spawn(async move {
+            loop {
+                wake.wake.notified().await;
+                tokio::time::sleep(WRITE_DELAY).await;
+                let Some(c) = cache.upgrade() else { return };
+                let _ = tokio::task::spawn_blocking(move || c.flush()).await;
+            }
+        });
+    }
+
+    /// Writes the file now if anything changed since the last write.
+    pub fn flush(&self) {
+        if !self.dirty.swap(false, Ordering::SeqCst) {
+            return;
+        }
+        let text = match serde_json::to_vec(&*self.lock()) {
+            Ok(t) => t,
+            Err(_) => return,
+        };
+        if let Err(e) = write_private(&self.path, &text) {
+            tracing::warn!(path = %self.path.display(), "cannot write the tool cache: {e}");
         }
     }
 
@@ -94,10 +136,10 @@ impl ToolCache {
         })
     }
 
-    /// Records a server's lists and capabilities, and rewrites the file when
-    /// they changed.
+    /// Records a server's lists and capabilities; the writer task writes the
+    /// file soon when they changed.
     pub fn put(&self, server: &str, key: &str, lists: &Lists, capabilities: &Value) {
-        let text = {
+        {
             let mut file = self.lock();
             if let Some(e) = file.servers.get(server) {
                 if e.key == key && e.lists == *lists && e.capabilities == *capabilities {
@@ -112,14 +154,9 @@ impl ToolCache {
                     capabilities: capabilities.clone(),
                 },
             );
-            match serde_json::to_vec(&*file) {
-                Ok(t) => t,
-                Err(_) => return,
-            }
-        };
-        if let Err(e) = write_private(&self.path, &text) {
-            tracing::warn!(path = %self.path.display(), "cannot write the tool cache: {e}");
         }
+        self.dirty.store(true, Ordering::SeqCst);
+        self.wake.notify_one();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, File> {
@@ -166,6 +203,11 @@ mod tests {
         };
         let caps = json!({"tools": {}, "prompts": {}});
         c.put("a", &key, &lists, &caps);
+        assert!(
+            !path.exists(),
+            "written by the writer task or a flush, not by put"
+        );
+        c.flush();
         let c2 = ToolCache::load(&path);
         let got = c2.get("a", &key).unwrap();
         assert_eq!((got.lists, got.capabilities), (lists, caps));

@@ -166,12 +166,14 @@ pub async fn run(opts: ServeOptions) -> std::io::Result<()> {
             None
         }
     };
+    let cache = Arc::new(ToolCache::load(&ToolCache::default_path()));
+    cache.spawn_writer();
     let registry = Arc::new(Registry::default());
     let supervisor = Supervisor::new(Shared {
         registry: registry.clone(),
         lists_changed: std::sync::OnceLock::new(),
         reaper,
-        cache: Some(Arc::new(ToolCache::load(&ToolCache::default_path()))),
+        cache: Some(cache.clone()),
         max_message: std::sync::atomic::AtomicUsize::new(opts.config.daemon.max_message_size),
     });
     let daemon = Arc::new(Daemon {
@@ -267,6 +269,7 @@ pub async fn run(opts: ServeOptions) -> std::io::Result<()> {
     daemon.shutdown_tx.send_replace(true);
     let _ = accept.await;
     supervisor.shutdown().await;
+    cache.flush();
     if opts.owns_socket_file {
         let _ = std::fs::remove_file(&opts.socket_path);
     }

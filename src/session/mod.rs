@@ -487,10 +487,11 @@ impl Drop for Closing {
             .filter(|u| self.link.visible(&u.name))
             .collect();
         let session = self.link.id;
+        let had_level = self.link.log_level().is_some();
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
                 for up in ups {
-                    up.session_gone(session).await;
+                    up.session_gone(session, had_level).await;
                 }
             });
         }

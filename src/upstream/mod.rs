@@ -506,9 +506,9 @@ impl Upstream {
     }
 
     /// Drops a departed session's subscriptions (unsubscribing the child
-    /// from URIs nobody watches any more) and lowers the child's log level
-    /// if that session wanted the most verbose one.
-    pub async fn session_gone(self: &Arc<Self>, session: u64) {
+    /// from URIs nobody watches any more) and, when it had set a log level,
+    /// lowers the child's level if that session wanted the most verbose one.
+    pub async fn session_gone(self: &Arc<Self>, session: u64, had_level: bool) {
         if !self.ctx.subscriptions.is_empty() {
             let conn = self.connection().ok();
             self.ctx
@@ -516,7 +516,9 @@ impl Upstream {
                 .remove_session(conn.as_deref(), session, self.timeouts().request_timeout)
                 .await;
         }
-        self.sync_log_level();
+        if had_level {
+            self.sync_log_level();
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
