@@ -226,11 +226,12 @@ impl SessionLink {
         }
     }
 
-    /// True when the client cancelled this request before it was sent.
-    pub fn is_cancelled(&self, client_id: &str, ticket: u64) -> bool {
+    /// True while a request that waits for its server is still wanted: not
+    /// cancelled by the client, and the session not closed meanwhile.
+    pub fn still_wanted(&self, client_id: &str, ticket: u64) -> bool {
         matches!(
             self.lock().in_flight.get(client_id),
-            Some(InFlight::Waiting { ticket: t, cancelled: true }) if *t == ticket
+            Some(InFlight::Waiting { ticket: t, cancelled: false }) if *t == ticket
         )
     }
 
@@ -409,11 +410,15 @@ mod tests {
     fn cancelling_before_forwarding_stops_the_forward() {
         let l = link();
         let t = l.begin("7").unwrap();
+        assert!(l.still_wanted("7", t));
         assert!(l.cancel("7").is_none());
-        assert!(l.is_cancelled("7", t));
+        assert!(!l.still_wanted("7", t));
         assert_eq!(l.in_flight(), 1);
         l.finish("7", t);
         assert_eq!(l.in_flight(), 0);
+        let t = l.begin("8").unwrap();
+        assert!(l.drain_in_flight().is_empty());
+        assert!(!l.still_wanted("8", t), "a closed session wants nothing");
     }
 
     #[test]

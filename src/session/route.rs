@@ -468,7 +468,7 @@ impl Session {
                 tokio::spawn(async move {
                     let limit = up.timeouts().request_timeout;
                     let ready = up.wait_ready(limit).await;
-                    if link.is_cancelled(id.get(), ticket) {
+                    if !link.still_wanted(id.get(), ticket) {
                         return link.finish(id.get(), ticket);
                     }
                     match ready {
