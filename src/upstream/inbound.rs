@@ -9,12 +9,13 @@
 //! the task; `cancelled` (of the child's own request) and
 //! `elicitation/complete` to the session that got that request.
 //!
-//! Requests: `ping` is answered here; `roots/list` from the server's
-//! configured roots (never from a client); `sampling/createMessage` and
-//! `elicitation/create` go to the only session with requests in flight on
-//! this child when there is exactly one and it declared the capability, else
-//! to the most recent requester that declared it, else the child gets a
-//! JSON-RPC error saying why. The client sees a daemon-minted id; its answer
+//! Requests: `roots/list` is answered from the server's configured roots
+//! (never from a client); `sampling/createMessage`, `elicitation/create` and
+//! `ping` go to the only session with requests in flight on this child when
+//! there is exactly one and it declared the capability (for ping: it is
+//! initialized), else to the most recent requester that declared it, else
+//! the child gets a JSON-RPC error saying why (a ping is then answered by
+//! the daemon itself). The client sees a daemon-minted id; its answer
 //! goes back to the child under the child's id.
 
 use std::collections::HashMap;
@@ -210,7 +211,14 @@ impl Connection {
         let method = env.method.as_deref().unwrap_or_default();
         let id = env.id.map_or("null", |r| r.get());
         let reply = match method {
-            "ping" => jsonrpc::response(id, "{}"),
+            // Routed like sampling when some client uses this child (so the
+            // child learns whether *that* client is alive); answered here
+            // when none does, since failing it would make the child think
+            // its connection is dead.
+            "ping" => match self.route_to_client(env) {
+                Ok(()) => return,
+                Err(_) => jsonrpc::response(id, "{}"),
+            },
             "roots/list" => match self.ctx.roots() {
                 Some(roots) => jsonrpc::response(id, &roots),
                 None => jsonrpc::error_response(
@@ -262,12 +270,14 @@ impl Connection {
         let capable = |l: &SessionLink| {
             let caps = l.caps();
             match method {
+                "ping" => l.is_initialized(),
                 "sampling/createMessage" => caps.sampling,
                 _ if url_mode => caps.elicitation_url,
                 _ => caps.elicitation_form,
             }
         };
         let capability = match method {
+            "ping" => "initialized session",
             "sampling/createMessage" => "sampling",
             _ if url_mode => "elicitation.url",
             _ => "elicitation",

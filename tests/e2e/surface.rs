@@ -394,6 +394,16 @@ fn sampling_goes_to_the_requester_or_the_most_recent_capable_client() {
         "{answer}"
     );
 
+    // A child's ping reaches the client that uses it.
+    let call = plain.send_request(
+        "tools/call",
+        json!({"name": "beta__ask", "arguments": {"method": "ping"}}),
+    );
+    let req = plain.incoming_request("ping");
+    plain.send(&json!({"jsonrpc": "2.0", "id": req["id"], "result": {}}));
+    let answer: Value = serde_json::from_str(&text(&plain.response(&call))).unwrap();
+    assert_eq!(answer["result"], json!({}), "{answer}");
+
     // The child cancels its request: the client is told, under its id.
     let mut args = sampling_params();
     args["cancel_after_ms"] = json!(100);
@@ -525,6 +535,39 @@ fn cancellation_and_reused_ids() {
     assert!(
         !drain(&mut c).iter().any(|m| m["id"] == "slow"),
         "a cancelled request got an answer"
+    );
+
+    // Progress after a cancel is dropped too.
+    c.send(
+        &json!({"jsonrpc": "2.0", "id": "prog", "method": "tools/call",
+        "params": {"name": "beta__progress", "arguments": {"steps": 20, "ms": 50},
+                   "_meta": {"progressToken": "p"}}}),
+    );
+    c.notification("notifications/progress");
+    c.send(
+        &json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+        "params": {"requestId": "prog"}}),
+    );
+    let until = std::time::Instant::now() + WAIT;
+    while text(&c.call("beta__cancelled", json!({}))) == "[]" {
+        assert!(
+            std::time::Instant::now() < until,
+            "the child never got the cancellation"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    c.call("beta__sleep", json!({"ms": 1200}));
+    let late = drain(&mut c);
+    assert!(!late.iter().any(|m| m["id"] == "prog"), "{late:?}");
+    let progress = late
+        .iter()
+        .filter(|m| m["method"] == "notifications/progress")
+        .count();
+    // At most what was already on its way when the cancel arrived (all 19
+    // would come if late progress were not dropped).
+    assert!(
+        progress <= 3,
+        "progress kept coming after the cancel: {late:?}"
     );
 
     // A disconnect cancels what is still in flight.
