@@ -26,7 +26,9 @@ use crate::daemon::RELOAD_TOOL;
 use crate::jsonrpc::{self, code, RawObject};
 use crate::reload::{reload, Trigger};
 use crate::supervisor::BUILTIN_SERVER;
-use crate::upstream::{ClientCall, Connection, Reply, Rewrite, SubscribeError, Upstream};
+use crate::upstream::{
+    ClientCall, Connection, Reply, Rewrite, SubscribeError, Unavailable, Upstream,
+};
 
 /// MCP's "resource not found" (2024-11-05 to 2025-11-25).
 const RESOURCE_NOT_FOUND: i64 = -32002;
@@ -321,12 +323,7 @@ impl Session {
                     Ok(conn) => subs.subscribe(&conn, link.id, &uri, timeout).await,
                     Err(u) => {
                         link.finish(id.get(), ticket);
-                        link.outbox.send(unavailable(
-                            &id,
-                            &u.message(),
-                            &u.server,
-                            u.state.as_str(),
-                        ));
+                        link.outbox.send(unavailable(&id, &u));
                         return;
                     }
                 }
@@ -483,12 +480,7 @@ impl Session {
                         ),
                         Err(u) => {
                             link.finish(id.get(), ticket);
-                            link.outbox.send(unavailable(
-                                &id,
-                                &u.message(),
-                                &u.server,
-                                u.state.as_str(),
-                            ));
+                            link.outbox.send(unavailable(&id, &u));
                         }
                     }
                 });
@@ -536,12 +528,13 @@ fn send(
     }
 }
 
-fn unavailable(id: &RawValue, message: &str, server: &str, state: &str) -> String {
+/// The error for a server that is not ready.
+fn unavailable(id: &RawValue, u: &Unavailable) -> String {
     jsonrpc::error_response(
         Some(id.get()),
         code::SERVER_UNAVAILABLE,
-        message,
-        Some(json!({ "server": server, "state": state })),
+        &u.message(),
+        Some(json!({ "server": u.server, "state": u.state.as_str() })),
     )
 }
 
@@ -559,7 +552,7 @@ async fn read_from_first(
         let conn = match up.wait_ready(timeout).await {
             Ok(c) => c,
             Err(u) => {
-                last = Some(unavailable(id, &u.message(), &u.server, u.state.as_str()));
+                last = Some(unavailable(id, &u));
                 continue;
             }
         };

@@ -7,20 +7,10 @@ use serde_json::{json, Value};
 
 use crate::support::*;
 
-fn two_servers(env: &Env) -> Daemon {
-    let d = env.start(&format!(
-        "{}\n{}",
-        fixture_server("alpha", &[]),
-        fixture_server("beta", &[])
-    ));
-    d.wait_ready(&["alpha", "beta"]);
-    d
-}
-
 #[test]
 fn two_servers_are_aggregated_with_prefixes() {
     let env = Env::new();
-    let _d = two_servers(&env);
+    let _d = two_fixtures(&env);
     let mut c = Client::initialized(&env.socket);
     let tools = c.list_tools();
     let names: Vec<&str> = tools.iter().filter_map(|t| t["name"].as_str()).collect();
@@ -120,7 +110,7 @@ fn clients_share_one_child_process() {
 #[test]
 fn ids_keep_their_type_and_same_ids_from_two_clients_do_not_cross() {
     let env = Env::new();
-    let _d = two_servers(&env);
+    let _d = two_fixtures(&env);
     let mut a = Client::initialized(&env.socket);
     let mut b = Client::initialized(&env.socket);
     // Same id value 7 from both clients at once, on the same child; the slow
@@ -152,7 +142,7 @@ fn ids_keep_their_type_and_same_ids_from_two_clients_do_not_cross() {
 #[test]
 fn a_slow_call_does_not_block_a_fast_one() {
     let env = Env::new();
-    let _d = two_servers(&env);
+    let _d = two_fixtures(&env);
     let mut a = Client::initialized(&env.socket);
     let mut b = Client::initialized(&env.socket);
     a.send(&json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"alpha__sleep","arguments":{"ms":3000}}}));

@@ -81,6 +81,17 @@ pub fn fixture_server(name: &str, extra_env: &[(&str, &str)]) -> String {
     format!("[servers.{name}]\ncommand = \"{FIXTURE}\"\nenv = {{ {env} }}\n")
 }
 
+/// A daemon running two fixture servers, `alpha` and `beta`, both ready.
+pub fn two_fixtures(env: &Env) -> Daemon {
+    let d = env.start(&format!(
+        "{}\n{}",
+        fixture_server("alpha", &[]),
+        fixture_server("beta", &[])
+    ));
+    d.wait_ready(&["alpha", "beta"]);
+    d
+}
+
 /// Lines of a process's stderr, collected by a thread, with waiting.
 #[derive(Clone, Default)]
 pub struct Log {

@@ -31,16 +31,6 @@ fn drain(c: &mut Client) -> Vec<Value> {
     seen
 }
 
-fn two_fixtures(env: &Env) -> Daemon {
-    let d = env.start(&format!(
-        "{}\n{}",
-        fixture_server("alpha", &[]),
-        fixture_server("beta", &[])
-    ));
-    d.wait_ready(&["alpha", "beta"]);
-    d
-}
-
 #[test]
 fn initialize_declares_the_aggregated_capabilities() {
     let env = Env::new();
