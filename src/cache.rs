@@ -22,7 +22,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::catalog::Lists;
+use crate::catalog::{Lists, RawItem};
 use crate::config::ServerConfig;
 use crate::names::fnv1a64;
 
@@ -31,13 +31,33 @@ struct File {
     servers: BTreeMap<String, Entry>,
 }
 
+/// One server's entry. The lists' members sit next to `key` (the shape of
+/// the first cache files, which had only `tools`); not `#[serde(flatten)]`,
+/// which cannot carry raw JSON values.
 #[derive(Clone, Serialize, Deserialize)]
 struct Entry {
     key: String,
-    #[serde(flatten)]
-    lists: Lists,
+    #[serde(default)]
+    tools: Vec<RawItem>,
+    #[serde(default)]
+    prompts: Vec<RawItem>,
+    #[serde(default)]
+    resources: Vec<RawItem>,
+    #[serde(default)]
+    resource_templates: Vec<RawItem>,
     #[serde(default)]
     capabilities: Value,
+}
+
+impl Entry {
+    fn lists(&self) -> Lists {
+        Lists {
+            tools: self.tools.clone(),
+            prompts: self.prompts.clone(),
+            resources: self.resources.clone(),
+            resource_templates: self.resource_templates.clone(),
+        }
+    }
 }
 
 /// What the cache remembers of a server.
@@ -131,7 +151,7 @@ impl ToolCache {
         let file = self.lock();
         let e = file.servers.get(server)?;
         (e.key == key).then(|| CachedServer {
-            lists: e.lists.clone(),
+            lists: e.lists(),
             capabilities: e.capabilities.clone(),
         })
     }
@@ -142,7 +162,7 @@ impl ToolCache {
         {
             let mut file = self.lock();
             if let Some(e) = file.servers.get(server) {
-                if e.key == key && e.lists == *lists && e.capabilities == *capabilities {
+                if e.key == key && e.lists() == *lists && e.capabilities == *capabilities {
                     return;
                 }
             }
@@ -150,7 +170,10 @@ impl ToolCache {
                 server.to_string(),
                 Entry {
                     key: key.to_string(),
-                    lists: lists.clone(),
+                    tools: lists.tools.clone(),
+                    prompts: lists.prompts.clone(),
+                    resources: lists.resources.clone(),
+                    resource_templates: lists.resource_templates.clone(),
                     capabilities: capabilities.clone(),
                 },
             );
@@ -197,8 +220,12 @@ mod tests {
         let c = ToolCache::load(&path);
         assert!(c.get("a", &key).is_none());
         let lists = Lists {
-            tools: vec![json!({"name": "x"})],
-            prompts: vec![json!({"name": "p"})],
+            // A number no f64 holds survives the round trip.
+            tools: vec![RawItem(
+                serde_json::value::RawValue::from_string(r#"{"name":"x","maximum":1e999}"#.into())
+                    .unwrap(),
+            )],
+            prompts: vec![RawItem::from_value(&json!({"name": "p"}))],
             ..Lists::default()
         };
         let caps = json!({"tools": {}, "prompts": {}});
@@ -224,7 +251,10 @@ mod tests {
         )
         .unwrap();
         let old = ToolCache::load(&path).get("a", "k").unwrap();
-        assert_eq!(old.lists.tools, vec![json!({"name": "old"})]);
+        assert_eq!(
+            old.lists.tools,
+            vec![RawItem::from_value(&json!({"name": "old"}))]
+        );
         assert!(old.lists.prompts.is_empty() && old.capabilities.is_null());
         let mut other = ServerConfig::new("npx");
         other.args.push("-y".into());

@@ -7,7 +7,6 @@
 //! byte. Outgoing messages are assembled by concatenating raw parts.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::Deserialize;
@@ -203,23 +202,55 @@ pub fn push_json_str(out: &mut String, text: &str) {
     out.push_str(&serde_json::to_string(text).unwrap_or_else(|_| "\"\"".into()));
 }
 
-/// A JSON object held as its members' raw values, for rewriting a few members
-/// without re-serialising the rest.
+/// A JSON object held as its members' raw values, in their original order,
+/// for rewriting a few members without re-serialising the rest.
 pub struct RawObject<'a> {
-    members: BTreeMap<Cow<'a, str>, &'a RawValue>,
+    members: Vec<(Cow<'a, str>, &'a RawValue)>,
+}
+
+/// Collects an object's members in order, without parsing their values.
+struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for Members<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Members<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(4));
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    let value: &'de RawValue = map.next_value()?;
+                    members.push((key, value));
+                }
+                Ok(Members(members))
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 impl<'a> RawObject<'a> {
     /// Parses an object; `None` when `raw` is not an object.
     pub fn parse(raw: &'a RawValue) -> Option<Self> {
-        serde_json::from_str(raw.get())
-            .ok()
-            .map(|members| Self { members })
+        Self::parse_str(raw.get())
     }
 
-    /// A member's raw value.
+    /// Parses an object from text; `None` when it is not one.
+    pub fn parse_str(text: &'a str) -> Option<Self> {
+        serde_json::from_str::<Members<'a>>(text)
+            .ok()
+            .map(|m| Self { members: m.0 })
+    }
+
+    /// A member's raw value (the first, if a key is repeated).
     pub fn get(&self, key: &str) -> Option<&'a RawValue> {
-        self.members.get(key).copied()
+        self.members.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
     }
 
     /// A string member.
@@ -228,28 +259,36 @@ impl<'a> RawObject<'a> {
             .and_then(|v| serde_json::from_str(v.get()).ok())
     }
 
-    /// Serialises the object with some members replaced (raw JSON values) or
-    /// added; every other member is copied verbatim.
+    /// Serialises the object with some members replaced (raw JSON values,
+    /// in place) or added (at the end); every other member is copied
+    /// verbatim, in its order.
     pub fn to_string_with(&self, replace: &[(&str, &str)]) -> String {
         let mut s = String::with_capacity(64);
         s.push('{');
-        let mut first = true;
-        let mut sep = |s: &mut String| {
-            if !std::mem::take(&mut first) {
+        let mut done = vec![false; replace.len()];
+        for (k, v) in &self.members {
+            let value = match replace.iter().position(|(rk, _)| *rk == k.as_ref()) {
+                Some(i) if done[i] => continue,
+                Some(i) => {
+                    done[i] = true;
+                    replace[i].1
+                }
+                None => v.get(),
+            };
+            if s.len() > 1 {
                 s.push(',');
             }
-        };
-        for (k, v) in &self.members {
-            if replace.iter().any(|(rk, _)| *rk == k.as_ref()) {
-                continue;
-            }
-            sep(&mut s);
             push_json_str(&mut s, k);
             s.push(':');
-            s.push_str(v.get());
+            s.push_str(value);
         }
-        for (k, v) in replace {
-            sep(&mut s);
+        for ((k, v), done) in replace.iter().zip(done) {
+            if done {
+                continue;
+            }
+            if s.len() > 1 {
+                s.push(',');
+            }
             push_json_str(&mut s, k);
             s.push(':');
             s.push_str(v);
@@ -332,5 +371,11 @@ mod tests {
             out.contains("[1, 2]"),
             "untouched members keep their bytes: {out}"
         );
+        assert_eq!(
+            out, r#"{"name":"b","arguments":{"x":[1, 2]},"_meta":{"k":1}}"#,
+            "and their order; a replaced member stays in place"
+        );
+        let added = o.to_string_with(&[("extra", "1e999")]);
+        assert!(added.ends_with(r#","extra":1e999}"#), "{added}");
     }
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::catalog::{Catalog, ListKind, Lists, Rendered};
+use crate::catalog::{Catalog, ListKind, Lists, RawItem, Rendered};
 use crate::config::{Config, ConfigDiff};
 use crate::upstream::{ServerStatus, Shared, State, Upstream};
 
@@ -129,7 +129,7 @@ impl Supervisor {
     /// Sets the daemon's own tools; they show in the next catalog rebuild.
     pub fn set_builtin_tools(&self, tools: Vec<serde_json::Value>) {
         let lists = Lists {
-            tools,
+            tools: tools.iter().map(RawItem::from_value).collect(),
             ..Lists::default()
         };
         let r = Rendered::new(BUILTIN_SERVER.into(), &lists, &Default::default());

@@ -21,9 +21,11 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::config::ToolFilter;
+use crate::jsonrpc::RawObject;
 use crate::names::{exposed_name, fnv1a64, SEPARATOR};
 pub use uri_template::UriTemplate;
 
@@ -97,23 +99,56 @@ impl ListKind {
     }
 }
 
+/// One item as a server listed it, kept as raw JSON: every byte of it that
+/// the daemon does not rewrite reaches clients as the server wrote it (even
+/// numbers no `f64` holds, such as `1e999`, which are valid JSON).
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RawItem(pub Box<RawValue>);
+
+impl RawItem {
+    /// A string member of the item, if it is an object that has one.
+    pub fn member_str(&self, key: &str) -> Option<String> {
+        RawObject::parse(&self.0)?.get_str(key)
+    }
+
+    /// An item from a JSON value (tests, the daemon's own tools).
+    pub fn from_value(v: &Value) -> Self {
+        Self(RawValue::from_string(v.to_string()).unwrap_or_else(|_| {
+            RawValue::from_string("null".into()).unwrap_or_else(|_| unreachable!())
+        }))
+    }
+}
+
+impl PartialEq for RawItem {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.get() == other.0.get()
+    }
+}
+
+impl std::fmt::Debug for RawItem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.get())
+    }
+}
+
 /// What a server lists, as it listed it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Lists {
     /// `tools`.
-    pub tools: Vec<Value>,
+    pub tools: Vec<RawItem>,
     /// `prompts`.
-    pub prompts: Vec<Value>,
+    pub prompts: Vec<RawItem>,
     /// `resources`.
-    pub resources: Vec<Value>,
+    pub resources: Vec<RawItem>,
     /// `resourceTemplates`.
-    pub resource_templates: Vec<Value>,
+    pub resource_templates: Vec<RawItem>,
 }
 
 impl Lists {
     /// One kind's items.
-    pub fn get(&self, kind: ListKind) -> &[Value] {
+    pub fn get(&self, kind: ListKind) -> &[RawItem] {
         match kind {
             ListKind::Tools => &self.tools,
             ListKind::Prompts => &self.prompts,
@@ -123,7 +158,7 @@ impl Lists {
     }
 
     /// One kind's items, to replace.
-    pub fn get_mut(&mut self, kind: ListKind) -> &mut Vec<Value> {
+    pub fn get_mut(&mut self, kind: ListKind) -> &mut Vec<RawItem> {
         match kind {
             ListKind::Tools => &mut self.tools,
             ListKind::Prompts => &mut self.prompts,
@@ -175,9 +210,9 @@ impl Rendered {
             let mut seen = std::collections::HashSet::new();
             let mut fp_text = String::new();
             for raw in lists.get(kind) {
-                if kind == ListKind::Tools {
-                    let name = raw.get("name").and_then(Value::as_str);
-                    if name.is_some_and(|n| !tool_filter.allows(n)) {
+                if kind == ListKind::Tools && !tool_filter.is_open() {
+                    let name = raw.member_str("name");
+                    if name.is_some_and(|n| !tool_filter.allows(&n)) {
                         continue;
                     }
                 }
@@ -212,38 +247,38 @@ impl Rendered {
     }
 }
 
-/// One item as clients see it.
-fn render(kind: ListKind, server: &Arc<str>, raw: &Value) -> Option<Item> {
+/// One item as clients see it: `name` rewritten in place, every other
+/// member copied byte for byte.
+fn render(kind: ListKind, server: &Arc<str>, raw: &RawItem) -> Option<Item> {
     let id_member = match kind {
         ListKind::Tools | ListKind::Prompts => "name",
         ListKind::Resources => "uri",
         ListKind::Templates => "uriTemplate",
     };
-    let Some(id) = raw.get(id_member).and_then(Value::as_str) else {
+    let obj = RawObject::parse(&raw.0);
+    let Some((obj, id)) = obj.and_then(|o| o.get_str(id_member).map(|id| (o, id))) else {
         tracing::warn!(server = %server, list = kind.method(),
-            "skipping an item without a string {id_member}");
+            "skipping an item that is not an object with a string {id_member}");
         return None;
     };
     let (key, original) = match kind {
-        ListKind::Tools | ListKind::Prompts => (exposed_name(server, id), id.to_string()),
-        _ => (
-            id.to_string(),
-            raw.get("name")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string(),
-        ),
+        ListKind::Tools | ListKind::Prompts => (exposed_name(server, &id), id),
+        _ => (id, obj.get_str("name").unwrap_or_default()),
     };
-    let mut shown = raw.clone();
-    shown["name"] = Value::String(match kind {
-        ListKind::Tools | ListKind::Prompts => key.clone(),
-        _ => format!("{server}{SEPARATOR}{original}"),
-    });
+    let mut name = String::new();
+    crate::jsonrpc::push_json_str(
+        &mut name,
+        &match kind {
+            ListKind::Tools | ListKind::Prompts => key.clone(),
+            _ => format!("{server}{SEPARATOR}{original}"),
+        },
+    );
+    let json = obj.to_string_with(&[("name", &name)]);
     Some(Item {
         key,
         server: server.clone(),
         original,
-        json: shown.to_string(),
+        json,
     })
 }
 
@@ -477,26 +512,35 @@ mod tests {
     use crate::config::Glob;
     use serde_json::json;
 
+    fn raw(items: Vec<Value>) -> Vec<RawItem> {
+        items.iter().map(RawItem::from_value).collect()
+    }
+
     fn lists_a() -> Lists {
         Lists {
-            tools: vec![
+            tools: raw(vec![
                 json!({"name":"echo","inputSchema":{"type":"object"},"x-extra":{"kept":true}}),
                 json!({"name":"add","inputSchema":{"type":"object"}}),
-            ],
-            prompts: vec![json!({"name":"greet","arguments":[{"name":"who"}]})],
-            resources: vec![json!({"uri":"file:///a.txt","name":"a","mimeType":"text/plain"})],
-            resource_templates: vec![json!({"uriTemplate":"mem://{key}","name":"memory"})],
+            ]),
+            prompts: raw(vec![json!({"name":"greet","arguments":[{"name":"who"}]})]),
+            resources: raw(vec![
+                json!({"uri":"file:///a.txt","name":"a","mimeType":"text/plain"}),
+            ]),
+            resource_templates: raw(vec![json!({"uriTemplate":"mem://{key}","name":"memory"})]),
         }
     }
 
     fn lists_b() -> Lists {
         Lists {
-            tools: vec![json!({"name":"echo","inputSchema":{}}), json!({"noname":1})],
-            resources: vec![
+            tools: raw(vec![
+                json!({"name":"echo","inputSchema":{}}),
+                json!({"noname":1}),
+            ]),
+            resources: raw(vec![
                 json!({"uri":"file:///a.txt","name":"dup"}),
                 json!({"uri":"file:///b.txt","name":"b"}),
-            ],
-            resource_templates: vec![json!({"uriTemplate":"{+any}","name":"all"})],
+            ]),
+            resource_templates: raw(vec![json!({"uriTemplate":"{+any}","name":"all"})]),
             ..Lists::default()
         }
     }

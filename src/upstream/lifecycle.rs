@@ -21,10 +21,11 @@ use tokio::sync::{mpsc, watch};
 use super::connection::{Connection, Event, Reply};
 use super::process::{self, describe_exit};
 use super::{InitInfo, State, Upstream, CHILD_PROTOCOL_VERSION};
-use crate::catalog::{ListKind, Lists};
+use crate::catalog::{ListKind, Lists, RawItem};
 use crate::config::EffectiveTimeouts;
 use crate::error::UpstreamError;
 use crate::framing::{Frame, LineReader};
+use crate::jsonrpc::RawObject;
 
 /// A server that stayed up this long has its backoff reset.
 const STABLE_AFTER: Duration = Duration::from_secs(60);
@@ -292,19 +293,20 @@ impl Upstream {
             Reply::Result(r) => r,
             Reply::Error(e) => return Err(UpstreamError::Rpc(e.get().to_string())),
         };
-        let v: Value = serde_json::from_str(result.get())
-            .map_err(|e| UpstreamError::Protocol(format!("initialize result: {e}")))?;
+        // Only the members the daemon reads are parsed, so an odd value
+        // elsewhere (a number no f64 holds) does not fail the handshake.
+        let v = RawObject::parse(&result)
+            .ok_or_else(|| UpstreamError::Protocol("initialize result is not an object".into()))?;
+        let value = |key: &str| {
+            v.get(key)
+                .and_then(|r| serde_json::from_str::<Value>(r.get()).ok())
+                .unwrap_or(Value::Null)
+        };
         let init = InitInfo {
-            protocol_version: v["protocolVersion"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
-            capabilities: v.get("capabilities").cloned().unwrap_or(Value::Null),
-            server_info: v.get("serverInfo").cloned().unwrap_or(Value::Null),
-            instructions: v
-                .get("instructions")
-                .and_then(Value::as_str)
-                .map(str::to_string),
+            protocol_version: v.get_str("protocolVersion").unwrap_or_default(),
+            capabilities: value("capabilities"),
+            server_info: value("serverInfo"),
+            instructions: v.get_str("instructions"),
         };
         if !crate::session::SUPPORTED_VERSIONS.contains(&init.protocol_version.as_str()) {
             tracing::warn!(server = %self.name, version = %init.protocol_version,
@@ -342,12 +344,12 @@ pub fn backoff_delay(failures: u32, t: &EffectiveTimeouts) -> Duration {
     capped.mul_f64(jitter)
 }
 
-/// Pulls every page of one list.
+/// Pulls every page of one list. Items stay raw JSON.
 async fn list_all(
     conn: &Connection,
     kind: ListKind,
     timeout: Duration,
-) -> Result<Vec<Value>, UpstreamError> {
+) -> Result<Vec<RawItem>, UpstreamError> {
     let mut items = Vec::new();
     let mut cursor: Option<String> = None;
     for _ in 0..10_000 {
@@ -359,20 +361,16 @@ async fn list_all(
             Reply::Result(r) => r,
             Reply::Error(e) => return Err(UpstreamError::Rpc(e.get().to_string())),
         };
-        let mut page: Value = serde_json::from_str(raw.get())
-            .map_err(|e| UpstreamError::Protocol(format!("{} result: {e}", kind.method())))?;
-        match page.get_mut(kind.result_key()).map(Value::take) {
-            Some(Value::Array(list)) => items.extend(list),
-            _ => {
-                return Err(UpstreamError::Protocol(format!(
-                    "{} result has no {} array",
-                    kind.method(),
-                    kind.result_key()
-                )))
-            }
-        }
-        match page.get("nextCursor").and_then(Value::as_str) {
-            Some(next) if cursor.as_deref() != Some(next) => cursor = Some(next.to_string()),
+        let protocol =
+            |what: &str| UpstreamError::Protocol(format!("{} result {what}", kind.method()));
+        let page = RawObject::parse(&raw).ok_or_else(|| protocol("is not an object"))?;
+        let list = page
+            .get(kind.result_key())
+            .and_then(|a| serde_json::from_str::<Vec<RawItem>>(a.get()).ok())
+            .ok_or_else(|| protocol(&format!("has no {} array", kind.result_key())))?;
+        items.extend(list);
+        match page.get_str("nextCursor") {
+            Some(next) if cursor.as_deref() != Some(next.as_str()) => cursor = Some(next),
             _ => return Ok(items),
         }
     }
