@@ -2,7 +2,8 @@
 //!
 //! The session answers `initialize`, `ping`, `logging/setLevel` and the four
 //! lists itself (lists come from the catalog snapshot, see [`lists`]), routes
-//! everything addressed to a child to that child (see [`route`]), passes the
+//! everything addressed to a child to that child (see [`route`],
+//! [`resources`], [`tasks`]), passes the
 //! client's answers to children's requests back, and tells the client
 //! `notifications/{tools,prompts,resources}/list_changed` whenever what it
 //! can see changed. Bad input never ends the session: a line that is not
@@ -15,16 +16,19 @@
 //! it still waits for are cancelled upstream, children's requests it was
 //! handling are answered with an error, and its subscriptions are dropped.
 
+mod initialize;
 mod link;
 mod lists;
+mod resources;
 mod route;
+mod tasks;
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use serde_json::value::RawValue;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::io::{AsyncBufRead, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::{mpsc, watch};
 
@@ -353,89 +357,6 @@ impl Session {
         }
     }
 
-    fn initialize(&mut self, id: &RawValue, params: Option<&RawValue>) {
-        let params = params.and_then(RawObject::parse);
-        let requested = params.as_ref().and_then(|p| p.get_str("protocolVersion"));
-        let version = match requested.as_deref() {
-            Some(v) if SUPPORTED_VERSIONS.contains(&v) => v,
-            _ => SUPPORTED_VERSIONS[0],
-        };
-        let caps: Value = params
-            .as_ref()
-            .and_then(|p| p.get("capabilities"))
-            .and_then(|c| serde_json::from_str(c.get()).ok())
-            .unwrap_or(Value::Null);
-        self.link.set_caps(client_caps(&caps));
-        let mut capabilities = json!({
-            "tools": { "listChanged": true },
-            "prompts": { "listChanged": true },
-            "resources": { "subscribe": true, "listChanged": true },
-            "logging": {},
-            "completions": {},
-        });
-        if version == SUPPORTED_VERSIONS[0] {
-            if let Some(tasks) = self.tasks_capability() {
-                capabilities["tasks"] = tasks;
-            }
-        }
-        let mut result = json!({
-            "protocolVersion": version,
-            "capabilities": capabilities,
-            "serverInfo": { "name": "stdioproxy", "version": env!("CARGO_PKG_VERSION") },
-        });
-        if let Some(instructions) = self.instructions() {
-            result["instructions"] = Value::String(instructions);
-        }
-        tracing::debug!(session = self.link.id, requested = ?requested, version, "initialize");
-        self.send(jsonrpc::response(id.get(), &result.to_string()));
-    }
-
-    /// `tasks` when a visible child supports tasks: the daemon lists and
-    /// cancels tasks itself (through the owning child), and offers
-    /// task-augmented tool calls when a child does.
-    fn tasks_capability(&self) -> Option<Value> {
-        let tasks: Vec<Value> = self
-            .daemon
-            .supervisor
-            .upstreams()
-            .iter()
-            .filter(|u| self.visible(&u.name))
-            .filter_map(|u| u.capabilities().get("tasks").cloned())
-            .collect();
-        if tasks.is_empty() {
-            return None;
-        }
-        let mut cap = json!({ "list": {}, "cancel": {} });
-        if tasks
-            .iter()
-            .any(|t| t.pointer("/requests/tools/call").is_some())
-        {
-            cap["requests"] = json!({ "tools": { "call": {} } });
-        }
-        Some(cap)
-    }
-
-    /// Each visible child's instructions, labelled with its server name.
-    fn instructions(&self) -> Option<String> {
-        let parts: Vec<String> = self
-            .daemon
-            .supervisor
-            .upstreams()
-            .iter()
-            .filter(|u| self.visible(&u.name))
-            .filter_map(|u| {
-                let text = u.init_info()?.instructions?;
-                Some(format!(
-                    "## Server \"{}\" (tools prefixed {}__)\n{}",
-                    u.name,
-                    u.name,
-                    text.trim()
-                ))
-            })
-            .collect();
-        (!parts.is_empty()).then(|| parts.join("\n\n"))
-    }
-
     fn set_level(&self, id: &RawValue, params: Option<&RawValue>) {
         let level = params
             .and_then(RawObject::parse)
@@ -498,19 +419,6 @@ impl Drop for Closing {
     }
 }
 
-/// What the client declared that the daemon routes on. A bare
-/// `elicitation: {}` means form mode (the 2025-06-18 shape).
-fn client_caps(caps: &Value) -> ClientCaps {
-    let elicitation = caps.get("elicitation");
-    let form = elicitation
-        .is_some_and(|e| e.get("form").is_some() || (e.get("url").is_none() && e.is_object()));
-    ClientCaps {
-        sampling: caps.get("sampling").is_some_and(Value::is_object),
-        elicitation_form: form,
-        elicitation_url: elicitation.is_some_and(|e| e.get("url").is_some()),
-    }
-}
-
 /// Finds `"id":<string or number>` in the start of an oversized line.
 fn recover_id(prefix: &[u8]) -> Option<String> {
     let text = String::from_utf8_lossy(prefix);
@@ -536,16 +444,5 @@ mod tests {
             Some(r#""ab\"c""#)
         );
         assert_eq!(recover_id(br#"{"params":{"x":"#), None);
-    }
-
-    #[test]
-    fn client_capabilities() {
-        let c = client_caps(&json!({"sampling": {}, "elicitation": {}}));
-        assert!(c.sampling && c.elicitation_form && !c.elicitation_url);
-        let c = client_caps(&json!({"elicitation": {"url": {}}}));
-        assert!(!c.sampling && !c.elicitation_form && c.elicitation_url);
-        let c = client_caps(&json!({"elicitation": {"form": {}, "url": {}}}));
-        assert!(c.elicitation_form && c.elicitation_url);
-        assert_eq!(client_caps(&Value::Null), ClientCaps::default());
     }
 }

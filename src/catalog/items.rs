@@ -1,0 +1,272 @@
+//! What one server contributes to the catalog: its lists as it gave them
+//! ([`Lists`] of [`RawItem`]s, raw JSON), and the same items rendered as
+//! clients see them ([`Rendered`]: tools and prompts renamed
+//! `<server>__<name>`, resources and templates keeping their URIs with a
+//! prefixed `name`, tools the server's filter hides left out).
+//!
+//! Rendering happens once per change of a server's lists or tool filter;
+//! a catalog rebuild only merges renderings.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+use super::UriTemplate;
+use crate::config::ToolFilter;
+use crate::jsonrpc::RawObject;
+use crate::names::{exposed_name, fnv1a64, SEPARATOR};
+
+/// The lists a server can have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ListKind {
+    /// `tools/list`.
+    Tools,
+    /// `prompts/list`.
+    Prompts,
+    /// `resources/list`.
+    Resources,
+    /// `resources/templates/list`.
+    Templates,
+}
+
+impl ListKind {
+    /// Every kind, in catalog order.
+    pub const ALL: [ListKind; 4] = [
+        ListKind::Tools,
+        ListKind::Prompts,
+        ListKind::Resources,
+        ListKind::Templates,
+    ];
+
+    /// The list method.
+    pub fn method(self) -> &'static str {
+        match self {
+            ListKind::Tools => "tools/list",
+            ListKind::Prompts => "prompts/list",
+            ListKind::Resources => "resources/list",
+            ListKind::Templates => "resources/templates/list",
+        }
+    }
+
+    /// The array member of the list result.
+    pub fn result_key(self) -> &'static str {
+        match self {
+            ListKind::Tools => "tools",
+            ListKind::Prompts => "prompts",
+            ListKind::Resources => "resources",
+            ListKind::Templates => "resourceTemplates",
+        }
+    }
+
+    /// The server capability that announces this list.
+    pub fn capability(self) -> &'static str {
+        match self {
+            ListKind::Tools => "tools",
+            ListKind::Prompts => "prompts",
+            ListKind::Resources | ListKind::Templates => "resources",
+        }
+    }
+
+    /// The notification that tells clients this list changed (templates
+    /// share resources' notification).
+    pub fn changed_notification(self) -> &'static str {
+        match self {
+            ListKind::Tools => "notifications/tools/list_changed",
+            ListKind::Prompts => "notifications/prompts/list_changed",
+            ListKind::Resources | ListKind::Templates => "notifications/resources/list_changed",
+        }
+    }
+
+    pub(super) fn index(self) -> usize {
+        self as usize
+    }
+
+    pub(super) fn from_index(i: usize) -> Option<Self> {
+        Self::ALL.get(i).copied()
+    }
+}
+
+/// One item as a server listed it, kept as raw JSON: every byte of it that
+/// the daemon does not rewrite reaches clients as the server wrote it (even
+/// numbers no `f64` holds, such as `1e999`, which are valid JSON).
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RawItem(pub Box<RawValue>);
+
+impl RawItem {
+    /// A string member of the item, if it is an object that has one.
+    pub fn member_str(&self, key: &str) -> Option<String> {
+        RawObject::parse(&self.0)?.get_str(key)
+    }
+
+    /// An item from a JSON value (tests, the daemon's own tools).
+    pub fn from_value(v: &Value) -> Self {
+        Self(RawValue::from_string(v.to_string()).unwrap_or_else(|_| {
+            RawValue::from_string("null".into()).unwrap_or_else(|_| unreachable!())
+        }))
+    }
+}
+
+impl PartialEq for RawItem {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.get() == other.0.get()
+    }
+}
+
+impl std::fmt::Debug for RawItem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.get())
+    }
+}
+
+/// What a server lists, as it listed it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Lists {
+    /// `tools`.
+    pub tools: Vec<RawItem>,
+    /// `prompts`.
+    pub prompts: Vec<RawItem>,
+    /// `resources`.
+    pub resources: Vec<RawItem>,
+    /// `resourceTemplates`.
+    pub resource_templates: Vec<RawItem>,
+}
+
+impl Lists {
+    /// One kind's items.
+    pub fn get(&self, kind: ListKind) -> &[RawItem] {
+        match kind {
+            ListKind::Tools => &self.tools,
+            ListKind::Prompts => &self.prompts,
+            ListKind::Resources => &self.resources,
+            ListKind::Templates => &self.resource_templates,
+        }
+    }
+
+    /// One kind's items, to replace.
+    pub fn get_mut(&mut self, kind: ListKind) -> &mut Vec<RawItem> {
+        match kind {
+            ListKind::Tools => &mut self.tools,
+            ListKind::Prompts => &mut self.prompts,
+            ListKind::Resources => &mut self.resources,
+            ListKind::Templates => &mut self.resource_templates,
+        }
+    }
+}
+
+/// One exposed item.
+#[derive(Debug)]
+pub struct Item {
+    /// The key clients use: the exposed name (tools, prompts), the URI
+    /// (resources) or the URI template (templates).
+    pub key: String,
+    /// Server that owns it.
+    pub server: Arc<str>,
+    /// The item's name as the server knows it.
+    pub original: String,
+    /// The item as clients see it, compact JSON.
+    pub json: String,
+}
+
+/// One server's items as clients see them, rendered once per change of the
+/// server's lists (or of its tool filter), so that a catalog rebuild only
+/// merges servers and never re-renders an item.
+#[derive(Debug)]
+pub struct Rendered {
+    /// The server.
+    pub server: Arc<str>,
+    pub(super) items: [Vec<Item>; 4],
+    /// Parsed templates, parallel to the templates' items.
+    pub(super) matchers: Vec<Option<UriTemplate>>,
+    pub(super) fingerprints: [u64; 4],
+}
+
+impl Rendered {
+    /// Renders `lists` of `server`. Items without the member that identifies
+    /// them (`name`, `uri`, `uriTemplate`), tools the filter hides, and
+    /// duplicates of a key are left out (duplicates with a warning).
+    pub fn new(server: Arc<str>, lists: &Lists, tool_filter: &ToolFilter) -> Self {
+        let mut r = Rendered {
+            server,
+            items: Default::default(),
+            matchers: Vec::new(),
+            fingerprints: [0; 4],
+        };
+        for kind in ListKind::ALL {
+            let mut seen = std::collections::HashSet::new();
+            let mut fp_text = String::new();
+            for raw in lists.get(kind) {
+                if kind == ListKind::Tools && !tool_filter.is_open() {
+                    let name = raw.member_str("name");
+                    if name.is_some_and(|n| !tool_filter.allows(&n)) {
+                        continue;
+                    }
+                }
+                let Some(item) = render(kind, &r.server, raw) else {
+                    continue;
+                };
+                if !seen.insert(item.key.clone()) {
+                    tracing::warn!(server = %r.server, list = kind.method(), key = %item.key,
+                        "skipping an item the server listed twice");
+                    continue;
+                }
+                fp_text.push_str(&item.json);
+                fp_text.push('\n');
+                if kind == ListKind::Templates {
+                    r.matchers.push(UriTemplate::parse(&item.key));
+                }
+                r.items[kind.index()].push(item);
+            }
+            r.fingerprints[kind.index()] = fnv1a64(fp_text.as_bytes());
+        }
+        r
+    }
+
+    /// An empty rendering (a server that lists nothing yet).
+    pub fn empty(server: Arc<str>) -> Self {
+        Self::new(server, &Lists::default(), &ToolFilter::default())
+    }
+
+    /// Number of items of one kind.
+    pub fn len(&self, kind: ListKind) -> usize {
+        self.items[kind.index()].len()
+    }
+}
+
+/// One item as clients see it: `name` rewritten in place, every other
+/// member copied byte for byte.
+fn render(kind: ListKind, server: &Arc<str>, raw: &RawItem) -> Option<Item> {
+    let id_member = match kind {
+        ListKind::Tools | ListKind::Prompts => "name",
+        ListKind::Resources => "uri",
+        ListKind::Templates => "uriTemplate",
+    };
+    let obj = RawObject::parse(&raw.0);
+    let Some((obj, id)) = obj.and_then(|o| o.get_str(id_member).map(|id| (o, id))) else {
+        tracing::warn!(server = %server, list = kind.method(),
+            "skipping an item that is not an object with a string {id_member}");
+        return None;
+    };
+    let (key, original) = match kind {
+        ListKind::Tools | ListKind::Prompts => (exposed_name(server, &id), id),
+        _ => (id, obj.get_str("name").unwrap_or_default()),
+    };
+    let mut name = String::new();
+    crate::jsonrpc::push_json_str(
+        &mut name,
+        &match kind {
+            ListKind::Tools | ListKind::Prompts => key.clone(),
+            _ => format!("{server}{SEPARATOR}{original}"),
+        },
+    );
+    let json = obj.to_string_with(&[("name", &name)]);
+    Some(Item {
+        key,
+        server: server.clone(),
+        original,
+        json,
+    })
+}
