@@ -47,6 +47,13 @@ pub fn status(daemon: &Daemon) -> Value {
             "version": env!("CARGO_PKG_VERSION"),
             "uptime_secs": daemon.started.elapsed().as_secs(),
             "socket": daemon.socket_path.display().to_string(),
+            // Resource figures, for watching a long-running daemon (and for
+            // the soak test, which checks they return to their baseline).
+            "tasks": tokio::runtime::Handle::try_current()
+                .map(|h| h.metrics().num_alive_tasks())
+                .ok(),
+            "fds": open_fds(),
+            "rss_bytes": rss_bytes(),
         },
         "config": {
             "path": daemon.config_path.display().to_string(),
@@ -57,6 +64,25 @@ pub fn status(daemon: &Daemon) -> Value {
         "tools": daemon.supervisor.catalog().len(),
         "servers": servers,
     })
+}
+
+/// Open file descriptors of this process.
+fn open_fds() -> Option<usize> {
+    Some(std::fs::read_dir("/proc/self/fd").ok()?.count())
+}
+
+/// Resident set size of this process, in bytes.
+fn rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
 }
 
 /// Sends a control request to the daemon at `socket` and returns its reply.

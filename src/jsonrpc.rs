@@ -35,6 +35,9 @@ pub mod code {
     pub const REQUEST_TIMEOUT: i64 = -32004;
     /// stdioproxy: the message is larger than the configured limit.
     pub const MESSAGE_TOO_LARGE: i64 = -32005;
+    /// stdioproxy: the daemon already has `max_sessions` client sessions
+    /// open; sent to a plain (hello-less) client before closing.
+    pub const TOO_MANY_SESSIONS: i64 = -32006;
 }
 
 /// The envelope of any JSON-RPC message, borrowing from the line it was read

@@ -179,6 +179,24 @@ enabled = false
     }
 
     #[test]
+    fn daemon_limits_parse_and_bad_values_are_located() {
+        let c = parse("[daemon]\nmax_sessions = 3\nhandshake_timeout = \"2s\"\n").unwrap();
+        assert_eq!(c.daemon.max_sessions, 3);
+        assert_eq!(c.daemon.handshake_timeout.0, Duration::from_secs(2));
+        let d = parse("").unwrap().daemon;
+        assert_eq!(d.max_sessions, 256);
+        assert_eq!(d.handshake_timeout.0, Duration::from_secs(60));
+        for (bad, line) in [
+            ("[daemon]\nmax_sessions = 0\n", 2),
+            ("[daemon]\n\nhandshake_timeout = \"0s\"\n", 3),
+            ("[daemon]\nmax_message_size = 10\n", 2),
+        ] {
+            let e = parse(bad).unwrap_err();
+            assert_eq!(e.position.map(|p| p.0), Some(line), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn line_col_counts_characters() {
         assert_eq!(line_col("ab\ncé\nx", 7), (3, 1));
         assert_eq!(line_col("ab\ncéd", 6), (2, 3));
