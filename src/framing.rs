@@ -63,6 +63,11 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
                     self.buf.clear();
                     return Ok(Frame::Eof);
                 }
+                // A last line without its newline: the same rules as any
+                // other line (it cannot exceed `max`: see the `None` arm).
+                if self.buf.last() == Some(&b'\r') {
+                    self.buf.pop();
+                }
                 return Ok(Frame::Line(std::mem::take(&mut self.buf)));
             }
             match memchr(available) {
@@ -147,6 +152,15 @@ mod tests {
         assert!(matches!(&f[1], Frame::TooLong { prefix } if prefix.starts_with(b"xxxx")));
         assert_eq!(f[2], Frame::Line(b"after".to_vec()));
         assert_eq!(f[3], Frame::Eof);
+    }
+
+    #[tokio::test]
+    async fn a_last_line_without_newline_loses_its_cr_too() {
+        // Found while writing the framing property test: "abc\r" at EOF came back as
+        // "abc\r", unlike "abc\r\n".
+        let f = frames(b"x\nabc\r", 100).await;
+        assert_eq!(f[1], Frame::Line(b"abc".to_vec()));
+        assert_eq!(f[2], Frame::Eof);
     }
 
     #[tokio::test]
