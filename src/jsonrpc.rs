@@ -53,12 +53,19 @@ pub struct Envelope<'a> {
     /// Params of a request or notification.
     #[serde(borrow, default)]
     pub params: Option<&'a RawValue>,
-    /// Result of a success response.
-    #[serde(borrow, default)]
+    /// Result of a success response. `"result": null` is a result (JSON-RPC
+    /// allows any value), so it reads as `Some("null")`, not `None`.
+    #[serde(borrow, default, deserialize_with = "present")]
     pub result: Option<&'a RawValue>,
-    /// Error of an error response.
-    #[serde(borrow, default)]
+    /// Error of an error response (`null` reads as `Some("null")` too).
+    #[serde(borrow, default, deserialize_with = "present")]
     pub error: Option<&'a RawValue>,
+}
+
+/// A member that is present, whatever its value (`null` included). Absent
+/// members are `None` through `#[serde(default)]`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&'de RawValue>::deserialize(d).map(Some)
 }
 
 /// What an envelope is.
@@ -278,6 +285,20 @@ mod tests {
         let e = Envelope::parse(br#"{"result":{},"jsonrpc":"2.0","id":3}"#).unwrap();
         assert_eq!(e.kind(), Kind::Response);
         assert_eq!(Envelope::parse(b"{}").unwrap().kind(), Kind::Invalid);
+    }
+
+    #[test]
+    fn a_null_result_is_still_a_response() {
+        // Before, `"result": null` read as no result, so a child answering
+        // null never answered its caller (who waited for request_timeout).
+        let e = Envelope::parse(br#"{"jsonrpc":"2.0","id":3,"result":null}"#).unwrap();
+        assert_eq!(e.kind(), Kind::Response);
+        assert_eq!(e.result.map(RawValue::get), Some("null"));
+        let e = Envelope::parse(br#"{"jsonrpc":"2.0","id":3,"error":null}"#).unwrap();
+        assert_eq!(e.kind(), Kind::Response);
+        let e = Envelope::parse(br#"{"jsonrpc":"2.0","id":3}"#).unwrap();
+        assert_eq!(e.kind(), Kind::Invalid);
+        assert!(e.result.is_none());
     }
 
     #[test]
