@@ -13,6 +13,15 @@
 //! the whole budget is still accepted into an empty queue, so a single
 //! response of any size the limits allow gets through to a client that reads.
 //!
+//! Shedding: a child may send progress or log notifications faster than a
+//! client that *is* reading can take them (a burst of thousands). Dropping
+//! that session would punish a healthy client, so once the queue is half full
+//! (in lines or bytes) such notifications are dropped instead of queued
+//! ([`Outbox::send_lossy`]; [`Outbox::send`] recognises them by the prefix
+//! [`crate::jsonrpc::notification`] writes). Progress is advisory and the
+//! call's result still arrives; responses and other notifications are never
+//! shed, so only a client that stops reading overflows.
+//!
 //! Byte accounting without touching the receiver: the channel is FIFO and only
 //! [`Outbox::send`] pushes, so the lengths of queued lines are kept in the
 //! same order here, and each send first forgets the oldest lengths the writer
@@ -23,7 +32,7 @@
 //! plus that line.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use tokio::sync::{mpsc, Notify};
@@ -45,7 +54,16 @@ pub struct Outbox {
     queued: Mutex<Queued>,
     overflowed: AtomicBool,
     overflow: Notify,
+    /// Notifications dropped since the queue last drained below half.
+    shed: AtomicU64,
 }
+
+/// Prefixes of the notifications that may be shed, as
+/// [`crate::jsonrpc::notification`] writes them.
+const SHEDDABLE: &[&str] = &[
+    "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"",
+    "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\"",
+];
 
 /// Lengths of the lines still in the channel, oldest first, and their sum.
 #[derive(Debug, Default)]
@@ -71,14 +89,30 @@ impl Outbox {
                 queued: Mutex::new(Queued::default()),
                 overflowed: AtomicBool::new(false),
                 overflow: Notify::new(),
+                shed: AtomicU64::new(0),
             },
             rx,
         )
     }
 
     /// Queues one line (with its trailing newline). Returns false when the
-    /// session is gone or stuck; the line is then dropped.
+    /// session is gone or stuck; the line is then dropped. Progress and log
+    /// notifications go through [`Outbox::send_lossy`].
     pub fn send(&self, line: String) -> bool {
+        if SHEDDABLE.iter().any(|p| line.starts_with(p)) {
+            return self.send_lossy(line);
+        }
+        self.push(line, false)
+    }
+
+    /// Queues a line that may be dropped when the client is slow: once the
+    /// queue is half full it is dropped (returning false) instead of counting
+    /// towards an overflow.
+    pub fn send_lossy(&self, line: String) -> bool {
+        self.push(line, true)
+    }
+
+    fn push(&self, line: String, lossy: bool) -> bool {
         if self.overflowed.load(Ordering::SeqCst) {
             return false;
         }
@@ -90,6 +124,27 @@ impl Outbox {
         while queued.lengths.len() > in_channel {
             let taken = queued.lengths.pop_front().unwrap_or_default();
             queued.bytes -= taken;
+        }
+        let half_full = in_channel >= self.tx.max_capacity() / 2
+            || queued.bytes.saturating_add(len) > self.budget / 2;
+        if !half_full {
+            let shed = self.shed.swap(0, Ordering::Relaxed);
+            if shed > 0 {
+                tracing::info!(
+                    session = self.session,
+                    shed,
+                    "client caught up; dropped {shed} progress/log notifications meanwhile"
+                );
+            }
+        } else if lossy {
+            if self.shed.fetch_add(1, Ordering::Relaxed) == 0 {
+                tracing::info!(
+                    session = self.session,
+                    queued = in_channel,
+                    "client reads slower than notifications arrive; dropping progress/log notifications until it catches up"
+                );
+            }
+            return false;
         }
         if queued.bytes > 0 && queued.bytes.saturating_add(len) > self.budget {
             let bytes = queued.bytes;
@@ -194,6 +249,29 @@ mod tests {
         assert!(outbox.send("c".into()));
         assert!(!outbox.send("d".into()));
         outbox.overflowed().await;
+    }
+
+    #[tokio::test]
+    async fn progress_is_shed_past_half_full_instead_of_overflowing() {
+        let (outbox, mut rx) = Outbox::with_limits(1, 10, 1 << 20);
+        let progress = || crate::jsonrpc::notification("notifications/progress", Some("{}"));
+        let sent = (0..100).filter(|_| outbox.send(progress())).count();
+        assert_eq!(sent, 5, "queued until half full, then shed");
+        assert!(outbox.is_open(), "shedding is not an overflow");
+        // Responses still fit in the other half.
+        for i in 0..5 {
+            assert!(outbox.send(crate::jsonrpc::response(&i.to_string(), "{}")));
+        }
+        // Once the writer catches up, progress flows again.
+        while rx.try_recv().is_ok() {}
+        assert!(outbox.send(progress()));
+        assert_eq!(outbox.shed.load(Ordering::Relaxed), 0);
+        // Other notifications are never shed.
+        let (outbox, _rx) = Outbox::with_limits(1, 4, 1 << 20);
+        let changed = || crate::jsonrpc::notification("notifications/tools/list_changed", None);
+        assert_eq!((0..4).filter(|_| outbox.send(changed())).count(), 4);
+        assert!(!outbox.send(changed()));
+        assert!(!outbox.is_open());
     }
 
     #[tokio::test]
