@@ -4,7 +4,9 @@
 mod support;
 
 mod core;
+mod hostile;
 mod interop;
+mod limits;
 mod reload;
 mod supervision;
 mod systemd;
