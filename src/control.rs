@@ -102,9 +102,20 @@ pub fn request(socket: &Path, verb: &str, timeout: Duration) -> Result<Value, St
         .write_all(format!("{hello}\n").as_bytes())
         .map_err(|e| format!("cannot send to the daemon: {e}"))?;
     let mut line = String::new();
-    BufReader::new(stream)
-        .read_line(&mut line)
-        .map_err(|e| format!("no answer from the daemon: {e}"))?;
+    let n = match BufReader::new(stream).read_line(&mut line) {
+        Ok(n) => n,
+        // Closed with our request unread: reset instead of EOF.
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => 0,
+        Err(e) => return Err(format!("no answer from the daemon: {e}")),
+    };
+    if n == 0 {
+        // The daemon closes at once on connections from another user.
+        return Err(format!(
+            "the daemon at {} closed the connection without answering (it only answers its own user; you are uid {})",
+            socket.display(),
+            nix::unistd::getuid()
+        ));
+    }
     let v: Value = serde_json::from_str(&line)
         .map_err(|e| format!("unreadable answer from the daemon: {e}"))?;
     if v["ok"] == Value::Bool(false) {

@@ -8,5 +8,6 @@ mod hostile;
 mod interop;
 mod limits;
 mod reload;
+mod security;
 mod supervision;
 mod systemd;

@@ -140,6 +140,31 @@ impl Log {
     pub fn len(&self) -> usize {
         self.inner.0.lock().unwrap().len()
     }
+
+    /// Waits until `n` lines from index `from` on contain every needle.
+    pub fn wait_for_count(&self, from: usize, needles: &[&str], n: usize) {
+        let deadline = Instant::now() + WAIT;
+        let (lines, cv) = &*self.inner;
+        let mut guard = lines.lock().unwrap();
+        loop {
+            let seen = guard
+                .iter()
+                .skip(from)
+                .filter(|l| needles.iter().all(|x| l.contains(x)))
+                .count();
+            if seen >= n {
+                return;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                panic!(
+                    "{seen} of {n} log lines with {needles:?} within {WAIT:?}; log:\n{}",
+                    guard.join("\n")
+                );
+            }
+            guard = cv.wait_timeout(guard, deadline - now).unwrap().0;
+        }
+    }
 }
 
 /// A running `stdioproxy serve`.
