@@ -116,8 +116,9 @@ impl<'a> Envelope<'a> {
             }
         }
         serde_json::from_str::<Envelope<'a>>(text).map_err(|e| {
-            if e.is_data() {
-                // Valid JSON, but e.g. `"method": 5`.
+            // A data error (e.g. `"method": 5`) can come before the syntax
+            // error that makes the line not JSON at all (trailing junk).
+            if e.is_data() && serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok() {
                 ParseError::NotObject
             } else {
                 ParseError::NotJson(e.to_string())
@@ -141,6 +142,17 @@ fn describe_json_error(text: &str) -> String {
         Err(e) => e.to_string(),
         Ok(_) => "not a JSON object".into(),
     }
+}
+
+/// Finds `"id":<string or number>` in the start of an oversized line (raw
+/// JSON of the id), so the error for it can name its request.
+pub fn recover_id(prefix: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(prefix);
+    let at = text.find("\"id\"")?;
+    let rest = text[at + 4..].trim_start().strip_prefix(':')?.trim_start();
+    let mut de = serde_json::Deserializer::from_str(rest);
+    let v: serde_json::Value = serde::Deserialize::deserialize(&mut de).ok()?;
+    (v.is_string() || v.is_number()).then(|| v.to_string())
 }
 
 /// `{"jsonrpc":"2.0","id":<id>,"result":<result>}\n`
@@ -319,6 +331,12 @@ mod tests {
         );
         assert!(matches!(
             Envelope::parse(&[0xff, 0xfe]),
+            Err(ParseError::NotJson(_))
+        ));
+        // Found by the envelope property test: a bad member followed by
+        // trailing junk was "not an object" instead of "not JSON".
+        assert!(matches!(
+            Envelope::parse(b"{\"method\":false}:"),
             Err(ParseError::NotJson(_))
         ));
     }
