@@ -259,6 +259,10 @@ async fn handle(stream: UnixStream, daemon: Arc<Daemon>, admission: Arc<Admissio
     let max = settings.max_message_size;
     let limit = settings.handshake_timeout.0;
     let mut reader = LineReader::new(BufReader::with_capacity(64 * 1024, read), max);
+    // An oversized first line cannot be a hello (those are tiny): it is the
+    // first MCP message of a plain session, answered -32005 like any other
+    // oversized message, and the session goes on.
+    let mut too_long = None;
     let first = match tokio::time::timeout(limit, reader.next_frame()).await {
         Err(_) => {
             tracing::info!(
@@ -267,14 +271,27 @@ async fn handle(stream: UnixStream, daemon: Arc<Daemon>, admission: Arc<Admissio
             return;
         }
         Ok(Err(_)) | Ok(Ok(Frame::Eof)) => return,
-        Ok(Ok(Frame::TooLong { .. })) => {
-            tracing::warn!("dropped a connection whose first line exceeds {max} bytes");
-            return;
+        Ok(Ok(Frame::TooLong { prefix })) => {
+            tracing::warn!(
+                max,
+                "client sent a first message larger than the limit; skipped"
+            );
+            too_long = Some(jsonrpc::error_response(
+                jsonrpc::recover_id(&prefix).as_deref(),
+                jsonrpc::code::MESSAGE_TOO_LARGE,
+                &format!("message larger than the limit of {max} bytes; it was skipped"),
+                None,
+            ));
+            prefix
         }
         Ok(Ok(Frame::Line(line))) => line,
     };
     drop(handshake);
-    let hello = parse_hello(&first);
+    let hello = if too_long.is_some() {
+        None
+    } else {
+        parse_hello(&first)
+    };
     if let Some(hello) = &hello {
         if hello["stdioproxy"].as_u64() != Some(u64::from(proto::PROTO_VERSION)) {
             let msg = format!(
@@ -303,9 +320,14 @@ async fn handle(stream: UnixStream, daemon: Arc<Daemon>, admission: Arc<Admissio
         let line = match &hello {
             Some(_) => refusal(&msg),
             None => {
-                let id = Envelope::parse(&first).ok().and_then(|e| e.id);
+                let id = match too_long {
+                    Some(_) => jsonrpc::recover_id(&first),
+                    None => Envelope::parse(&first)
+                        .ok()
+                        .and_then(|e| e.id.map(|i| i.get().to_string())),
+                };
                 jsonrpc::error_response(
-                    id.map(|i| i.get()),
+                    id.as_deref(),
                     jsonrpc::code::TOO_MANY_SESSIONS,
                     &format!("stdioproxy refused the session: {msg}"),
                     None,
@@ -318,6 +340,9 @@ async fn handle(stream: UnixStream, daemon: Arc<Daemon>, admission: Arc<Admissio
     };
     let Some(hello) = hello else {
         let opts = SessionOptions::default();
+        if too_long.is_some() {
+            return session::run(daemon, reader, write, too_long, None, opts).await;
+        }
         return session::run(daemon, reader, write, None, Some(first), opts).await;
     };
     let servers = match hello.get("servers") {

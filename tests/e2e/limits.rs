@@ -223,3 +223,24 @@ fn a_connection_that_stays_silent_is_dropped_after_handshake_timeout() {
     good.send_line(r#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#);
     assert_eq!(good.read_json()["id"], 2);
 }
+
+#[test]
+fn an_oversized_first_line_of_a_plain_client_is_answered_like_any_other() {
+    // Found by the routing property test: the listener dropped a plain
+    // connection whose very first line was too long, where any later line
+    // gets -32005 and the session goes on.
+    let env = Env::new();
+    let _d = small_limit_daemon(&env, "");
+    let mut raw = RawConn::connect(&env.socket);
+    raw.send_line(&format!(
+        "{{\"jsonrpc\":\"2.0\",\"id\":\"first\",\"method\":\"ping\",\"params\":{{\"pad\":\"{}\"}}}}",
+        "x".repeat(SMALL + 1)
+    ));
+    let r = raw.read_json();
+    assert_eq!(
+        (r["id"].clone(), r["error"]["code"].clone()),
+        (json!("first"), json!(-32005))
+    );
+    raw.send_line(r#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#);
+    assert_eq!(raw.read_json()["id"], 2);
+}
