@@ -18,7 +18,7 @@
 //! that session would punish a healthy client, so once the queue is half full
 //! (in lines or bytes) such notifications are dropped instead of queued
 //! ([`Outbox::send_lossy`]; [`Outbox::send`] recognises them by the prefix
-//! [`crate::jsonrpc::notification`] writes). Progress is advisory and the
+//! [`crate::jsonrpc::notification`] writes), until it drains below a quarter. Progress is advisory and the
 //! call's result still arrives; responses and other notifications are never
 //! shed, so only a client that stops reading overflows.
 //!
@@ -125,18 +125,22 @@ impl Outbox {
             let taken = queued.lengths.pop_front().unwrap_or_default();
             queued.bytes -= taken;
         }
-        let half_full = in_channel >= self.tx.max_capacity() / 2
-            || queued.bytes.saturating_add(len) > self.budget / 2;
-        if !half_full {
+        // Shedding starts at half full and stops below a quarter, so a queue
+        // hovering around the mark does not flip (and log) at every line.
+        let cap = self.tx.max_capacity();
+        let half_full = in_channel >= cap / 2 || queued.bytes.saturating_add(len) > self.budget / 2;
+        let quarter = in_channel < cap / 4 && queued.bytes <= self.budget / 4;
+        let mut shedding = self.shed.load(Ordering::Relaxed) > 0;
+        if shedding && quarter {
+            shedding = false;
             let shed = self.shed.swap(0, Ordering::Relaxed);
-            if shed > 0 {
-                tracing::info!(
-                    session = self.session,
-                    shed,
-                    "client caught up; dropped {shed} progress/log notifications meanwhile"
-                );
-            }
-        } else if lossy {
+            tracing::info!(
+                session = self.session,
+                shed,
+                "client caught up; dropped {shed} progress/log notifications meanwhile"
+            );
+        }
+        if lossy && (half_full || shedding) {
             if self.shed.fetch_add(1, Ordering::Relaxed) == 0 {
                 tracing::info!(
                     session = self.session,
@@ -262,7 +266,12 @@ mod tests {
         for i in 0..5 {
             assert!(outbox.send(crate::jsonrpc::response(&i.to_string(), "{}")));
         }
-        // Once the writer catches up, progress flows again.
+        // Still shedding between a quarter and half full...
+        for _ in 0..7 {
+            rx.try_recv().unwrap();
+        }
+        assert!(!outbox.send(progress()), "3 queued: above a quarter");
+        // ... and flowing again once the writer caught up.
         while rx.try_recv().is_ok() {}
         assert!(outbox.send(progress()));
         assert_eq!(outbox.shed.load(Ordering::Relaxed), 0);
