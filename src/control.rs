@@ -98,18 +98,26 @@ pub fn request(socket: &Path, verb: &str, timeout: Duration) -> Result<Value, St
         .set_read_timeout(Some(timeout))
         .map_err(|e| e.to_string())?;
     let hello = json!({ "stdioproxy": PROTO_VERSION, "control": verb });
-    stream
-        .write_all(format!("{hello}\n").as_bytes())
-        .map_err(|e| format!("cannot send to the daemon: {e}"))?;
+    // The daemon closes at once on connections from another user: before
+    // our write (broken pipe), with our request unread (reset) or after it
+    // (EOF). All three mean "no answer".
+    let closed = |e: &std::io::Error| {
+        matches!(
+            e.kind(),
+            std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+        )
+    };
     let mut line = String::new();
-    let n = match BufReader::new(stream).read_line(&mut line) {
-        Ok(n) => n,
-        // Closed with our request unread: reset instead of EOF.
-        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => 0,
-        Err(e) => return Err(format!("no answer from the daemon: {e}")),
+    let n = match stream.write_all(format!("{hello}\n").as_bytes()) {
+        Err(e) if closed(&e) => 0,
+        Err(e) => return Err(format!("cannot send to the daemon: {e}")),
+        Ok(()) => match BufReader::new(stream).read_line(&mut line) {
+            Ok(n) => n,
+            Err(e) if closed(&e) => 0,
+            Err(e) => return Err(format!("no answer from the daemon: {e}")),
+        },
     };
     if n == 0 {
-        // The daemon closes at once on connections from another user.
         return Err(format!(
             "the daemon at {} closed the connection without answering (it only answers its own user; you are uid {})",
             socket.display(),
