@@ -93,7 +93,10 @@ impl Layout {
             cfg.push('\n');
         }
         for (x, generation) in &self.extras {
-            cfg.push_str(&fixture_server(x, &[("FIXTURE_GEN", &generation.to_string())]));
+            cfg.push_str(&fixture_server(
+                x,
+                &[("FIXTURE_GEN", &generation.to_string())],
+            ));
             cfg.push('\n');
         }
         cfg
@@ -134,7 +137,9 @@ fn error_kind(server: &str, err: &Value) -> Option<&'static str> {
     let names_server = msg.contains(&format!("'{server}'"));
     let extra = server.starts_with('x');
     match code {
-        -32003 if names_server && msg.contains("restarted") => Some("server crashed mid-call (-32003)"),
+        -32003 if names_server && msg.contains("restarted") => {
+            Some("server crashed mid-call (-32003)")
+        }
         -32003 if names_server && msg.contains("could not take the call") => {
             Some("server gone before the call was sent (-32003)")
         }
@@ -157,7 +162,13 @@ struct Pending {
 /// One client: keeps PIPELINE requests in flight until `stop`, then waits
 /// for the rest. Every answer must be to one of its own pending ids and echo
 /// its own tag.
-fn client_loop(who: usize, socket: std::path::PathBuf, stop: Arc<AtomicBool>, fig: Arc<Figures>, seed: u64) {
+fn client_loop(
+    who: usize,
+    socket: std::path::PathBuf,
+    stop: Arc<AtomicBool>,
+    fig: Arc<Figures>,
+    seed: u64,
+) {
     let mut c = Client::initialized(&socket);
     let mut rng = Rng(seed ^ (0x9e37_79b9_7f4a_7c15u64.wrapping_mul(who as u64 + 1)));
     let mut pending: HashMap<u64, Pending> = HashMap::new();
@@ -173,12 +184,23 @@ fn client_loop(who: usize, socket: std::path::PathBuf, stop: Arc<AtomicBool>, fi
                 ("echo", json!({"text": tag}), tag.clone())
             } else {
                 let ms = 10 + rng.below(290);
-                ("sleep", json!({"ms": ms, "tag": tag}), format!("slept {ms} {tag}"))
+                (
+                    "sleep",
+                    json!({"ms": ms, "tag": tag}),
+                    format!("slept {ms} {tag}"),
+                )
             };
             c.send(&json!({"jsonrpc":"2.0","id":n,"method":"tools/call",
                 "params":{"name":format!("{server}__{tool}"),"arguments":args}}));
             fig.requests.fetch_add(1, Ordering::Relaxed);
-            pending.insert(n, Pending { server, expect, sent: Instant::now() });
+            pending.insert(
+                n,
+                Pending {
+                    server,
+                    expect,
+                    sent: Instant::now(),
+                },
+            );
         }
         if pending.is_empty() {
             break;
@@ -200,12 +222,18 @@ fn client_loop(who: usize, socket: std::path::PathBuf, stop: Arc<AtomicBool>, fi
             if text == p.expect {
                 fig.results.fetch_add(1, Ordering::Relaxed);
             } else {
-                fig.fail(format!("client {who}: id {id} expected {:?}, got {text:?} (another session's answer?)", p.expect));
+                fig.fail(format!(
+                    "client {who}: id {id} expected {:?}, got {text:?} (another session's answer?)",
+                    p.expect
+                ));
             }
         } else if let Some(kind) = error_kind(p.server, &r["error"]) {
             fig.error(kind);
         } else {
-            fig.fail(format!("client {who}: id {id} to {}: an answer that does not say why: {r}", p.server));
+            fig.fail(format!(
+                "client {who}: id {id} to {}: an answer that does not say why: {r}",
+                p.server
+            ));
         }
     }
     // Nothing else may arrive for this session but list_changed.
@@ -347,7 +375,9 @@ fn run_clients(d: &Daemon, secs: u64, seed: u64, fig: &Arc<Figures>, chaos: bool
     stop.store(true, Ordering::SeqCst);
     for (who, t) in clients.into_iter().enumerate() {
         if t.join().is_err() {
-            fig.fail(format!("client {who} panicked (an answer never came within {WAIT:?})"));
+            fig.fail(format!(
+                "client {who} panicked (an answer never came within {WAIT:?})"
+            ));
         }
     }
 }
@@ -439,13 +469,20 @@ fn chaos_soak() {
     let _ = std::fs::write(dir.join("soak-report.json"), &text);
 
     let failures = fig.failures.lock().unwrap().clone();
-    assert!(failures.is_empty(), "{} failures: {failures:#?}", failures.len());
+    assert!(
+        failures.is_empty(),
+        "{} failures: {failures:#?}",
+        failures.len()
+    );
     assert_eq!(
         answered,
         fig.requests.load(Ordering::Relaxed),
         "every request got exactly one answer"
     );
-    assert!(zombies.is_empty(), "zombies among the daemon's children: {zombies:?}");
+    assert!(
+        zombies.is_empty(),
+        "zombies among the daemon's children: {zombies:?}"
+    );
     assert!(
         after.fds <= base.fds + 2,
         "fds {} after, {} before",
@@ -464,6 +501,9 @@ fn chaos_soak() {
         after.rss,
         base.rss
     );
-    assert!(fig.kills.load(Ordering::Relaxed) > 0, "faults were injected");
+    assert!(
+        fig.kills.load(Ordering::Relaxed) > 0,
+        "faults were injected"
+    );
     assert!(fig.results.load(Ordering::Relaxed) > 0);
 }
