@@ -8,8 +8,9 @@
 //! [`crate::proto`]).
 //!
 //! Limits: a connection must send its first line within `handshake_timeout`;
-//! at most `max_sessions` connections wait for their first line at once, and
-//! at most `max_sessions` sessions are open at once. Both are reservations
+//! at most `max_sessions` + [`HANDSHAKE_HEADROOM`] connections wait for their
+//! first line at once (each holds a 64 KiB read buffer), and at most
+//! `max_sessions` sessions are open at once. Both are reservations
 //! ([`Slots`]) taken before the work and held by the connection until it ends,
 //! so two connections racing for the last slot cannot both win. Control
 //! requests take no session slot: `status` works even when sessions are full.
@@ -35,6 +36,11 @@ use crate::session::{self, SessionOptions};
 /// How long a new connection may stay silent before its first line, unless
 /// `[daemon] handshake_timeout` says otherwise.
 pub const FIRST_LINE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Connections that may wait for their first line beyond `max_sessions`, so
+/// that a burst of clients past the limit still reads their first line and
+/// gets the clear refusal, and `status` still gets through.
+pub const HANDSHAKE_HEADROOM: usize = 64;
 
 /// A counter of reserved slots with a limit read at each reservation (the
 /// limit can change on reload; a lower one only affects new reservations).
@@ -247,11 +253,11 @@ async fn handle(stream: UnixStream, daemon: Arc<Daemon>, admission: Arc<Admissio
         }
     }
     let settings = daemon.settings();
-    let Some(handshake) = admission.handshakes.try_take(settings.max_sessions) else {
+    let waiting_limit = settings.max_sessions.saturating_add(HANDSHAKE_HEADROOM);
+    let Some(handshake) = admission.handshakes.try_take(waiting_limit) else {
         tracing::warn!(
             waiting = admission.handshakes.taken(),
-            "dropped a connection: too many connections are waiting to send their first line (max_sessions = {})",
-            settings.max_sessions
+            "dropped a connection: too many connections are waiting to send their first line (max_sessions + {HANDSHAKE_HEADROOM})"
         );
         return;
     };

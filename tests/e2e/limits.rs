@@ -244,3 +244,51 @@ fn an_oversized_first_line_of_a_plain_client_is_answered_like_any_other() {
     raw.send_line(r#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#);
     assert_eq!(raw.read_json()["id"], 2);
 }
+
+#[test]
+fn connections_racing_for_the_last_session_slots_never_exceed_max_sessions() {
+    let env = Env::new();
+    let d = small_limit_daemon(&env, "max_sessions = 3");
+    // 12 clients connect at once; all that are admitted stay connected.
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(12));
+    let racers: Vec<_> = (0..12)
+        .map(|i| {
+            let (socket, barrier) = (env.socket.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let mut c = RawConn::connect(&socket);
+                barrier.wait();
+                c.send_line(&format!(r#"{{"jsonrpc":"2.0","id":{i},"method":"ping"}}"#));
+                let r = c.read_json();
+                (r.get("result").is_some(), c)
+            })
+        })
+        .collect();
+    let outcomes: Vec<(bool, RawConn)> = racers.into_iter().map(|t| t.join().unwrap()).collect();
+    let admitted = outcomes.iter().filter(|(ok, _)| *ok).count();
+    assert_eq!(admitted, 3, "exactly max_sessions admitted");
+    assert_eq!(d.status()["sessions"], 3);
+}
+
+#[test]
+fn connections_waiting_for_their_first_line_are_bounded_too() {
+    let env = Env::new();
+    let d = small_limit_daemon(&env, "max_sessions = 2\nhandshake_timeout = \"3s\"");
+    // max_sessions + 64 may wait for their first line at once.
+    let mut silent: Vec<RawConn> = (0..66).map(|_| RawConn::connect(&env.socket)).collect();
+    // Each accepted connection is reading by the time a later one is
+    // dropped: make sure the daemon has taken all 66 (a ping on the last
+    // one would spend it, so look at the refusals instead).
+    let mut extra = RawConn::connect(&env.socket);
+    extra.expect_eof();
+    d.log
+        .wait_for(&["too many connections are waiting to send their first line"]);
+    // Once the silent ones time out, connections are accepted again.
+    d.log
+        .wait_for_count(0, &["dropped a connection that sent no first line"], 66);
+    for c in &mut silent {
+        c.expect_eof();
+    }
+    let mut ok = RawConn::connect(&env.socket);
+    ok.send_line(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#);
+    assert_eq!(ok.read_json()["id"], 1);
+}
