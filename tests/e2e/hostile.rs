@@ -164,6 +164,26 @@ fn a_child_printing_garbage_is_logged_and_skipped_not_restarted() {
 }
 
 #[test]
+fn a_child_writing_an_endless_line_is_restarted_at_once() {
+    // Found while writing this suite: the reader reported an oversized line
+    // only at its end, so a child that never ended it hung every call until
+    // health checks caught it (30 s + 10 s by default).
+    let env = Env::new();
+    let d = env.start(&format!(
+        "[daemon]\nmax_message_size = 65536\n\n[defaults]\nrestart_backoff = \"100ms\"\nhealth_interval = \"0s\"\n\n{}",
+        fixture_server("alpha", &[("FIXTURE_HOSTILE", "1")])
+    ));
+    let pid = d.wait_ready(&["alpha"])["servers"][0]["pid"].clone();
+    let mut c = Client::initialized(&env.socket);
+    let r = c.call("alpha__endless", json!({}));
+    assert_eq!(r["error"]["code"], -32003, "{r}");
+    d.wait_status("alpha restarted", |st| {
+        st["servers"][0]["state"] == "ready" && st["servers"][0]["pid"] != pid
+    });
+    assert_eq!(c.call_text("alpha__echo", json!({"text": "back"})), "back");
+}
+
+#[test]
 fn a_child_answering_null_is_still_an_answer() {
     let env = Env::new();
     let d = hostile_daemon(&env);

@@ -60,6 +60,8 @@
 //! - `raw {text?, hex?}` (hostile): writes `text` (or the bytes spelled by `hex`, which may be
 //!   invalid UTF-8) plus a newline to stdout verbatim, then answers `ok`: any hostile
 //!   line a test needs a child to print.
+//! - `endless {}` (hostile): writes `x` to stdout without ever ending the line, until
+//!   stdout fails (the proxy kills it); answers nothing.
 //! - `reply {json}` (hostile): answers the call with `json` parsed as the whole `result`
 //!   (e.g. `null`).
 //! - `flood {count, kind?}` (hostile): sends `count` notifications back to back, then answers
@@ -493,6 +495,7 @@ impl Server {
                 Ok(text_result("ok"))
             }
             "raw" => self.tool_raw(args),
+            "endless" => self.tool_endless(),
             "reply" => tool_reply(args),
             "flood" => self.tool_flood(args, params),
             "client_capabilities" => Ok(text_result(lock(&self.client_capabilities).to_string())),
@@ -561,6 +564,17 @@ impl Server {
         };
         self.write_bytes(&bytes);
         Ok(text_result("ok"))
+    }
+
+    fn tool_endless(&self) -> Result<Value, ToolError> {
+        let mut out = lock(&self.stdout);
+        let chunk = [b'x'; 64 * 1024];
+        loop {
+            if let Err(e) = out.write_all(&chunk).and_then(|()| out.flush()) {
+                eprintln!("fixture {}: endless line ended: {e}", self.name);
+                std::process::exit(5);
+            }
+        }
     }
 
     fn tool_flood(&self, args: &Value, params: &Value) -> Result<Value, ToolError> {
@@ -889,6 +903,7 @@ fn hostile_tools() -> Vec<Value> {
             json!({"text": string, "hex": string}),
             &[],
         ),
+        tool_def("endless", "Writes one line that never ends", json!({}), &[]),
         tool_def(
             "reply",
             "Answers with json as the whole result",
