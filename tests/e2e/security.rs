@@ -218,24 +218,26 @@ fn a_dedicated_socket_directory_is_tightened_and_unsafe_ones_refused() {
     std::fs::set_permissions(&dedicated, std::fs::Permissions::from_mode(0o755)).unwrap();
     let socket = dedicated.join("s.sock");
     env.write_config("");
-    let mut child = Command::new(DAEMON)
-        .args(["serve", "--config"])
-        .arg(&env.config)
-        .arg("--socket")
-        .arg(&socket)
-        .env("XDG_CACHE_HOME", env.path().join("cache"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = KillOnDrop(
+        Command::new(DAEMON)
+            .args(["serve", "--config"])
+            .arg(&env.config)
+            .arg("--socket")
+            .arg(&socket)
+            .env("XDG_CACHE_HOME", env.path().join("cache"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let log = Log::default();
-    log.collect(child.stderr.take().unwrap());
+    log.collect(child.0.stderr.take().unwrap());
     log.wait_for(&["stdioproxy listening"]);
     assert_eq!(mode(&dedicated), 0o700);
     assert_eq!(mode(&socket), 0o600);
-    signal(child.id(), nix::sys::signal::Signal::SIGTERM);
-    wait_exit(&mut child, WAIT).expect("daemon exits");
+    signal(child.0.id(), nix::sys::signal::Signal::SIGTERM);
+    wait_exit(&mut child.0, WAIT).expect("daemon exits");
 
     // World-writable without the sticky bit: someone else could replace the
     // socket; refused.
@@ -289,27 +291,29 @@ fn the_socket_and_its_directory_are_private_under_socket_activation() {
     std::fs::create_dir(&dir).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let socket = dir.join("stdioproxy.sock");
-    let mut activator = Command::new(tool)
-        .arg("-l")
-        .arg(&socket)
-        .arg("--setenv=RUST_LOG=info,stdioproxy=debug")
-        .arg(format!(
-            "--setenv=XDG_CACHE_HOME={}",
-            env.path().join("cache").display()
-        ))
-        .arg(DAEMON)
-        .arg("serve")
-        .arg("--config")
-        .arg(&env.config)
-        .arg("--socket")
-        .arg(env.path().join("unused.sock"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn systemd-socket-activate");
+    let mut activator = KillOnDrop(
+        Command::new(tool)
+            .arg("-l")
+            .arg(&socket)
+            .arg("--setenv=RUST_LOG=info,stdioproxy=debug")
+            .arg(format!(
+                "--setenv=XDG_CACHE_HOME={}",
+                env.path().join("cache").display()
+            ))
+            .arg(DAEMON)
+            .arg("serve")
+            .arg("--config")
+            .arg(&env.config)
+            .arg("--socket")
+            .arg(env.path().join("unused.sock"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn systemd-socket-activate"),
+    );
     let log = Log::default();
-    log.collect(activator.stderr.take().unwrap());
+    log.collect(activator.0.stderr.take().unwrap());
     log.wait_for(&["Listening on"]);
     let before = mode(&socket);
     let mut c = Client::initialized(&socket);
@@ -326,8 +330,8 @@ fn the_socket_and_its_directory_are_private_under_socket_activation() {
     );
     assert!(c.request("ping", json!({}))["result"].is_object());
     drop(c);
-    signal(activator.id(), nix::sys::signal::Signal::SIGTERM);
-    wait_exit(&mut activator, WAIT).expect("exit");
+    signal(activator.0.id(), nix::sys::signal::Signal::SIGTERM);
+    wait_exit(&mut activator.0, WAIT).expect("exit");
 }
 
 fn which(tool: &str) -> Option<std::path::PathBuf> {

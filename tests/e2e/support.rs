@@ -81,6 +81,13 @@ pub fn fixture_server(name: &str, extra_env: &[(&str, &str)]) -> String {
     format!("[servers.{name}]\ncommand = \"{FIXTURE}\"\nenv = {{ {env} }}\n")
 }
 
+/// Locks a log, also after a panic while it was held: a test that failed
+/// inside `wait_for` must still print the log and kill its daemon on drop (a
+/// second panic there would abort and leak the daemon).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Lines of a process's stderr, collected by a thread, with waiting.
 #[derive(Clone, Default)]
 pub struct Log {
@@ -94,14 +101,14 @@ impl Log {
             for line in BufReader::new(stream).lines() {
                 let Ok(line) = line else { break };
                 let (lines, cv) = &*log.inner;
-                lines.lock().unwrap().push(line);
+                lock(lines).push(line);
                 cv.notify_all();
             }
         });
     }
 
     pub fn lines(&self) -> Vec<String> {
-        self.inner.0.lock().unwrap().clone()
+        lock(&self.inner.0).clone()
     }
 
     pub fn contains(&self, needle: &str) -> bool {
@@ -117,7 +124,7 @@ impl Log {
     pub fn wait_for_from(&self, from: usize, needles: &[&str]) -> String {
         let deadline = Instant::now() + WAIT;
         let (lines, cv) = &*self.inner;
-        let mut guard = lines.lock().unwrap();
+        let mut guard = lock(lines);
         loop {
             if let Some(l) = guard
                 .iter()
@@ -133,19 +140,22 @@ impl Log {
                     guard.join("\n")
                 );
             }
-            guard = cv.wait_timeout(guard, deadline - now).unwrap().0;
+            guard = cv
+                .wait_timeout(guard, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
     }
 
     pub fn len(&self) -> usize {
-        self.inner.0.lock().unwrap().len()
+        lock(&self.inner.0).len()
     }
 
     /// Waits until `n` lines from index `from` on contain every needle.
     pub fn wait_for_count(&self, from: usize, needles: &[&str], n: usize) {
         let deadline = Instant::now() + WAIT;
         let (lines, cv) = &*self.inner;
-        let mut guard = lines.lock().unwrap();
+        let mut guard = lock(lines);
         loop {
             let seen = guard
                 .iter()
@@ -162,7 +172,10 @@ impl Log {
                     guard.join("\n")
                 );
             }
-            guard = cv.wait_timeout(guard, deadline - now).unwrap().0;
+            guard = cv
+                .wait_timeout(guard, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
     }
 }
@@ -252,9 +265,9 @@ impl Daemon {
             }
             // Wait for the next log line (or a short tick), then look again.
             let (lines, cv) = &*self.log.inner;
-            let guard = lines.lock().unwrap();
+            let guard = lock(lines);
             if guard.len() == seen {
-                let _ = cv.wait_timeout(guard, Duration::from_millis(200)).unwrap();
+                let _ = cv.wait_timeout(guard, Duration::from_millis(200));
             }
         }
     }
@@ -656,4 +669,16 @@ pub fn children_of(pid: u32) -> Vec<(u32, char)> {
         }
     }
     out
+}
+
+/// A child process killed (and reaped) when dropped, also when a test fails.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }
