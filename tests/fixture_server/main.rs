@@ -62,6 +62,8 @@
 //!   line a test needs a child to print.
 //! - `endless {}` (hostile): writes `x` to stdout without ever ending the line, until
 //!   stdout fails (the proxy kills it); answers nothing.
+//! - `stop_reading {}` (hostile): answers `ok`, then stops reading stdin (after at most
+//!   one more line) while staying alive, like a child wedged in a blocking call.
 //! - `reply {json}` (hostile): answers the call with `json` parsed as the whole `result`
 //!   (e.g. `null`).
 //! - `flood {count, kind?}` (hostile): sends `count` notifications back to back, then answers
@@ -201,7 +203,15 @@ fn read_loop(server: &Arc<Server>) {
         line.clear();
         match input.read_until(b'\n', &mut line) {
             Ok(0) => return,
-            Ok(_) => handle_line(server, &line),
+            Ok(_) => {
+                handle_line(server, &line);
+                if server.stop_reading.load(Ordering::SeqCst) {
+                    eprintln!("fixture {}: no longer reading stdin", server.name);
+                    loop {
+                        thread::sleep(Duration::from_secs(3600));
+                    }
+                }
+            }
             Err(e) => {
                 eprintln!("fixture: reading stdin failed: {e}");
                 return;
@@ -310,6 +320,7 @@ struct Server {
     page_size: Option<usize>,
     instructions: Option<String>,
     hostile: bool,
+    stop_reading: AtomicBool,
     ignore_pings: AtomicBool,
     extra_tools: Mutex<Vec<ExtraTool>>,
     client_capabilities: Mutex<Value>,
@@ -338,6 +349,7 @@ impl Server {
             page_size: config.page_size,
             instructions: config.instructions.clone(),
             hostile: config.hostile,
+            stop_reading: AtomicBool::new(false),
             ignore_pings: AtomicBool::new(config.ignore_ping),
             extra_tools: Mutex::new(numbered.chain(named).collect()),
             client_capabilities: Mutex::new(Value::Null),
@@ -496,6 +508,10 @@ impl Server {
             }
             "raw" => self.tool_raw(args),
             "endless" => self.tool_endless(),
+            "stop_reading" => {
+                self.stop_reading.store(true, Ordering::SeqCst);
+                Ok(text_result("ok"))
+            }
             "reply" => tool_reply(args),
             "flood" => self.tool_flood(args, params),
             "client_capabilities" => Ok(text_result(lock(&self.client_capabilities).to_string())),
@@ -904,6 +920,12 @@ fn hostile_tools() -> Vec<Value> {
             &[],
         ),
         tool_def("endless", "Writes one line that never ends", json!({}), &[]),
+        tool_def(
+            "stop_reading",
+            "Stops reading stdin, staying alive",
+            json!({}),
+            &[],
+        ),
         tool_def(
             "reply",
             "Answers with json as the whole result",
