@@ -47,6 +47,13 @@ pub fn status(daemon: &Daemon) -> Value {
             "version": env!("CARGO_PKG_VERSION"),
             "uptime_secs": daemon.started.elapsed().as_secs(),
             "socket": daemon.socket_path.display().to_string(),
+            // Resource figures, for watching a long-running daemon (and for
+            // the soak test, which checks they return to their baseline).
+            "tasks": tokio::runtime::Handle::try_current()
+                .map(|h| h.metrics().num_alive_tasks())
+                .ok(),
+            "fds": open_fds(),
+            "rss_bytes": rss_bytes(),
         },
         "config": {
             "path": daemon.config_path.display().to_string(),
@@ -57,6 +64,25 @@ pub fn status(daemon: &Daemon) -> Value {
         "tools": daemon.supervisor.catalog().len(),
         "servers": servers,
     })
+}
+
+/// Open file descriptors of this process.
+fn open_fds() -> Option<usize> {
+    Some(std::fs::read_dir("/proc/self/fd").ok()?.count())
+}
+
+/// Resident set size of this process, in bytes.
+fn rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
 }
 
 /// Sends a control request to the daemon at `socket` and returns its reply.
@@ -72,13 +98,32 @@ pub fn request(socket: &Path, verb: &str, timeout: Duration) -> Result<Value, St
         .set_read_timeout(Some(timeout))
         .map_err(|e| e.to_string())?;
     let hello = json!({ "stdioproxy": PROTO_VERSION, "control": verb });
-    stream
-        .write_all(format!("{hello}\n").as_bytes())
-        .map_err(|e| format!("cannot send to the daemon: {e}"))?;
+    // The daemon closes at once on connections from another user: before
+    // our write (broken pipe), with our request unread (reset) or after it
+    // (EOF). All three mean "no answer".
+    let closed = |e: &std::io::Error| {
+        matches!(
+            e.kind(),
+            std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+        )
+    };
     let mut line = String::new();
-    BufReader::new(stream)
-        .read_line(&mut line)
-        .map_err(|e| format!("no answer from the daemon: {e}"))?;
+    let n = match stream.write_all(format!("{hello}\n").as_bytes()) {
+        Err(e) if closed(&e) => 0,
+        Err(e) => return Err(format!("cannot send to the daemon: {e}")),
+        Ok(()) => match BufReader::new(stream).read_line(&mut line) {
+            Ok(n) => n,
+            Err(e) if closed(&e) => 0,
+            Err(e) => return Err(format!("no answer from the daemon: {e}")),
+        },
+    };
+    if n == 0 {
+        return Err(format!(
+            "the daemon at {} closed the connection without answering (it only answers its own user; you are uid {})",
+            socket.display(),
+            nix::unistd::getuid()
+        ));
+    }
     let v: Value = serde_json::from_str(&line)
         .map_err(|e| format!("unreadable answer from the daemon: {e}"))?;
     if v["ok"] == Value::Bool(false) {

@@ -156,6 +156,9 @@ pub struct ServeOptions {
 /// Runs the daemon until SIGTERM/SIGINT. Must be called inside a tokio
 /// runtime.
 pub async fn run(opts: ServeOptions) -> std::io::Result<()> {
+    if !opts.owns_socket_file {
+        crate::listener::secure_activated(&opts.listener);
+    }
     let listener = tokio::net::UnixListener::from_std(opts.listener)?;
     let reaper = match Reaper::start() {
         Ok(r) => Some(Arc::new(r)),

@@ -2,9 +2,11 @@
 //! stdio alike.
 //!
 //! MCP's stdio transport is one JSON message per line. A peer that sends an
-//! endless line must not make the daemon buffer it: past `max` bytes the
-//! reader discards the rest of that line and reports [`Frame::TooLong`], and
-//! the caller decides (error reply, dropped session, restarted child).
+//! endless line must not make the daemon buffer it: as soon as a line passes
+//! `max` bytes the reader reports [`Frame::TooLong`] (without waiting for the
+//! line to end, which it may never do) and silently discards the rest of
+//! that line on the following calls; the caller decides (error reply,
+//! dropped session, restarted child).
 //!
 //! [`LineReader::next_frame`] is cancel-safe: its only await point is
 //! `fill_buf`, and partial lines live in the reader, so it can sit in a
@@ -53,15 +55,16 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
         loop {
             let available = self.inner.fill_buf().await?;
             if available.is_empty() {
-                if self.discarding {
-                    self.discarding = false;
-                    return Ok(Frame::TooLong {
-                        prefix: std::mem::take(&mut self.buf),
-                    });
-                }
+                // An oversized last line was already reported.
+                self.discarding = false;
                 if self.buf.iter().all(u8::is_ascii_whitespace) {
                     self.buf.clear();
                     return Ok(Frame::Eof);
+                }
+                // A last line without its newline: the same rules as any
+                // other line (it cannot exceed `max`: see the `None` arm).
+                if self.buf.last() == Some(&b'\r') {
+                    self.buf.pop();
                 }
                 return Ok(Frame::Line(std::mem::take(&mut self.buf)));
             }
@@ -71,7 +74,11 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
                         self.buf.extend_from_slice(&available[..i]);
                     }
                     self.inner.consume(i + 1);
-                    if std::mem::take(&mut self.discarding) || self.buf.len() > self.max {
+                    if std::mem::take(&mut self.discarding) {
+                        // The end of a line reported as too long already.
+                        continue;
+                    }
+                    if self.buf.len() > self.max {
                         let mut prefix = std::mem::take(&mut self.buf);
                         prefix.truncate(PREFIX_KEEP);
                         return Ok(Frame::TooLong { prefix });
@@ -87,14 +94,19 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
                 }
                 None => {
                     let n = available.len();
-                    if !self.discarding {
-                        self.buf.extend_from_slice(available);
-                        if self.buf.len() > self.max {
-                            self.discarding = true;
-                            self.buf.truncate(PREFIX_KEEP);
-                        }
+                    if self.discarding {
+                        self.inner.consume(n);
+                        continue;
                     }
+                    self.buf.extend_from_slice(available);
                     self.inner.consume(n);
+                    if self.buf.len() > self.max {
+                        // Report it now: the line may never end.
+                        self.discarding = true;
+                        let mut prefix = std::mem::take(&mut self.buf);
+                        prefix.truncate(PREFIX_KEEP);
+                        return Ok(Frame::TooLong { prefix });
+                    }
                 }
             }
         }
@@ -147,6 +159,43 @@ mod tests {
         assert!(matches!(&f[1], Frame::TooLong { prefix } if prefix.starts_with(b"xxxx")));
         assert_eq!(f[2], Frame::Line(b"after".to_vec()));
         assert_eq!(f[3], Frame::Eof);
+    }
+
+    #[tokio::test]
+    async fn a_last_line_without_newline_loses_its_cr_too() {
+        // Found while writing the framing property test: "abc\r" at EOF came back as
+        // "abc\r", unlike "abc\r\n".
+        let f = frames(b"x\nabc\r", 100).await;
+        assert_eq!(f[1], Frame::Line(b"abc".to_vec()));
+        assert_eq!(f[2], Frame::Eof);
+    }
+
+    #[tokio::test]
+    async fn an_endless_line_is_reported_before_it_ends() {
+        use tokio::io::AsyncWriteExt;
+        // A peer writing without a newline: TooLong comes as soon as the
+        // limit is passed. The writer sends the line's end only after the
+        // reader reported it, so the report cannot have waited for it.
+        let (mut w, r) = tokio::io::duplex(64);
+        let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+        let writer = tokio::spawn(async move {
+            w.write_all(&[b'x'; 100]).await.unwrap();
+            go_rx.await.unwrap();
+            w.write_all(b"yyy\nok\n").await.unwrap();
+        });
+        let mut reader = LineReader::new(BufReader::with_capacity(16, r), 20);
+        match reader.next_frame().await.unwrap() {
+            Frame::TooLong { prefix } => assert!(prefix.len() > 20 && prefix.len() <= 36),
+            f => panic!("{f:?}"),
+        }
+        go_tx.send(()).unwrap();
+        // The rest of that line is skipped; the next line is read.
+        assert_eq!(
+            reader.next_frame().await.unwrap(),
+            Frame::Line(b"ok".to_vec())
+        );
+        writer.await.unwrap();
+        assert_eq!(reader.next_frame().await.unwrap(), Frame::Eof);
     }
 
     #[tokio::test]

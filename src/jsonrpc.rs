@@ -34,6 +34,9 @@ pub mod code {
     pub const REQUEST_TIMEOUT: i64 = -32004;
     /// stdioproxy: the message is larger than the configured limit.
     pub const MESSAGE_TOO_LARGE: i64 = -32005;
+    /// stdioproxy: the daemon already has `max_sessions` client sessions
+    /// open; sent to a plain (hello-less) client before closing.
+    pub const TOO_MANY_SESSIONS: i64 = -32006;
 }
 
 /// The envelope of any JSON-RPC message, borrowing from the line it was read
@@ -49,12 +52,19 @@ pub struct Envelope<'a> {
     /// Params of a request or notification.
     #[serde(borrow, default)]
     pub params: Option<&'a RawValue>,
-    /// Result of a success response.
-    #[serde(borrow, default)]
+    /// Result of a success response. `"result": null` is a result (JSON-RPC
+    /// allows any value), so it reads as `Some("null")`, not `None`.
+    #[serde(borrow, default, deserialize_with = "present")]
     pub result: Option<&'a RawValue>,
-    /// Error of an error response.
-    #[serde(borrow, default)]
+    /// Error of an error response (`null` reads as `Some("null")` too).
+    #[serde(borrow, default, deserialize_with = "present")]
     pub error: Option<&'a RawValue>,
+}
+
+/// A member that is present, whatever its value (`null` included). Absent
+/// members are `None` through `#[serde(default)]`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&'de RawValue>::deserialize(d).map(Some)
 }
 
 /// What an envelope is.
@@ -105,8 +115,9 @@ impl<'a> Envelope<'a> {
             }
         }
         serde_json::from_str::<Envelope<'a>>(text).map_err(|e| {
-            if e.is_data() {
-                // Valid JSON, but e.g. `"method": 5`.
+            // A data error (e.g. `"method": 5`) can come before the syntax
+            // error that makes the line not JSON at all (trailing junk).
+            if e.is_data() && serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok() {
                 ParseError::NotObject
             } else {
                 ParseError::NotJson(e.to_string())
@@ -130,6 +141,17 @@ fn describe_json_error(text: &str) -> String {
         Err(e) => e.to_string(),
         Ok(_) => "not a JSON object".into(),
     }
+}
+
+/// Finds `"id":<string or number>` in the start of an oversized line (raw
+/// JSON of the id), so the error for it can name its request.
+pub fn recover_id(prefix: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(prefix);
+    let at = text.find("\"id\"")?;
+    let rest = text[at + 4..].trim_start().strip_prefix(':')?.trim_start();
+    let mut de = serde_json::Deserializer::from_str(rest);
+    let v: serde_json::Value = serde::Deserialize::deserialize(&mut de).ok()?;
+    (v.is_string() || v.is_number()).then(|| v.to_string())
 }
 
 /// `{"jsonrpc":"2.0","id":<id>,"result":<result>}\n`
@@ -317,6 +339,33 @@ mod tests {
     }
 
     #[test]
+    fn recovers_ids_from_truncated_lines() {
+        assert_eq!(
+            recover_id(br#"{"jsonrpc":"2.0","id":17,"method":"x","params":{"a":"xxxx"#).as_deref(),
+            Some("17")
+        );
+        assert_eq!(
+            recover_id(br#"{"id": "ab\"c", "params"#).as_deref(),
+            Some(r#""ab\"c""#)
+        );
+        assert_eq!(recover_id(br#"{"params":{"x":"#), None);
+    }
+
+    #[test]
+    fn a_null_result_is_still_a_response() {
+        // Before, `"result": null` read as no result, so a child answering
+        // null never answered its caller (who waited for request_timeout).
+        let e = Envelope::parse(br#"{"jsonrpc":"2.0","id":3,"result":null}"#).unwrap();
+        assert_eq!(e.kind(), Kind::Response);
+        assert_eq!(e.result.map(RawValue::get), Some("null"));
+        let e = Envelope::parse(br#"{"jsonrpc":"2.0","id":3,"error":null}"#).unwrap();
+        assert_eq!(e.kind(), Kind::Response);
+        let e = Envelope::parse(br#"{"jsonrpc":"2.0","id":3}"#).unwrap();
+        assert_eq!(e.kind(), Kind::Invalid);
+        assert!(e.result.is_none());
+    }
+
+    #[test]
     fn parse_errors() {
         assert!(matches!(
             Envelope::parse(b"nope"),
@@ -334,6 +383,12 @@ mod tests {
         );
         assert!(matches!(
             Envelope::parse(&[0xff, 0xfe]),
+            Err(ParseError::NotJson(_))
+        ));
+        // Found by the envelope property test: a bad member followed by
+        // trailing junk was "not an object" instead of "not JSON".
+        assert!(matches!(
+            Envelope::parse(b"{\"method\":false}:"),
             Err(ParseError::NotJson(_))
         ));
     }

@@ -22,10 +22,22 @@ fn valid_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_' || b == b'-'
 }
 
+/// True when `name` ends like a hashed name (`_` and 8 lowercase hex
+/// digits): such a plain name is hashed too, so it can never equal the
+/// hashed name of another tool.
+fn looks_hashed(name: &str) -> bool {
+    let b = name.as_bytes();
+    b.len() > HASH_HEX
+        && b[b.len() - HASH_HEX - 1] == b'_'
+        && b[b.len() - HASH_HEX..]
+            .iter()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
+}
+
 /// The name clients see for `original` from `server`.
 pub fn exposed_name(server: &str, original: &str) -> String {
     let plain = format!("{server}{SEPARATOR}{original}");
-    if !original.is_empty() && is_valid_exposed(&plain) {
+    if !original.is_empty() && is_valid_exposed(&plain) && !looks_hashed(original) {
         return plain;
     }
     let mut out: String = format!("{server}{SEPARATOR}");
@@ -89,6 +101,15 @@ mod tests {
         assert_ne!(a, b);
         let u = exposed_name("s", &"é".repeat(70));
         assert!(is_valid_exposed(&u), "{u}");
+    }
+
+    #[test]
+    fn plain_names_that_look_hashed_are_hashed() {
+        let hashed = exposed_name("fs", "read.file");
+        let plain = hashed.strip_prefix("fs__").unwrap();
+        assert_ne!(exposed_name("fs", plain), hashed);
+        assert!(is_valid_exposed(&exposed_name("fs", plain)));
+        assert_eq!(exposed_name("fs", "tool_v1"), "fs__tool_v1");
     }
 
     #[test]

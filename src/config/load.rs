@@ -169,13 +169,31 @@ enabled = false
 
     #[test]
     fn bad_server_names_are_located() {
-        for bad in ["a__b", "a.b", "a b", "stdioproxy"] {
+        for bad in ["a__b", "a.b", "a b", "stdioproxy", "a_"] {
             let e = parse(&format!("[servers.\"{bad}\"]\ncommand = \"x\"\n")).unwrap_err();
             assert_eq!(e.position.map(|p| p.0), Some(1), "{e}");
             assert!(e.message.contains("server name"), "{e}");
         }
         let e = parse("[servers.a]\ncommand = \"\"\n").unwrap_err();
         assert_eq!(e.position.map(|p| p.0), Some(2), "{e}");
+    }
+
+    #[test]
+    fn daemon_limits_parse_and_bad_values_are_located() {
+        let c = parse("[daemon]\nmax_sessions = 3\nhandshake_timeout = \"2s\"\n").unwrap();
+        assert_eq!(c.daemon.max_sessions, 3);
+        assert_eq!(c.daemon.handshake_timeout.0, Duration::from_secs(2));
+        let d = parse("").unwrap().daemon;
+        assert_eq!(d.max_sessions, 256);
+        assert_eq!(d.handshake_timeout.0, Duration::from_secs(60));
+        for (bad, line) in [
+            ("[daemon]\nmax_sessions = 0\n", 2),
+            ("[daemon]\n\nhandshake_timeout = \"0s\"\n", 3),
+            ("[daemon]\nmax_message_size = 10\n", 2),
+        ] {
+            let e = parse(bad).unwrap_err();
+            assert_eq!(e.position.map(|p| p.0), Some(line), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -50,8 +50,19 @@ pub struct DaemonSettings {
     /// Items per page of `tools/list` and friends. Large by default because
     /// some clients ignore `nextCursor`.
     pub page_size: usize,
-    /// Largest message accepted from a client or a child, in bytes.
+    /// Largest message accepted from a client or a child, in bytes (at least
+    /// 1 KiB: below that not even `initialize` fits).
+    #[serde(deserialize_with = "message_size")]
     pub max_message_size: usize,
+    /// Most client sessions open at once; one more is refused with a message
+    /// (the hello reply for a shim, a JSON-RPC error for a plain client).
+    /// Control requests (`status`, `reload`) are not sessions and always work.
+    #[serde(deserialize_with = "at_least_one")]
+    pub max_sessions: usize,
+    /// How long a new connection may stay silent before its first line
+    /// (hello, control request or first MCP message); then it is dropped.
+    #[serde(deserialize_with = "nonzero_duration")]
+    pub handshake_timeout: ConfigDuration,
     /// Quiet time after the last config file event before reloading.
     pub reload_debounce: ConfigDuration,
     /// Reload when the config file changes (inotify). When false, only
@@ -68,11 +79,44 @@ impl Default for DaemonSettings {
         Self {
             page_size: 1000,
             max_message_size: 16 * 1024 * 1024,
+            max_sessions: 256,
+            handshake_timeout: ConfigDuration(crate::listener::FIRST_LINE_TIMEOUT),
             reload_debounce: ConfigDuration(Duration::from_millis(150)),
             watch_config: true,
             reload_tool: false,
         }
     }
+}
+
+/// Smallest accepted `max_message_size`.
+pub const MIN_MESSAGE_SIZE: usize = 1024;
+
+fn message_size<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let n = usize::deserialize(d)?;
+    if n < MIN_MESSAGE_SIZE {
+        return Err(serde::de::Error::custom(format!(
+            "max_message_size must be at least {MIN_MESSAGE_SIZE} bytes (the default is 16777216)"
+        )));
+    }
+    Ok(n)
+}
+
+fn at_least_one<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let n = usize::deserialize(d)?;
+    if n == 0 {
+        return Err(serde::de::Error::custom(
+            "must be at least 1 (0 would refuse every client)",
+        ));
+    }
+    Ok(n)
+}
+
+fn nonzero_duration<'de, D: Deserializer<'de>>(d: D) -> Result<ConfigDuration, D::Error> {
+    let t = ConfigDuration::deserialize(d)?;
+    if t.0.is_zero() {
+        return Err(serde::de::Error::custom("must be longer than 0s"));
+    }
+    Ok(t)
 }
 
 /// Timeouts and supervision settings; every field is optional so that a
@@ -140,8 +184,9 @@ impl Timeouts {
 pub const RESERVED_SERVER_NAMES: &[&str] = &["stdioproxy"];
 
 /// A validated server name: `[A-Za-z0-9_-]+` without `__` (the separator in
-/// exposed tool names), at most 32 characters so prefixed names stay short,
-/// and not one of [`RESERVED_SERVER_NAMES`].
+/// exposed tool names) and not ending in `_` (so the first `__` of an
+/// exposed name is always the separator), at most 32 characters so prefixed
+/// names stay short, and not one of [`RESERVED_SERVER_NAMES`].
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ServerName(String);
 
@@ -162,9 +207,9 @@ impl ServerName {
                 "server name {name:?} contains {bad:?}; use only A-Z a-z 0-9 _ -"
             ));
         }
-        if name.contains("__") {
+        if name.contains("__") || name.ends_with('_') {
             return Err(format!(
-                "server name {name:?} contains \"__\", which separates server and tool names"
+                "server name {name:?} contains \"__\" or ends with \"_\": \"__\" separates server and tool names"
             ));
         }
         if RESERVED_SERVER_NAMES.contains(&name) {

@@ -124,7 +124,7 @@ pub async fn run<R, W>(
                 let catalog = catalog_rx.borrow_and_update().clone();
                 session.maybe_announce(&catalog);
             }
-            _ = link.outbox.overflowed() => break "client stopped reading (queue full)",
+            _ = link.outbox.overflowed() => break OVERFLOW,
             _ = crate::flag::raised(&mut shutdown) => break "daemon stopping",
         }
     };
@@ -132,10 +132,25 @@ pub async fn run<R, W>(
     drop(session);
     drop(_closing);
     drop(link);
-    // The writer writes what is queued, then ends.
+    // The writer writes what is queued, then ends; a client that does not
+    // read it (or stopped reading, which is why we are here) does not keep
+    // the session, its socket and its queued bytes alive.
     closing_tx.send_replace(true);
-    let _ = writer_task.await;
+    let mut writer_task = writer_task;
+    if reason == OVERFLOW
+        || tokio::time::timeout(WRITER_DRAIN, &mut writer_task)
+            .await
+            .is_err()
+    {
+        writer_task.abort();
+    }
 }
+
+/// Why a session ends when its client stopped reading.
+const OVERFLOW: &str = "client stopped reading (queue full)";
+
+/// How long a closing session's writer may take to hand its last lines over.
+const WRITER_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Counts a session in `Daemon::sessions` for as long as it lives, even if it
 /// panics.
@@ -209,7 +224,7 @@ impl Session {
         );
         // Recover the id when it appears early in the line, so the client can
         // match the error to its request.
-        let id = recover_id(prefix);
+        let id = jsonrpc::recover_id(prefix);
         self.send(jsonrpc::error_response(
             id.as_deref(),
             code::MESSAGE_TOO_LARGE,
@@ -416,33 +431,5 @@ impl Drop for Closing {
                 }
             });
         }
-    }
-}
-
-/// Finds `"id":<string or number>` in the start of an oversized line.
-fn recover_id(prefix: &[u8]) -> Option<String> {
-    let text = String::from_utf8_lossy(prefix);
-    let at = text.find("\"id\"")?;
-    let rest = text[at + 4..].trim_start().strip_prefix(':')?.trim_start();
-    let mut de = serde_json::Deserializer::from_str(rest);
-    let v: Value = serde::Deserialize::deserialize(&mut de).ok()?;
-    (v.is_string() || v.is_number()).then(|| v.to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn recovers_ids_from_truncated_lines() {
-        assert_eq!(
-            recover_id(br#"{"jsonrpc":"2.0","id":17,"method":"x","params":{"a":"xxxx"#).as_deref(),
-            Some("17")
-        );
-        assert_eq!(
-            recover_id(br#"{"id": "ab\"c", "params"#).as_deref(),
-            Some(r#""ab\"c""#)
-        );
-        assert_eq!(recover_id(br#"{"params":{"x":"#), None);
     }
 }

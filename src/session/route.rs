@@ -24,7 +24,7 @@ use crate::daemon::RELOAD_TOOL;
 use crate::jsonrpc::{self, code, RawObject};
 use crate::reload::{reload, Trigger};
 use crate::supervisor::BUILTIN_SERVER;
-use crate::upstream::{ClientCall, Connection, Rewrite, Unavailable};
+use crate::upstream::{ClientCall, Connection, Rewrite, State, Unavailable};
 
 /// Where a request goes, with the params the child gets.
 pub(super) struct Target {
@@ -61,27 +61,69 @@ impl Session {
         };
         let catalog = self.daemon.supervisor.catalog();
         let Some(item) = catalog.get(kind, &name).filter(|t| self.visible(&t.server)) else {
-            return self.unknown(kind, id, &name);
+            return self.not_listed(kind, method, id, &name, &obj);
         };
         if &*item.server == BUILTIN_SERVER {
             return self.builtin_tool(id, &item.original);
         }
-        let mut original = String::new();
-        jsonrpc::push_json_str(&mut original, &item.original);
-        let rewrite = if kind == ListKind::Tools && obj.get("task").is_some() {
-            Rewrite::NewTask
-        } else {
-            Rewrite::None
+        let target = named_target(kind, item, &obj);
+        self.dispatch(method, id, target);
+    }
+
+    /// A name the catalog does not have. When its prefix names a server that
+    /// has not listed anything yet (starting for the first time, nothing
+    /// cached), the call waits for that server and looks again; otherwise it
+    /// is an unknown name.
+    fn not_listed(
+        &self,
+        kind: ListKind,
+        method: &str,
+        id: &RawValue,
+        name: &str,
+        obj: &RawObject<'_>,
+    ) {
+        let waiting_for = name
+            .split_once(crate::names::SEPARATOR)
+            .filter(|(server, _)| self.visible(server))
+            .and_then(|(server, _)| self.daemon.supervisor.upstream(server))
+            .filter(|up| up.state() != State::Ready && up.rendered().len(kind) == 0);
+        let Some(up) = waiting_for else {
+            return self.unknown(kind, id, name);
         };
-        self.dispatch(
-            method,
-            id,
-            Target {
-                server: item.server.clone(),
-                params: obj.to_string_with(&[("name", &original)]),
-                rewrite,
-            },
-        );
+        let Some(ticket) = self.begin(id) else { return };
+        let (daemon, link) = (self.daemon.clone(), self.link.clone());
+        let (method, id, name) = (method.to_string(), id.to_owned(), name.to_string());
+        let params = obj.to_string_with(&[]);
+        tokio::spawn(async move {
+            let ready = up.wait_ready(up.timeouts().request_timeout).await;
+            if !link.still_wanted(id.get(), ticket) {
+                return link.finish(id.get(), ticket);
+            }
+            let conn = match ready {
+                Ok(conn) => conn,
+                Err(u) => {
+                    link.finish(id.get(), ticket);
+                    link.outbox.send(unavailable(&id, &u));
+                    return;
+                }
+            };
+            let catalog = daemon.supervisor.catalog();
+            let obj = RawObject::parse_str(&params);
+            let item = catalog
+                .get(kind, &name)
+                .filter(|i| i.server == up.name)
+                .zip(obj);
+            match item {
+                Some((item, obj)) => {
+                    let t = named_target(kind, item, &obj);
+                    send(&link, &conn, &method, &id, ticket, t.params, t.rewrite);
+                }
+                None => {
+                    link.finish(id.get(), ticket);
+                    link.outbox.send(unknown_error(kind, &id, &name));
+                }
+            }
+        });
     }
 
     /// The daemon's own tools (only `reload`, when `[daemon] reload_tool`).
@@ -107,23 +149,8 @@ impl Session {
     }
 
     fn unknown(&self, kind: ListKind, id: &RawValue, name: &str) {
-        let what = if kind == ListKind::Tools {
-            "tool"
-        } else {
-            "prompt"
-        };
-        let hint = if name.contains(crate::names::SEPARATOR) {
-            String::new()
-        } else {
-            format!(" ({what} names are <server>__<{what}>)")
-        };
-        tracing::debug!(session = self.link.id, what, name, "unknown name");
-        self.error(
-            Some(id),
-            code::INVALID_PARAMS,
-            &format!("Unknown {what}: {name}{hint}"),
-            None,
-        );
+        tracing::debug!(session = self.link.id, ?kind, name, "unknown name");
+        self.send(unknown_error(kind, id, name));
     }
 
     /// `completion/complete`: `ref/prompt` by prompt name, `ref/resource` by
@@ -219,7 +246,10 @@ impl Session {
             return self.error(
                 Some(id),
                 code::SERVER_UNAVAILABLE,
-                &format!("server '{}' is not running", target.server),
+                &format!(
+                    "server '{}' is not running (removed from the config)",
+                    target.server
+                ),
                 Some(json!({ "server": &*target.server })),
             );
         };
@@ -263,6 +293,44 @@ impl Session {
             }
         }
     }
+}
+
+/// Where a `tools/call` or `prompts/get` for a catalog item goes: the
+/// child's own name in `params.name`, and task ids mapped when the call asks
+/// for a task.
+fn named_target(kind: ListKind, item: &crate::catalog::Item, obj: &RawObject<'_>) -> Target {
+    let mut original = String::new();
+    jsonrpc::push_json_str(&mut original, &item.original);
+    let rewrite = if kind == ListKind::Tools && obj.get("task").is_some() {
+        Rewrite::NewTask
+    } else {
+        Rewrite::None
+    };
+    Target {
+        server: item.server.clone(),
+        params: obj.to_string_with(&[("name", &original)]),
+        rewrite,
+    }
+}
+
+/// -32602 naming the unknown tool or prompt.
+fn unknown_error(kind: ListKind, id: &RawValue, name: &str) -> String {
+    let what = if kind == ListKind::Tools {
+        "tool"
+    } else {
+        "prompt"
+    };
+    let hint = if name.contains(crate::names::SEPARATOR) {
+        String::new()
+    } else {
+        format!(" ({what} names are <server>__<{what}>)")
+    };
+    jsonrpc::error_response(
+        Some(id.get()),
+        code::INVALID_PARAMS,
+        &format!("Unknown {what}: {name}{hint}"),
+        None,
+    )
 }
 
 /// Forwards a registered request on `conn`; a child that cannot take it

@@ -4,8 +4,11 @@
 mod support;
 
 mod core;
+mod hostile;
 mod interop;
+mod limits;
 mod reload;
+mod security;
 mod supervision;
 mod surface;
 mod systemd;

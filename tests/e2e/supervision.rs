@@ -301,3 +301,20 @@ fn cached_tools_are_listed_before_the_child_is_ready_and_calls_wait_for_it() {
     );
     assert_eq!(d.server_status("alpha")["state"], "ready");
 }
+
+#[test]
+fn a_call_to_a_server_starting_for_the_first_time_waits_for_its_tools() {
+    let env = Env::new();
+    // Nothing cached: the server lists nothing until it is ready.
+    let d = env.start(&fixture_server(
+        "slow",
+        &[("FIXTURE_STARTUP_DELAY_MS", "1500")],
+    ));
+    let mut c = Client::initialized(&env.socket);
+    let st = d.server_status("slow");
+    assert_eq!(st["state"], "starting", "{st}");
+    assert_eq!(st["tools"], 0, "{st}");
+    assert_eq!(c.call_text("slow__echo", json!({"text": "first"})), "first");
+    // A name the server does not have is still unknown once it is ready.
+    assert_eq!(c.call("slow__nope", json!({}))["error"]["code"], -32602);
+}

@@ -92,6 +92,13 @@ pub fn two_fixtures(env: &Env) -> Daemon {
     d
 }
 
+/// Locks a log, also after a panic while it was held: a test that failed
+/// inside `wait_for` must still print the log and kill its daemon on drop (a
+/// second panic there would abort and leak the daemon).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Lines of a process's stderr, collected by a thread, with waiting.
 #[derive(Clone, Default)]
 pub struct Log {
@@ -105,14 +112,14 @@ impl Log {
             for line in BufReader::new(stream).lines() {
                 let Ok(line) = line else { break };
                 let (lines, cv) = &*log.inner;
-                lines.lock().unwrap().push(line);
+                lock(lines).push(line);
                 cv.notify_all();
             }
         });
     }
 
     pub fn lines(&self) -> Vec<String> {
-        self.inner.0.lock().unwrap().clone()
+        lock(&self.inner.0).clone()
     }
 
     pub fn contains(&self, needle: &str) -> bool {
@@ -128,7 +135,7 @@ impl Log {
     pub fn wait_for_from(&self, from: usize, needles: &[&str]) -> String {
         let deadline = Instant::now() + WAIT;
         let (lines, cv) = &*self.inner;
-        let mut guard = lines.lock().unwrap();
+        let mut guard = lock(lines);
         loop {
             if let Some(l) = guard
                 .iter()
@@ -144,12 +151,43 @@ impl Log {
                     guard.join("\n")
                 );
             }
-            guard = cv.wait_timeout(guard, deadline - now).unwrap().0;
+            guard = cv
+                .wait_timeout(guard, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
     }
 
     pub fn len(&self) -> usize {
-        self.inner.0.lock().unwrap().len()
+        lock(&self.inner.0).len()
+    }
+
+    /// Waits until `n` lines from index `from` on contain every needle.
+    pub fn wait_for_count(&self, from: usize, needles: &[&str], n: usize) {
+        let deadline = Instant::now() + WAIT;
+        let (lines, cv) = &*self.inner;
+        let mut guard = lock(lines);
+        loop {
+            let seen = guard
+                .iter()
+                .skip(from)
+                .filter(|l| needles.iter().all(|x| l.contains(x)))
+                .count();
+            if seen >= n {
+                return;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                panic!(
+                    "{seen} of {n} log lines with {needles:?} within {WAIT:?}; log:\n{}",
+                    guard.join("\n")
+                );
+            }
+            guard = cv
+                .wait_timeout(guard, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
     }
 }
 
@@ -238,9 +276,9 @@ impl Daemon {
             }
             // Wait for the next log line (or a short tick), then look again.
             let (lines, cv) = &*self.log.inner;
-            let guard = lines.lock().unwrap();
+            let guard = lock(lines);
             if guard.len() == seen {
-                let _ = cv.wait_timeout(guard, Duration::from_millis(200)).unwrap();
+                let _ = cv.wait_timeout(guard, Duration::from_millis(200));
             }
         }
     }
@@ -559,6 +597,128 @@ impl Drop for Client {
         if wait_exit(&mut self.child, Duration::from_secs(2)).is_none() {
             let _ = self.child.kill();
             let _ = self.child.wait();
+        }
+    }
+}
+
+impl Client {
+    /// Writes raw bytes (a line that need not be UTF-8) and a newline.
+    pub fn send_bytes(&mut self, bytes: &[u8]) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        stdin.write_all(bytes).expect("write to shim");
+        stdin.write_all(b"\n").expect("write to shim");
+        stdin.flush().expect("flush");
+    }
+
+    /// Waits until `tools/list` shows `name` (listing again after each
+    /// `list_changed`), for servers that are still starting.
+    pub fn wait_for_tool(&mut self, name: &str) {
+        loop {
+            if self.tool_names().iter().any(|n| n == name) {
+                return;
+            }
+            self.recv_matching("tools/list_changed", |v| {
+                v["method"] == "notifications/tools/list_changed"
+            });
+        }
+    }
+
+    /// Messages received so far without waiting (drains the channel into the
+    /// backlog and returns a copy of it).
+    pub fn received(&mut self) -> Vec<Value> {
+        while let Ok(v) = self.rx.try_recv() {
+            self.backlog.push_back(v);
+        }
+        self.backlog.iter().cloned().collect()
+    }
+}
+
+/// A plain client on a raw Unix socket (no shim, no hello), for peers that
+/// misbehave at the byte level or stop reading.
+pub struct RawConn {
+    pub stream: std::os::unix::net::UnixStream,
+    reader: BufReader<std::os::unix::net::UnixStream>,
+}
+
+impl RawConn {
+    pub fn connect(socket: &Path) -> RawConn {
+        let stream = std::os::unix::net::UnixStream::connect(socket).expect("connect");
+        stream.set_read_timeout(Some(WAIT)).expect("timeout");
+        let reader = BufReader::new(stream.try_clone().expect("clone"));
+        RawConn { stream, reader }
+    }
+
+    pub fn send_bytes(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write");
+    }
+
+    pub fn send_line(&mut self, line: &str) {
+        self.send_bytes(format!("{line}\n").as_bytes());
+    }
+
+    /// The next line, or None at EOF. Panics after WAIT without one.
+    pub fn read_line(&mut self) -> Option<String> {
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(0) => None,
+            Ok(_) => Some(line),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => None,
+            Err(e) => panic!("no line from the daemon within {WAIT:?}: {e}"),
+        }
+    }
+
+    /// The next line as JSON.
+    pub fn read_json(&mut self) -> Value {
+        let line = self.read_line().expect("daemon closed the connection");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+    }
+
+    /// Waits until the daemon closes the connection, discarding what it sends.
+    pub fn expect_eof(&mut self) {
+        while self.read_line().is_some() {}
+    }
+}
+
+/// Open fds of a process.
+pub fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Pids whose parent is `pid`, with their state letter (`Z` for zombies).
+pub fn children_of(pid: u32) -> Vec<(u32, char)> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let Some(child) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next().and_then(|s| s.chars().next()).unwrap_or('?');
+        if fields.next().and_then(|p| p.parse::<u32>().ok()) == Some(pid) {
+            out.push((child, state));
+        }
+    }
+    out
+}
+
+/// A child process killed (and reaped) when dropped, also when a test fails.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
         }
     }
 }

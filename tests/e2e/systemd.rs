@@ -230,6 +230,9 @@ fn socket_activation_through_systemd_socket_activate() {
     log.wait_for(&["using the socket passed by systemd"]);
     let (sender, _, _) = notify.expect("READY=1");
     assert_eq!(sender as u32, activator.id(), "exec'd in place: same pid");
+    // The first client of a fresh daemon may list before alpha is ready (no
+    // cache yet): wait for its tools rather than racing its start.
+    c.wait_for_tool("alpha__echo");
     assert_eq!(
         c.call_text("alpha__echo", json!({"text": "activated"})),
         "activated"

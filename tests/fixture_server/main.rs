@@ -22,6 +22,9 @@
 //! - `FIXTURE_PAGE_SIZE=<n>`: paginate `tools/list` with an opaque `nextCursor`
 //!   (default: one page).
 //! - `FIXTURE_INSTRUCTIONS=<text>`: `instructions` in the initialize result.
+//! - `FIXTURE_HOSTILE=1`: also list the tools that make the fixture a hostile peer
+//!   (`raw`, `reply`, `flood`; marked (hostile) below). They are unlisted by default so that tool
+//!   counts in other tests do not depend on them.
 //!
 //! # Requests
 //! `initialize` (echoes the client's protocol version when it is one of
@@ -39,7 +42,8 @@
 //!   Its definition also carries `title`, `annotations`, `outputSchema` and an unknown
 //!   `x-fixture-extra` field, to check that the proxy passes definitions through verbatim.
 //! - `add {a, b}`: the sum as text, e.g. `5`.
-//! - `sleep {ms}`: sleeps, then `slept <ms>`.
+//! - `sleep {ms, tag?}`: sleeps, then `slept <ms>` (`slept <ms> <tag>` with a tag, so
+//!   concurrent sleeps can be told apart).
 //! - `whoami {}`: `<NAME> <pid>`.
 //! - `env {name}`: the variable's value or `<unset>`.
 //! - `crash {code?}`: exits at once with `code` (default 3), answering nothing.
@@ -54,6 +58,20 @@
 //! - `hang_pings {}`: from now on `ping` is never answered; answers `ok`.
 //! - `big {bytes}`: a text of that many `x`.
 //! - `garbage {}`: writes the line `this is not json` to stdout, then answers `ok`.
+//! - `raw {text?, hex?}` (hostile): writes `text` (or the bytes spelled by `hex`, which may be
+//!   invalid UTF-8) plus a newline to stdout verbatim, then answers `ok`: any hostile
+//!   line a test needs a child to print.
+//! - `endless {}` (hostile): writes `x` to stdout without ever ending the line, until
+//!   stdout fails (the proxy kills it); answers nothing.
+//! - `stop_reading {}` (hostile): answers `ok`, then stops reading stdin (after at most
+//!   one more line) while staying alive, like a child wedged in a blocking call.
+//! - `reply {json}` (hostile): answers the call with `json` parsed as the whole `result`
+//!   (e.g. `null`).
+//! - `flood {count, kind?}` (hostile): sends `count` notifications back to back, then answers
+//!   `flooded <count>`. `kind` is `message` (default: `notifications/message`, level
+//!   info), `progress` (`notifications/progress` for this call's progressToken, or
+//!   none without one), or `bogus` (progress with tokens nobody issued and params
+//!   that are not objects).
 //! - `client_capabilities {}`: the capabilities the client declared, as JSON text.
 //! - `cancelled {}`: the JSON array of `requestId`s seen in `notifications/cancelled`.
 //!
@@ -124,6 +142,7 @@ struct Config {
     tool_names: Vec<String>,
     page_size: Option<usize>,
     instructions: Option<String>,
+    hostile: bool,
 }
 
 impl Config {
@@ -147,6 +166,7 @@ impl Config {
                 .unwrap_or_default(),
             page_size: env_parse("FIXTURE_PAGE_SIZE").filter(|&n: &usize| n > 0),
             instructions: std::env::var("FIXTURE_INSTRUCTIONS").ok(),
+            hostile: env_flag("FIXTURE_HOSTILE"),
         }
     }
 }
@@ -189,7 +209,15 @@ fn read_loop(server: &Arc<Server>) {
         line.clear();
         match input.read_until(b'\n', &mut line) {
             Ok(0) => return,
-            Ok(_) => handle_line(server, &line),
+            Ok(_) => {
+                handle_line(server, &line);
+                if server.stop_reading.load(Ordering::SeqCst) {
+                    eprintln!("fixture {}: no longer reading stdin", server.name);
+                    loop {
+                        thread::sleep(Duration::from_secs(3600));
+                    }
+                }
+            }
             Err(e) => {
                 eprintln!("fixture: reading stdin failed: {e}");
                 return;
@@ -309,6 +337,8 @@ struct Server {
     pid: u32,
     page_size: Option<usize>,
     instructions: Option<String>,
+    hostile: bool,
+    stop_reading: AtomicBool,
     ignore_pings: AtomicBool,
     extra_tools: Mutex<Vec<ExtraTool>>,
     client_capabilities: Mutex<Value>,
@@ -338,6 +368,8 @@ impl Server {
             pid,
             page_size: config.page_size,
             instructions: config.instructions.clone(),
+            hostile: config.hostile,
+            stop_reading: AtomicBool::new(false),
             ignore_pings: AtomicBool::new(config.ignore_ping),
             extra_tools: Mutex::new(numbered.chain(named).collect()),
             client_capabilities: Mutex::new(Value::Null),
@@ -351,9 +383,13 @@ impl Server {
 
     /// Writes one line to stdout and flushes it, under the stdout lock.
     fn write_line(&self, line: &str) {
+        self.write_bytes(line.as_bytes());
+    }
+
+    fn write_bytes(&self, line: &[u8]) {
         let mut out = lock(&self.stdout);
         let written = out
-            .write_all(line.as_bytes())
+            .write_all(line)
             .and_then(|()| out.write_all(b"\n"))
             .and_then(|()| out.flush());
         if let Err(e) = written {
@@ -425,9 +461,15 @@ impl Server {
         let extra = extra
             .iter()
             .map(|tool| tool_def(&tool.name, "A tool added by the test", json!({}), &[]));
+        let hostile = if self.hostile {
+            hostile_tools()
+        } else {
+            Vec::new()
+        };
         builtin_tools()
             .into_iter()
             .chain(surface::tools())
+            .chain(hostile)
             .chain(extra)
             .collect()
     }
@@ -488,6 +530,14 @@ impl Server {
                 self.write_line("this is not json");
                 Ok(text_result("ok"))
             }
+            "raw" => self.tool_raw(args),
+            "endless" => self.tool_endless(),
+            "stop_reading" => {
+                self.stop_reading.store(true, Ordering::SeqCst);
+                Ok(text_result("ok"))
+            }
+            "reply" => tool_reply(args),
+            "flood" => self.tool_flood(args, params),
             "client_capabilities" => Ok(text_result(lock(&self.client_capabilities).to_string())),
             "cancelled" => Ok(text_result(
                 Value::Array(lock(&self.cancelled).clone()).to_string(),
@@ -548,6 +598,71 @@ impl Server {
         Ok(text_result(format!("added {name}")))
     }
 
+    fn tool_raw(&self, args: &Value) -> Result<Value, ToolError> {
+        let bytes = match (args.get("text"), args.get("hex")) {
+            (Some(Value::String(text)), _) => text.clone().into_bytes(),
+            (_, Some(Value::String(hex))) => decode_hex(hex)
+                .ok_or_else(|| ToolError::BadArguments("hex must be pairs of hex digits".into()))?,
+            _ => return Err(ToolError::BadArguments("raw needs text or hex".into())),
+        };
+        self.write_bytes(&bytes);
+        Ok(text_result("ok"))
+    }
+
+    fn tool_endless(&self) -> Result<Value, ToolError> {
+        let mut out = lock(&self.stdout);
+        let chunk = [b'x'; 64 * 1024];
+        loop {
+            if let Err(e) = out.write_all(&chunk).and_then(|()| out.flush()) {
+                eprintln!("fixture {}: endless line ended: {e}", self.name);
+                std::process::exit(5);
+            }
+        }
+    }
+
+    fn tool_flood(&self, args: &Value, params: &Value) -> Result<Value, ToolError> {
+        let count = u64_arg(args, "count")?;
+        let kind = args
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or("message");
+        let token = params
+            .get("_meta")
+            .and_then(|meta| meta.get("progressToken"))
+            .cloned();
+        for i in 1..=count {
+            match kind {
+                "message" => self.notify(
+                    "notifications/message",
+                    Some(
+                        json!({"level": "info", "logger": "fixture", "data": format!("flood {i}")}),
+                    ),
+                ),
+                "progress" => {
+                    if let Some(token) = &token {
+                        self.notify(
+                            "notifications/progress",
+                            Some(json!({"progressToken": token, "progress": i, "total": count})),
+                        );
+                    }
+                }
+                "bogus" => {
+                    let params = match i % 4 {
+                        0 => {
+                            json!({"progressToken": format!("sp-{}", 1_000_000_000 + i), "progress": i})
+                        }
+                        1 => json!({"progressToken": {"nested": i}, "progress": "lots"}),
+                        2 => json!("not an object"),
+                        _ => json!([i]),
+                    };
+                    self.notify("notifications/progress", Some(params));
+                }
+                other => return Err(ToolError::BadArguments(format!("unknown kind {other:?}"))),
+            }
+        }
+        Ok(text_result(format!("flooded {count}")))
+    }
+
     fn tool_progress(&self, args: &Value, params: &Value) -> Result<Value, ToolError> {
         let steps = u64_arg(args, "steps")?;
         let interval = Duration::from_millis(optional_u64_arg(args, "ms")?.unwrap_or(10));
@@ -597,7 +712,26 @@ fn tool_add(args: &Value) -> ToolOutcome {
 fn tool_sleep(args: &Value) -> ToolOutcome {
     let ms = u64_arg(args, "ms")?;
     thread::sleep(Duration::from_millis(ms));
-    Ok(text_result(format!("slept {ms}")))
+    match args.get("tag").and_then(Value::as_str) {
+        Some(tag) => Ok(text_result(format!("slept {ms} {tag}"))),
+        None => Ok(text_result(format!("slept {ms}"))),
+    }
+}
+
+fn tool_reply(args: &Value) -> ToolOutcome {
+    let text = str_arg(args, "json")?;
+    serde_json::from_str(text)
+        .map_err(|e| ToolError::BadArguments(format!("json is not JSON: {e}")))
+}
+
+fn decode_hex(hex: &str) -> Option<Vec<u8>> {
+    if hex.len() % 2 != 0 {
+        return None;
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 fn tool_env(args: &Value) -> ToolOutcome {
@@ -732,7 +866,7 @@ fn builtin_tools() -> Vec<Value> {
         tool_def(
             "sleep",
             "Sleeps ms milliseconds",
-            json!({"ms": integer}),
+            json!({"ms": integer, "tag": string}),
             &["ms"],
         ),
         tool_def("whoami", "Returns `<name> <pid>`", json!({}), &[]),
@@ -797,6 +931,39 @@ fn builtin_tools() -> Vec<Value> {
             "Returns the requestIds of notifications/cancelled received",
             json!({}),
             &[],
+        ),
+    ]
+}
+
+/// Tools listed only with `FIXTURE_HOSTILE=1`.
+fn hostile_tools() -> Vec<Value> {
+    let string = json!({"type": "string"});
+    let integer = json!({"type": "integer", "minimum": 0});
+    vec![
+        tool_def(
+            "raw",
+            "Writes text (or hex bytes) as one stdout line",
+            json!({"text": string, "hex": string}),
+            &[],
+        ),
+        tool_def("endless", "Writes one line that never ends", json!({}), &[]),
+        tool_def(
+            "stop_reading",
+            "Stops reading stdin, staying alive",
+            json!({}),
+            &[],
+        ),
+        tool_def(
+            "reply",
+            "Answers with json as the whole result",
+            json!({"json": string}),
+            &["json"],
+        ),
+        tool_def(
+            "flood",
+            "Sends count notifications back to back",
+            json!({"count": integer, "kind": string}),
+            &["count"],
         ),
     ]
 }
