@@ -57,6 +57,9 @@ pub struct Conn {
     /// Notifications received: (arrival, method).
     pub notifications: Vec<(Instant, String)>,
     pub label: String,
+    /// tools/list listings restarted from the first page because the
+    /// daemon refused a cursor as stale.
+    pub list_restarts: usize,
 }
 
 impl Conn {
@@ -93,6 +96,7 @@ impl Conn {
             next_id: 1,
             notifications: Vec::new(),
             label: label.to_string(),
+            list_restarts: 0,
         })
     }
 
@@ -299,6 +303,19 @@ impl Conn {
             bytes += line.len() + 1;
             let v: Value = serde_json::from_slice(&line).map_err(|e| e.to_string())?;
             if let Some(err) = v.get("error") {
+                // A stale cursor means "list again from the start" (the
+                // catalog was rebuilt meanwhile); anything else is a failure.
+                let stale = err["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("cursor"));
+                if stale && cursor.is_some() && self.list_restarts < 100 {
+                    self.list_restarts += 1;
+                    cursor = None;
+                    names.clear();
+                    pages = 0;
+                    bytes = 0;
+                    continue;
+                }
                 return Err(format!("{}: tools/list failed: {err}", self.label));
             }
             let r = &v["result"];

@@ -39,6 +39,17 @@ const SHIM: &str = env!("CARGO_BIN_EXE_stdioproxy-shim");
 const FIXTURE: &str = env!("CARGO_BIN_EXE_stdioproxy-fixture-server");
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
+/// The daemon under test: the one cargo built, unless
+/// `STDIOPROXY_BENCH_DAEMON` names another build (to compare two builds).
+fn daemon_bin() -> String {
+    std::env::var("STDIOPROXY_BENCH_DAEMON").unwrap_or_else(|_| DAEMON.into())
+}
+
+/// The shim under test (`STDIOPROXY_BENCH_SHIM` overrides it).
+fn shim_bin() -> String {
+    std::env::var("STDIOPROXY_BENCH_SHIM").unwrap_or_else(|_| SHIM.into())
+}
+
 const SYSTEMS: [&str; 3] = ["direct", "stdioproxy", "socat"];
 const SCENARIOS: [&str; 8] = [
     "cold", "seq", "pipe", "multi", "scale", "list", "reload", "memory",
@@ -293,7 +304,7 @@ fn start_daemon(ctx: &Ctx, name: &str, config: &str, servers: usize) -> Res<Daem
     let socket = dir.join("run").join("stdioproxy.sock");
     let mut argv = ctx.wrapper.clone();
     argv.extend([
-        DAEMON.to_string(),
+        daemon_bin(),
         "serve".into(),
         "--config".into(),
         cfg.display().to_string(),
@@ -419,7 +430,7 @@ impl Stack<'_> {
         match sys {
             "stdioproxy" => {
                 let sock = self.daemon.as_ref().map(|d| d.socket.display().to_string());
-                vec![SHIM.into(), "--socket".into(), sock.unwrap_or_default()]
+                vec![shim_bin(), "--socket".into(), sock.unwrap_or_default()]
             }
             "socat" => {
                 let sock = self.socat.as_ref().map(|s| s.1.display().to_string());
@@ -762,7 +773,7 @@ fn scale(ctx: &mut Ctx) -> Res<()> {
             .add(g, "stdioproxy", "daemon_rss_0_sessions_kib", kb as f64);
     }
     let argv = vec![
-        SHIM.to_string(),
+        shim_bin(),
         "--socket".into(),
         d.socket.display().to_string(),
     ];
@@ -932,7 +943,7 @@ fn list(ctx: &mut Ctx) -> Res<()> {
     ));
     let d = start_daemon(ctx, "daemon-list", &format!("{DEFAULTS}{servers}"), n)?;
     let argv = vec![
-        SHIM.to_string(),
+        shim_bin(),
         "--socket".into(),
         d.socket.display().to_string(),
     ];
@@ -955,7 +966,7 @@ fn list(ctx: &mut Ctx) -> Res<()> {
         &d.config,
         &format!("[daemon]\npage_size = 100000\n\n{DEFAULTS}{servers}"),
     )?;
-    let out = Command::new(DAEMON)
+    let out = Command::new(daemon_bin())
         .args(["reload", "--socket"])
         .arg(&d.socket)
         .output()
@@ -1023,7 +1034,7 @@ fn reload(ctx: &mut Ctx) -> Res<()> {
         log(&format!("reload: {variant} debounce"));
         let d = start_daemon(ctx, &format!("daemon-reload-{variant}"), &base, 1)?;
         let argv = vec![
-            SHIM.to_string(),
+            shim_bin(),
             "--socket".into(),
             d.socket.display().to_string(),
         ];
@@ -1115,6 +1126,13 @@ fn memory(ctx: &mut Ctx, ups: &[Upstream]) -> Res<()> {
 }
 
 // ------------------------------------------------------------------ report
+
+/// The 1, 5 and 15 minute load averages (how busy the machine was).
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
 
 fn machine() -> Value {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
@@ -1253,7 +1271,7 @@ fn render(ctx: &Ctx, meta: &Value) -> String {
     let mut s = String::new();
     let m = &meta["machine"];
     s.push_str(&format!(
-        "# stdioproxy benchmark ({} mode)\n\nMachine: {} cores, {}, kernel {}, {}; {}, node {}, {}. Commit {}{}. Repetitions: {}; medians.\n\n",
+        "# stdioproxy benchmark ({} mode)\n\nMachine: {} cores, {}, kernel {}, {}; {}, node {}, {}. Commit {}{}. Repetitions: {}; medians. Load average {} at the start, {} at the end.\n\n",
         meta["mode"].as_str().unwrap_or(""),
         m["cores"], m["cpu"].as_str().unwrap_or(""), m["kernel"].as_str().unwrap_or(""),
         m["rustc"].as_str().unwrap_or(""), m["python3"].as_str().unwrap_or(""),
@@ -1261,6 +1279,8 @@ fn render(ctx: &Ctx, meta: &Value) -> String {
         m["commit"].as_str().unwrap_or(""),
         if m["dirty"].as_bool() == Some(true) { " (with uncommitted changes)" } else { "" },
         p.reps,
+        meta["loadavg_start"].as_str().unwrap_or("?"),
+        meta["loadavg_end"].as_str().unwrap_or("?"),
     ));
     for g in UPSTREAMS {
         if !r.values.keys().any(|(gg, _, _)| gg == g) {
@@ -1605,7 +1625,8 @@ fn run(opts: Opts) -> Res<()> {
         ctx.tmp.display()
     ));
     let started = Instant::now();
-    for (name, path) in [("shim_bytes", SHIM), ("daemon_bytes", DAEMON)] {
+    let load_start = loadavg();
+    for (name, path) in [("shim_bytes", shim_bin()), ("daemon_bytes", daemon_bin())] {
         if let Ok(m) = std::fs::metadata(path) {
             ctx.res.add("binary", "stdioproxy", name, m.len() as f64);
         }
@@ -1640,6 +1661,10 @@ fn run(opts: Opts) -> Res<()> {
     let meta = json!({
         "mode": if opts.quick { "quick" } else { "full" },
         "machine": machine(),
+        "loadavg_start": load_start,
+        "loadavg_end": loadavg(),
+        "daemon": daemon_bin(),
+        "shim": shim_bin(),
         "seconds": started.elapsed().as_secs_f64(),
         "upstreams": ups.iter().map(|u| json!({"name": u.name, "argv": u.argv, "what": u.describe})).collect::<Vec<_>>(),
         "params": {
