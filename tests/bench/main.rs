@@ -45,6 +45,23 @@ fn daemon_bin() -> String {
     std::env::var("STDIOPROXY_BENCH_DAEMON").unwrap_or_else(|_| DAEMON.into())
 }
 
+/// The real python3 interpreter. `python3` on PATH may be a wrapper script
+/// (pyenv's shim costs ~100 ms per start), which would be charged to the
+/// direct and socat cold starts but not to the warm daemon.
+fn python() -> String {
+    static PY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PY.get_or_init(|| {
+        Command::new("python3")
+            .args(["-c", "import sys; print(sys.executable)"])
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| "python3".into())
+    })
+    .clone()
+}
+
 /// The shim under test (`STDIOPROXY_BENCH_SHIM` overrides it).
 fn shim_bin() -> String {
     std::env::var("STDIOPROXY_BENCH_SHIM").unwrap_or_else(|_| SHIM.into())
@@ -372,10 +389,7 @@ fn upstreams(ctx: &mut Ctx) -> Vec<Upstream> {
     if ctx.f.upstream("echo") {
         ups.push(Upstream {
             name: "echo",
-            argv: vec![
-                "python3".into(),
-                format!("{REPO}/tests/bench/echo_server.py"),
-            ],
+            argv: vec![python(), format!("{REPO}/tests/bench/echo_server.py")],
             marker: "echo_server.py",
             describe: "tests/bench/echo_server.py (python3, stdlib)",
         });
@@ -520,6 +534,29 @@ fn cold(ctx: &mut Ctx, st: &Stack<'_>, sys: &str) -> Res<()> {
         conn.close(Duration::from_millis(300));
         // Let the previous server (and socat's forked relay) go away.
         std::thread::sleep(Duration::from_millis(30));
+        if sys == "stdioproxy" {
+            // The floor under the shim's figure: the same spawn of the same
+            // binary until it prints its version (exec, dynamic loading,
+            // std start-up; no socket, no daemon).
+            let mut cmd = Command::new(shim_bin());
+            cmd.arg("--version")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null());
+            procs::own_group(&mut cmd);
+            let t0 = Instant::now();
+            let mut child = cmd.spawn().map_err(|e| e.to_string())?;
+            let mut first = [0u8; 1];
+            let printed = child
+                .stdout
+                .take()
+                .is_some_and(|mut o| std::io::Read::read(&mut o, &mut first).is_ok_and(|n| n == 1));
+            let t = t0.elapsed();
+            let _ = child.wait();
+            if printed {
+                ctx.res
+                    .add(g, sys, "shim_exec_floor_ms", t.as_secs_f64() * 1e3);
+            }
+        }
     }
     Ok(())
 }
@@ -756,10 +793,7 @@ fn scale(ctx: &mut Ctx) -> Res<()> {
         p.scale_sessions,
         p.scale_rounds,
     );
-    let echo = vec![
-        "python3".to_string(),
-        format!("{REPO}/tests/bench/echo_server.py"),
-    ];
+    let echo = vec![python(), format!("{REPO}/tests/bench/echo_server.py")];
     let mut cfg = String::from(DEFAULTS);
     for i in 0..nserv {
         cfg.push_str(&server_toml(&format!("s{i:02}"), &echo, &[]));
@@ -1161,7 +1195,8 @@ fn machine() -> Value {
         "cores": cores,
         "kernel": kernel,
         "rustc": cmd_out("rustc", &["--version"]),
-        "python3": cmd_out("python3", &["--version"]),
+        "python3": cmd_out(&python(), &["--version"]),
+        "python3_path": python(),
         "node": cmd_out("node", &["--version"]),
         "socat": cmd_out("socat", &["-V"]).lines().find(|l| l.starts_with("socat version")).unwrap_or("").to_string(),
         "commit": cmd_out("git", &["-C", REPO, "rev-parse", "--short", "HEAD"]),
@@ -1310,6 +1345,10 @@ fn render(ctx: &Ctx, meta: &Value) -> String {
             (
                 "cold start -> tools/list result (ms)".into(),
                 "cold_list_ms",
+            ),
+            (
+                "floor: spawn of `stdioproxy-shim --version` -> its output (ms)".into(),
+                "shim_exec_floor_ms",
             ),
             ("tools/call p50, sequential (us)".into(), "seq_p50_us"),
             ("tools/call p99, sequential (us)".into(), "seq_p99_us"),
