@@ -329,7 +329,11 @@ fn start_daemon(ctx: &Ctx, name: &str, config: &str, servers: usize) -> Res<Daem
         socket.display().to_string(),
     ]);
     let env = vec![
-        ("RUST_LOG".to_string(), "info".to_string()),
+        // STDIOPROXY_BENCH_RUST_LOG=debug shows e.g. catalog rebuilds.
+        (
+            "RUST_LOG".to_string(),
+            std::env::var("STDIOPROXY_BENCH_RUST_LOG").unwrap_or_else(|_| "info".into()),
+        ),
         (
             "XDG_CACHE_HOME".into(),
             dir.join("cache").display().to_string(),
