@@ -5,13 +5,17 @@
 //! Std only, so it starts in about a millisecond and stays small. The hello
 //! line it sends first is not waited for: the client's first message follows
 //! immediately, and the daemon's one-line reply is consumed before any byte
-//! is copied to stdout.
+//! is copied to stdout. The main thread copies stdin -> socket (the first
+//! message goes out before a second thread even exists), a second thread
+//! socket -> stdout.
 //!
 //! Exit codes: 0 when the client closed stdin, 1 when the daemon cannot be
 //! reached, refused the session, or went away, 2 for bad arguments.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Write};
 use std::net::Shutdown;
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -90,42 +94,145 @@ fn main() -> ExitCode {
 }
 
 fn relay(stream: UnixStream, servers: &[String]) -> Result<(), String> {
+    // Raw duplicates of fds 0 and 1 behind our own buffers: every read and
+    // write is one syscall (stdout's LineWriter would split a chunk that
+    // ends mid-line in two writes and copy the tail), nothing else buffers
+    // MCP bytes, and the buffers are never zeroed (BufReader leaves them
+    // uninitialised: no page is touched that no byte was read into).
+    let dup = |fd: std::os::fd::BorrowedFd<'_>| {
+        fd.try_clone_to_owned()
+            .map(File::from)
+            .map_err(|e| format!("cannot use stdio: {e}"))
+    };
+    let mut stdin = BufReader::with_capacity(BUF, dup(io::stdin().as_fd())?);
+    let mut stdout = dup(io::stdout().as_fd())?;
     let mut up = stream.try_clone().map_err(|e| e.to_string())?;
-    up.write_all(shim_hello(env!("CARGO_PKG_VERSION"), servers).as_bytes())
+    // Allocated here, before the second thread exists, so that thread
+    // normally allocates nothing (and glibc sets up no second arena).
+    let mut down = BufReader::with_capacity(BUF, stream);
+
+    // The hello goes out at once, so the daemon sets the session up while
+    // the client is still writing its first message.
+    let hello = shim_hello(env!("CARGO_PKG_VERSION"), servers);
+    up.write_all(hello.as_bytes())
         .map_err(|e| format!("cannot talk to the daemon: {e}"))?;
+    // The client's first message (initialize) is forwarded by this thread,
+    // which is already running, before a second thread is started.
+    match forward_chunk(&mut stdin, &mut up) {
+        Forwarded::Eof => {
+            // The client left without a word: still tell it whether the
+            // daemon would have taken the session (exit 1 if not).
+            let _ = up.shutdown(Shutdown::Write);
+            read_reply(&mut down)?;
+            let _ = copy_down(&mut down, &mut stdout);
+            return Ok(());
+        }
+        Forwarded::Failed(e) => {
+            // A refusal closes the connection: its reason beats "broken pipe".
+            read_reply(&mut down)?;
+            return Err(format!("cannot talk to the daemon: {e}"));
+        }
+        Forwarded::Chunk => {}
+    }
 
     let client_done = Arc::new(AtomicBool::new(false));
     let done = client_done.clone();
-    // stdin -> socket. Reads return as soon as any bytes are available, so a
-    // message is forwarded without waiting for a full buffer.
-    std::thread::spawn(move || {
-        let mut stdin = io::stdin().lock();
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            match stdin.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if up.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-            }
+    // socket -> stdout on a second thread. It ends the process itself when
+    // the daemon refuses, fails or goes away while the client still talks.
+    let pump = std::thread::spawn(move || {
+        let fail = |message: String| -> ! {
+            eprintln!("stdioproxy-shim: {message}");
+            std::process::exit(1);
+        };
+        if let Err(e) = read_reply(&mut down) {
+            fail(e);
         }
-        done.store(true, Ordering::SeqCst);
-        let _ = up.shutdown(Shutdown::Write);
+        match copy_down(&mut down, &mut stdout) {
+            Ok(()) => {}
+            Err(_) if done.load(Ordering::SeqCst) => {}
+            Err(message) => fail(message),
+        }
     });
 
-    // socket -> stdout, after consuming the daemon's hello reply.
-    let mut down = BufReader::with_capacity(64 * 1024, stream);
-    let mut reply = String::new();
-    match down.read_line(&mut reply) {
-        Ok(0) => return Err("the daemon closed the connection before answering".into()),
-        Ok(_) => {
-            HelloReply::parse(&reply).map_err(|e| format!("the daemon refused the session: {e}"))?
+    // stdin -> socket. Reads return as soon as any bytes are available, so a
+    // message is forwarded without waiting for a full buffer.
+    loop {
+        match forward_chunk(&mut stdin, &mut up) {
+            Forwarded::Chunk => {}
+            Forwarded::Eof => {
+                client_done.store(true, Ordering::SeqCst);
+                break;
+            }
+            // The daemon is gone; the other thread reports it.
+            Forwarded::Failed(_) => break,
         }
-        Err(e) => return Err(format!("cannot read from the daemon: {e}")),
     }
-    let mut stdout = io::stdout().lock();
+    let _ = up.shutdown(Shutdown::Write);
+    // The daemon answers what is in flight, then closes: relay it all.
+    let _ = pump.join();
+    Ok(())
+}
+
+/// Size of each direction's buffer (a read never waits for it to fill).
+const BUF: usize = 64 * 1024;
+
+enum Forwarded {
+    Chunk,
+    /// The client closed stdin (or it failed).
+    Eof,
+    /// Writing to the daemon failed.
+    Failed(io::Error),
+}
+
+/// Copies whatever the client has written so far (one read) to the daemon.
+fn forward_chunk(stdin: &mut BufReader<File>, up: &mut UnixStream) -> Forwarded {
+    let chunk = loop {
+        match stdin.fill_buf() {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Ok([]) | Err(_) => return Forwarded::Eof,
+            Ok(chunk) => break chunk,
+        }
+    };
+    let n = chunk.len();
+    if let Err(e) = up.write_all(chunk) {
+        return Forwarded::Failed(e);
+    }
+    stdin.consume(n);
+    Forwarded::Chunk
+}
+
+/// Reads and checks the daemon's one-line hello reply (never forwarded).
+/// Any failure here is the user's to see, even if the client already left.
+fn read_reply(down: &mut BufReader<UnixStream>) -> Result<(), String> {
+    let closed = || "the daemon closed the connection before answering".to_string();
+    let chunk = loop {
+        match down.fill_buf() {
+            Ok([]) => return Err(closed()),
+            Ok(chunk) => break chunk,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(format!("cannot read from the daemon: {e}")),
+        }
+    };
+    let refused = |e| format!("the daemon refused the session: {e}");
+    if let Some(end) = chunk.iter().position(|&b| b == b'\n') {
+        // The usual case: the whole line in one read, checked in place.
+        HelloReply::parse(&String::from_utf8_lossy(&chunk[..end])).map_err(refused)?;
+        down.consume(end + 1);
+        return Ok(());
+    }
+    let mut line = Vec::new();
+    match down.read_until(b'\n', &mut line) {
+        Ok(_) if line.ends_with(b"\n") => {
+            HelloReply::parse(&String::from_utf8_lossy(&line)).map_err(refused)
+        }
+        Ok(_) => Err(closed()),
+        Err(e) => Err(format!("cannot read from the daemon: {e}")),
+    }
+}
+
+/// Copies socket -> stdout until the daemon closes. `Ok` also when the
+/// client stopped reading (nothing left to do).
+fn copy_down(down: &mut BufReader<UnixStream>, stdout: &mut File) -> Result<(), String> {
     loop {
         let chunk = match down.fill_buf() {
             Ok([]) => break,
@@ -134,19 +241,11 @@ fn relay(stream: UnixStream, servers: &[String]) -> Result<(), String> {
             Err(e) => return Err(format!("lost the connection to the daemon: {e}")),
         };
         let n = chunk.len();
-        if stdout
-            .write_all(chunk)
-            .and_then(|()| stdout.flush())
-            .is_err()
-        {
+        if stdout.write_all(chunk).is_err() {
             // The client went away; nothing left to do.
             return Ok(());
         }
         down.consume(n);
     }
-    if client_done.load(Ordering::SeqCst) {
-        Ok(())
-    } else {
-        Err("the daemon closed the connection (was it stopped or restarted?)".into())
-    }
+    Err("the daemon closed the connection (was it stopped or restarted?)".into())
 }
