@@ -227,6 +227,7 @@ pub fn push_json_str(out: &mut String, text: &str) {
 /// A JSON object held as its members' raw values, in their original order,
 /// for rewriting a few members without re-serialising the rest.
 pub struct RawObject<'a> {
+    source: &'a str,
     members: Vec<(Cow<'a, str>, &'a RawValue)>,
 }
 
@@ -267,7 +268,10 @@ impl<'a> RawObject<'a> {
     pub fn parse_str(text: &'a str) -> Option<Self> {
         serde_json::from_str::<Members<'a>>(text)
             .ok()
-            .map(|m| Self { members: m.0 })
+            .map(|m| Self {
+                source: text,
+                members: m.0,
+            })
     }
 
     /// A member's raw value (the first, if a key is repeated).
@@ -281,42 +285,43 @@ impl<'a> RawObject<'a> {
             .and_then(|v| serde_json::from_str(v.get()).ok())
     }
 
-    /// Serialises the object with some members replaced (raw JSON values,
-    /// in place) or added (at the end); every other member is copied
-    /// verbatim, in its order.
+    /// The object's text with some members' values replaced (raw JSON) or
+    /// members added (at the end). Everything else is copied from the
+    /// original text byte for byte, whitespace and order included: the
+    /// replaced values are spliced in where the old ones were.
     pub fn to_string_with(&self, replace: &[(&str, &str)]) -> String {
-        let mut s = String::with_capacity(64);
-        s.push('{');
-        let mut done = vec![false; replace.len()];
+        let extra: usize = replace.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
+        let mut out = String::with_capacity(self.source.len() + extra);
+        let mut copied = 0;
+        let mut present = vec![false; replace.len()];
         for (k, v) in &self.members {
-            let value = match replace.iter().position(|(rk, _)| *rk == k.as_ref()) {
-                Some(i) if done[i] => continue,
-                Some(i) => {
-                    done[i] = true;
-                    replace[i].1
-                }
-                None => v.get(),
+            let Some(i) = replace.iter().position(|(rk, _)| *rk == k.as_ref()) else {
+                continue;
             };
-            if s.len() > 1 {
-                s.push(',');
-            }
-            push_json_str(&mut s, k);
-            s.push(':');
-            s.push_str(value);
+            present[i] = true;
+            // A member value borrows from `source`: its offset is exact.
+            let start = v.get().as_ptr() as usize - self.source.as_ptr() as usize;
+            out.push_str(&self.source[copied..start]);
+            out.push_str(replace[i].1);
+            copied = start + v.get().len();
         }
-        for ((k, v), done) in replace.iter().zip(done) {
-            if done {
+        let close = self.source.rfind('}').unwrap_or(self.source.len());
+        out.push_str(&self.source[copied..close]);
+        let mut empty = self.members.is_empty();
+        for ((k, v), present) in replace.iter().zip(present) {
+            if present {
                 continue;
             }
-            if s.len() > 1 {
-                s.push(',');
+            if !empty {
+                out.push(',');
             }
-            push_json_str(&mut s, k);
-            s.push(':');
-            s.push_str(v);
+            empty = false;
+            push_json_str(&mut out, k);
+            out.push(':');
+            out.push_str(v);
         }
-        s.push('}');
-        s
+        out.push_str(&self.source[close..]);
+        out
     }
 }
 
@@ -432,5 +437,16 @@ mod tests {
         );
         let added = o.to_string_with(&[("extra", "1e999")]);
         assert!(added.ends_with(r#","extra":1e999}"#), "{added}");
+        // Whitespace survives too, and an empty object takes an addition.
+        let spaced: Box<RawValue> =
+            serde_json::from_str("{ \"a\" : 1 , \"name\" : \"x\" }").unwrap();
+        let o = RawObject::parse(&spaced).unwrap();
+        assert_eq!(
+            o.to_string_with(&[("name", "\"y\""), ("z", "2")]),
+            "{ \"a\" : 1 , \"name\" : \"y\" ,\"z\":2}"
+        );
+        let empty: Box<RawValue> = serde_json::from_str("{ }").unwrap();
+        let o = RawObject::parse(&empty).unwrap();
+        assert_eq!(o.to_string_with(&[("k", "1")]), "{ \"k\":1}");
     }
 }

@@ -31,7 +31,7 @@ use crate::error::ListenError;
 use crate::framing::{Frame, LineReader};
 use crate::jsonrpc::{self, Envelope};
 use crate::proto::{self, HelloReply};
-use crate::session::{self, SessionOptions};
+use crate::session::{self, SessionOptions, SESSION_BUFFER};
 
 /// How long a new connection may stay silent before its first line, unless
 /// `[daemon] handshake_timeout` says otherwise.
@@ -264,7 +264,7 @@ async fn handle(stream: UnixStream, daemon: Arc<Daemon>, admission: Arc<Admissio
     let (read, mut write) = stream.into_split();
     let max = settings.max_message_size;
     let limit = settings.handshake_timeout.0;
-    let mut reader = LineReader::new(BufReader::with_capacity(64 * 1024, read), max);
+    let mut reader = LineReader::new(BufReader::with_capacity(SESSION_BUFFER, read), max);
     // An oversized first line cannot be a hello (those are tiny): it is the
     // first MCP message of a plain session, answered -32005 like any other
     // oversized message, and the session goes on.

@@ -175,8 +175,19 @@ impl Supervisor {
             .clone();
         let ups = self.upstreams();
         let servers = std::iter::once(builtin).chain(ups.iter().map(|u| u.rendered()));
-        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let generation = self.generation.load(Ordering::SeqCst) + 1;
         let catalog = Catalog::build(generation, servers);
+        // Publishing an identical catalog would only invalidate the cursors
+        // of listings in progress.
+        let all = |_: &str| true;
+        let previous = self.catalog();
+        if previous.server_count() == catalog.server_count()
+            && previous.view_fingerprint(&ListKind::ALL, all)
+                == catalog.view_fingerprint(&ListKind::ALL, all)
+        {
+            return;
+        }
+        self.generation.store(generation, Ordering::SeqCst);
         tracing::debug!(generation, tools = catalog.len(), "catalog rebuilt");
         self.catalog_tx.send_replace(Arc::new(catalog));
     }

@@ -112,6 +112,11 @@ impl Catalog {
             .map(move |&slot| self.at(kind, slot))
     }
 
+    /// Number of servers merged (the daemon's own tools count as one).
+    pub fn server_count(&self) -> usize {
+        self.servers.len()
+    }
+
     /// Number of tools.
     pub fn len(&self) -> usize {
         self.order[ListKind::Tools.index()].len()

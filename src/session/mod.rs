@@ -41,6 +41,11 @@ use crate::jsonrpc::{self, code, Envelope, Kind, ParseError, RawObject};
 use crate::loglevel::Level;
 use crate::outbox::Outbox;
 
+/// Read and write buffer of a client connection: small, because hundreds of
+/// idle sessions must stay cheap (a longer line just grows the line buffer),
+/// and a message is usually far smaller.
+pub const SESSION_BUFFER: usize = 8 * 1024;
+
 /// Protocol versions the daemon speaks with clients, newest first.
 pub const SUPPORTED_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
 
@@ -176,7 +181,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     mut rx: mpsc::Receiver<String>,
     mut closing: watch::Receiver<bool>,
 ) {
-    let mut w = BufWriter::with_capacity(64 * 1024, writer);
+    let mut w = BufWriter::with_capacity(SESSION_BUFFER, writer);
     loop {
         let first = tokio::select! {
             line = rx.recv() => line,
