@@ -113,24 +113,34 @@ pub async fn run<R, W>(
     if let Some(line) = first {
         session.on_line(&line);
     }
-    let reason = loop {
-        tokio::select! {
-            frame = reader.next_frame() => match frame {
-                Ok(Frame::Line(line)) => session.on_line(&line),
-                Ok(Frame::TooLong { prefix }) => session.on_too_long(&prefix),
-                Ok(Frame::Eof) => break "client disconnected",
-                Err(e) => {
-                    tracing::debug!(session = id, "read error: {e}");
-                    break "read error";
+    let reason = {
+        // Armed once, not on every message; checked before the client's
+        // next line so that a client that writes without end starves none
+        // of them.
+        let overflowed = link.outbox.overflowed();
+        tokio::pin!(overflowed);
+        let stopping = crate::flag::raised(&mut shutdown);
+        tokio::pin!(stopping);
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut stopping => break "daemon stopping",
+                _ = &mut overflowed => break OVERFLOW,
+                changed = catalog_rx.changed() => {
+                    if changed.is_err() { break "daemon stopping"; }
+                    let catalog = catalog_rx.borrow_and_update().clone();
+                    session.maybe_announce(&catalog);
                 }
-            },
-            changed = catalog_rx.changed() => {
-                if changed.is_err() { break "daemon stopping"; }
-                let catalog = catalog_rx.borrow_and_update().clone();
-                session.maybe_announce(&catalog);
+                frame = reader.next_frame() => match frame {
+                    Ok(Frame::Line(line)) => session.on_line(&line),
+                    Ok(Frame::TooLong { prefix }) => session.on_too_long(&prefix),
+                    Ok(Frame::Eof) => break "client disconnected",
+                    Err(e) => {
+                        tracing::debug!(session = id, "read error: {e}");
+                        break "read error";
+                    }
+                },
             }
-            _ = link.outbox.overflowed() => break OVERFLOW,
-            _ = crate::flag::raised(&mut shutdown) => break "daemon stopping",
         }
     };
     tracing::info!(session = id, reason, "client session closed");

@@ -798,7 +798,8 @@ fn scale(ctx: &mut Ctx) -> Res<()> {
         p.scale_rounds,
     );
     let echo = vec![python(), format!("{REPO}/tests/bench/echo_server.py")];
-    let mut cfg = String::from(DEFAULTS);
+    // More sessions than the default max_sessions (256).
+    let mut cfg = format!("[daemon]\nmax_sessions = {}\n\n{DEFAULTS}", total + 64);
     for i in 0..nserv {
         cfg.push_str(&server_toml(&format!("s{i:02}"), &echo, &[]));
     }
