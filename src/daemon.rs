@@ -156,6 +156,7 @@ pub struct ServeOptions {
 /// Runs the daemon until SIGTERM/SIGINT. Must be called inside a tokio
 /// runtime.
 pub async fn run(opts: ServeOptions) -> std::io::Result<()> {
+    crate::upstream::raise_fd_limit();
     if !opts.owns_socket_file {
         crate::listener::secure_activated(&opts.listener);
     }

@@ -35,7 +35,7 @@ use tokio::sync::watch;
 
 pub use connection::{ClientCall, Connection, Event, Reply, Rewrite};
 pub use lifecycle::backoff_delay;
-pub use process::describe_exit;
+pub use process::{describe_exit, raise_fd_limit};
 pub use subscriptions::{SubscribeError, Subscriptions};
 pub use tasks::replace_task_ids;
 

@@ -55,11 +55,18 @@ pub fn spawn(spec: &ServerConfig) -> Result<Spawned, String> {
         }
         cmd.current_dir(cwd);
     }
+    let inherited_nofile = INHERITED_NOFILE.get().copied();
     // Safety: the closure runs in the forked child before exec and only calls
-    // async-signal-safe functions (prctl, getppid, _exit).
+    // async-signal-safe functions (prctl, getppid, setrlimit, _exit).
     unsafe {
         let parent = libc::getpid();
         cmd.pre_exec(move || {
+            // Children get the fd limit the daemon was started with, not the
+            // one it raised for itself (some programs walk every fd up to
+            // the limit).
+            if let Some(limit) = inherited_nofile {
+                libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+            }
             if libc::prctl(
                 libc::PR_SET_PDEATHSIG,
                 libc::SIGKILL as libc::c_ulong,
@@ -90,6 +97,38 @@ pub fn spawn(spec: &ServerConfig) -> Result<Spawned, String> {
         child,
         pid,
     })
+}
+
+/// The fd limit the daemon was started with, restored in its children.
+static INHERITED_NOFILE: std::sync::OnceLock<libc::rlimit> = std::sync::OnceLock::new();
+
+/// Raises the daemon's own soft limit on open files to the hard limit (each
+/// session is a socket; systemd's default soft limit is 1024), remembering
+/// the original for children. Call once, before any child is spawned.
+pub fn raise_fd_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // Safety: getrlimit writes into the struct we pass; setrlimit reads it.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 || limit.rlim_cur >= limit.rlim_max
+        {
+            return;
+        }
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max.min(1 << 20),
+            rlim_max: limit.rlim_max,
+        };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+            let _ = INHERITED_NOFILE.set(limit);
+            tracing::debug!(
+                from = limit.rlim_cur,
+                to = raised.rlim_cur,
+                "raised the open-file limit"
+            );
+        }
+    }
 }
 
 /// Sends `signal` to the process group led by `pid`; a group that is already

@@ -318,3 +318,66 @@ fn a_call_to_a_server_starting_for_the_first_time_waits_for_its_tools() {
     // A name the server does not have is still unknown once it is ready.
     assert_eq!(c.call("slow__nope", json!({}))["error"]["code"], -32602);
 }
+
+/// The soft open-file limit in /proc/PID/limits.
+fn soft_nofile(pid: u32) -> u64 {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("Max open files");
+    line.split_whitespace()
+        .nth(3)
+        .expect("soft")
+        .parse()
+        .expect("number")
+}
+
+#[test]
+fn the_daemon_raises_its_fd_limit_and_children_keep_the_original() {
+    let env = Env::new();
+    env.write_config(&fixture_server("alpha", &[]));
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -Sn 512 && exec \"$0\" serve --config \"$1\" --socket \"$2\"")
+        .arg(DAEMON)
+        .arg(&env.config)
+        .arg(&env.socket)
+        .env("XDG_CACHE_HOME", env.path().join("cache"))
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let log = Log::default();
+    log.collect(child.stderr.take().unwrap());
+    log.wait_for(&["server ready", "alpha"]);
+    let hard: u64 = {
+        let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+        let line = limits
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .unwrap();
+        let hard = line.split_whitespace().nth(4).unwrap();
+        hard.parse().unwrap_or(u64::MAX)
+    };
+    let daemon = soft_nofile(child.id());
+    assert!(
+        daemon > 512 || hard <= 512,
+        "daemon soft limit {daemon} (hard {hard})"
+    );
+    let mut c = Client::initialized(&env.socket);
+    let pid: u32 = c
+        .call_text("alpha__whoami", json!({}))
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        soft_nofile(pid),
+        512,
+        "the child keeps the limit the daemon got"
+    );
+    signal(child.id(), nix::sys::signal::Signal::SIGTERM);
+    wait_exit(&mut child, WAIT).expect("daemon exit");
+}

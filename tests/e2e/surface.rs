@@ -678,3 +678,26 @@ fn tool_filters_hide_tools_and_change_in_place() {
     );
     assert_eq!(d.server_status("alpha")["tools"], 2);
 }
+
+#[test]
+fn fields_and_numbers_no_spec_knows_pass_through_byte_for_byte() {
+    let env = Env::new();
+    // Valid JSON that no f64 holds, a member no spec has, odd spacing.
+    let raw = r#"{"name":"huge","inputSchema":{"type":"object","properties":{"n":{"type":"number","maximum":1e999}}},"x-future":{"a":[1, 2]}}"#;
+    let cfg = format!(
+        "[servers.odd]\ncommand = \"{FIXTURE}\"\nenv = {{ FIXTURE_NAME = \"odd\", FIXTURE_RAW_TOOL = '{raw}' }}\n"
+    );
+    let d = env.start(&cfg);
+    d.wait_ready(&["odd"]);
+    let mut c = RawConn::connect(&env.socket);
+    c.send_line(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#);
+    let line = c.read_line().expect("a tools/list answer");
+    let expected = raw.replacen(r#""name":"huge""#, r#""name":"odd__huge""#, 1);
+    assert!(
+        line.contains(&expected),
+        "the definition must arrive verbatim: {line}"
+    );
+    c.send_line(r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"odd__echo","arguments":{"text":"x"},"x-future":{"k": [1, 2]}}}"#);
+    let answer = c.read_json();
+    assert_eq!(answer["result"]["content"][0]["text"], "x", "{answer}");
+}

@@ -22,6 +22,9 @@
 //! - `FIXTURE_PAGE_SIZE=<n>`: paginate `tools/list` with an opaque `nextCursor`
 //!   (default: one page).
 //! - `FIXTURE_INSTRUCTIONS=<text>`: `instructions` in the initialize result.
+//! - `FIXTURE_RAW_TOOL=<json>`: one more tool definition, given as raw JSON text and
+//!   written into `tools/list` byte for byte (for JSON a `serde_json::Value` cannot hold,
+//!   such as the number `1e999`).
 //! - `FIXTURE_HOSTILE=1`: also list the tools that make the fixture a hostile peer
 //!   (`raw`, `reply`, `flood`; marked (hostile) below). They are unlisted by default so that tool
 //!   counts in other tests do not depend on them.
@@ -143,6 +146,7 @@ struct Config {
     page_size: Option<usize>,
     instructions: Option<String>,
     hostile: bool,
+    raw_tool: Option<String>,
 }
 
 impl Config {
@@ -167,6 +171,7 @@ impl Config {
             page_size: env_parse("FIXTURE_PAGE_SIZE").filter(|&n: &usize| n > 0),
             instructions: std::env::var("FIXTURE_INSTRUCTIONS").ok(),
             hostile: env_flag("FIXTURE_HOSTILE"),
+            raw_tool: env_string("FIXTURE_RAW_TOOL"),
         }
     }
 }
@@ -276,7 +281,10 @@ fn handle_request(server: &Arc<Server>, id: Value, method: &str, params: Value) 
             eprintln!("fixture {}: not answering ping {id}", server.name);
         }
         "ping" => server.respond(id, Ok(json!({}))),
-        "tools/list" => server.respond(id, server.list_tools(&params)),
+        "tools/list" => match (&server.raw_tool, server.list_tools(&params)) {
+            (Some(raw), Ok(result)) => server.respond_with_raw_tool(id, &result, raw),
+            (_, reply) => server.respond(id, reply),
+        },
         "tools/call" if params.get("task").is_some() => server.start_task(id, params),
         "tools/call" => spawn_call(server, id, params),
         other => match server.handle_surface_request(&id, other, &params) {
@@ -338,6 +346,7 @@ struct Server {
     page_size: Option<usize>,
     instructions: Option<String>,
     hostile: bool,
+    raw_tool: Option<String>,
     stop_reading: AtomicBool,
     ignore_pings: AtomicBool,
     extra_tools: Mutex<Vec<ExtraTool>>,
@@ -369,6 +378,7 @@ impl Server {
             page_size: config.page_size,
             instructions: config.instructions.clone(),
             hostile: config.hostile,
+            raw_tool: config.raw_tool.clone(),
             stop_reading: AtomicBool::new(false),
             ignore_pings: AtomicBool::new(config.ignore_ping),
             extra_tools: Mutex::new(numbered.chain(named).collect()),
@@ -411,6 +421,13 @@ impl Server {
             message["params"] = params;
         }
         self.send(&message);
+    }
+
+    /// Answers a tools/list with `raw` spliced in as the first tool, verbatim.
+    fn respond_with_raw_tool(&self, id: Value, result: &Value, raw: &str) {
+        let message = json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string();
+        let line = message.replacen("\"tools\":[", &format!("\"tools\":[{raw},"), 1);
+        self.write_line(&line);
     }
 
     fn respond(&self, id: Value, reply: Result<Value, RpcError>) {
