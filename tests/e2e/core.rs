@@ -316,13 +316,7 @@ fn unsafe_or_invalid_configs_are_refused_at_start() {
     let env = Env::new();
     env.write_config(&fixture_server("alpha", &[]));
     std::fs::set_permissions(&env.config, std::fs::Permissions::from_mode(0o664)).unwrap();
-    let out = Command::new(DAEMON)
-        .args(["serve", "--config"])
-        .arg(&env.config)
-        .arg("--socket")
-        .arg(&env.socket)
-        .output()
-        .unwrap();
+    let out = env.serve_and_exit();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -333,13 +327,7 @@ fn unsafe_or_invalid_configs_are_refused_at_start() {
     assert!(!env.socket.exists(), "nothing was started");
 
     env.write_config("[servers.alpha]\ncommand = \"x\"\n\n[servers.beta]\ncomand = \"y\"\n");
-    let out = Command::new(DAEMON)
-        .args(["serve", "--config"])
-        .arg(&env.config)
-        .arg("--socket")
-        .arg(&env.socket)
-        .output()
-        .unwrap();
+    let out = env.serve_and_exit();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -381,13 +369,7 @@ fn socket_is_private_stale_sockets_are_replaced_and_live_ones_kept() {
     drop(d2);
 
     // A second daemon on the live socket exits with a clear message.
-    let out = Command::new(DAEMON)
-        .args(["serve", "--config"])
-        .arg(&env.config)
-        .arg("--socket")
-        .arg(&env.socket)
-        .output()
-        .unwrap();
+    let out = env.serve_and_exit();
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("already running"),

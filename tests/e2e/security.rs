@@ -132,13 +132,7 @@ fn configs_another_user_could_write_are_refused_at_start_and_on_reload() {
     // At start: writable by others (group-writable is in core.rs).
     env.write_config(&fixture_server("alpha", &[]));
     std::fs::set_permissions(&env.config, std::fs::Permissions::from_mode(0o602)).unwrap();
-    let out = Command::new(DAEMON)
-        .args(["serve", "--config"])
-        .arg(&env.config)
-        .arg("--socket")
-        .arg(&env.socket)
-        .output()
-        .unwrap();
+    let out = env.serve_and_exit();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("writable by group or others"));
     let root = nix::unistd::getuid().is_root();
@@ -146,13 +140,7 @@ fn configs_another_user_could_write_are_refused_at_start_and_on_reload() {
         // Owned by another user, even if only they can write it.
         env.write_config(&fixture_server("alpha", &[]));
         std::os::unix::fs::chown(&env.config, Some(NOBODY), Some(NOBODY)).unwrap();
-        let out = Command::new(DAEMON)
-            .args(["serve", "--config"])
-            .arg(&env.config)
-            .arg("--socket")
-            .arg(&env.socket)
-            .output()
-            .unwrap();
+        let out = env.serve_and_exit();
         assert_eq!(out.status.code(), Some(2));
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(&format!("owned by uid {NOBODY}")), "{err}");
@@ -291,30 +279,7 @@ fn the_socket_and_its_directory_are_private_under_socket_activation() {
     std::fs::create_dir(&dir).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let socket = dir.join("stdioproxy.sock");
-    let mut activator = KillOnDrop(
-        Command::new(tool)
-            .arg("-l")
-            .arg(&socket)
-            .arg("--setenv=RUST_LOG=info,stdioproxy=debug")
-            .arg(format!(
-                "--setenv=XDG_CACHE_HOME={}",
-                env.path().join("cache").display()
-            ))
-            .arg(DAEMON)
-            .arg("serve")
-            .arg("--config")
-            .arg(&env.config)
-            .arg("--socket")
-            .arg(env.path().join("unused.sock"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn systemd-socket-activate"),
-    );
-    let log = Log::default();
-    log.collect(activator.0.stderr.take().unwrap());
-    log.wait_for(&["Listening on"]);
+    let (mut activator, log) = socket_activate(&tool, &env, &socket, &[]);
     let before = mode(&socket);
     let mut c = Client::initialized(&socket);
     log.wait_for(&["using the socket passed by systemd"]);
@@ -332,14 +297,6 @@ fn the_socket_and_its_directory_are_private_under_socket_activation() {
     drop(c);
     signal(activator.0.id(), nix::sys::signal::Signal::SIGTERM);
     wait_exit(&mut activator.0, WAIT).expect("exit");
-}
-
-fn which(tool: &str) -> Option<std::path::PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join(tool))
-            .find(|p| p.is_file())
-    })
 }
 
 const SECRET_VAR: &str = "sp-secret-from-env-hunter2";

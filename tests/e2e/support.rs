@@ -58,6 +58,19 @@ impl Env {
         write_private(&self.config, text);
     }
 
+    /// Runs `stdioproxy serve` on this env's config and socket to its exit
+    /// (for configs it must refuse).
+    pub fn serve_and_exit(&self) -> std::process::Output {
+        Command::new(DAEMON)
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .arg("--socket")
+            .arg(&self.socket)
+            .env("XDG_CACHE_HOME", self.path().join("cache"))
+            .output()
+            .expect("run stdioproxy serve")
+    }
+
     /// Starts a daemon on this env's config and socket.
     pub fn start(&self, config: &str) -> Daemon {
         self.write_config(config);
@@ -721,4 +734,51 @@ impl Drop for KillOnDrop {
             let _ = self.0.wait();
         }
     }
+}
+
+/// A program on PATH.
+pub fn which(tool: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(tool))
+            .find(|p| p.is_file())
+    })
+}
+
+/// `systemd-socket-activate -l SOCKET` running the daemon on `env`'s config
+/// (its own `--socket` points elsewhere, so it must use the passed one),
+/// with `extra` activator arguments (e.g. `--setenv=...`); its stderr is
+/// collected. Waits until the activator listens.
+pub fn socket_activate(
+    tool: &Path,
+    env: &Env,
+    socket: &Path,
+    extra: &[String],
+) -> (KillOnDrop, Log) {
+    let mut activator = KillOnDrop(
+        Command::new(tool)
+            .arg("-l")
+            .arg(socket)
+            .args(extra)
+            .arg("--setenv=RUST_LOG=info,stdioproxy=debug")
+            .arg(format!(
+                "--setenv=XDG_CACHE_HOME={}",
+                env.path().join("cache").display()
+            ))
+            .arg(DAEMON)
+            .arg("serve")
+            .arg("--config")
+            .arg(&env.config)
+            .arg("--socket")
+            .arg(env.path().join("unused.sock"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn systemd-socket-activate"),
+    );
+    let log = Log::default();
+    log.collect(activator.0.stderr.take().expect("stderr"));
+    log.wait_for(&["Listening on"]);
+    (activator, log)
 }

@@ -6,7 +6,7 @@ use std::io::IoSliceMut;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use nix::sys::socket::{recvmsg, setsockopt, sockopt::PassCred, ControlMessageOwned, MsgFlags};
@@ -189,7 +189,7 @@ fn children_do_not_inherit_service_manager_variables() {
 
 #[test]
 fn socket_activation_through_systemd_socket_activate() {
-    let Ok(tool) = which("systemd-socket-activate") else {
+    let Some(tool) = which("systemd-socket-activate") else {
         assert!(
             std::env::var_os("CI").is_none(),
             "CI must install systemd (systemd-socket-activate)"
@@ -201,35 +201,16 @@ fn socket_activation_through_systemd_socket_activate() {
     env.write_config(&fixture_server("alpha", &[]));
     std::fs::create_dir_all(env.socket.parent().unwrap()).unwrap();
     let notify = NotifySocket::bind(env.path());
-    let mut activator = Command::new(tool)
-        .arg("-l")
-        .arg(&env.socket)
-        .arg("--fdname=stdioproxy")
-        .arg(format!("--setenv=NOTIFY_SOCKET={}", notify.path.display()))
-        .arg("--setenv=RUST_LOG=info,stdioproxy=debug")
-        .arg(format!(
-            "--setenv=XDG_CACHE_HOME={}",
-            env.path().join("cache").display()
-        ))
-        .arg(DAEMON)
-        .arg("serve")
-        .arg("--config")
-        .arg(&env.config)
-        .arg("--socket")
-        .arg(env.path().join("unused.sock"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn systemd-socket-activate");
-    let log = Log::default();
-    log.collect(activator.stderr.take().unwrap());
-    log.wait_for(&["Listening on"]);
+    let extra = [
+        "--fdname=stdioproxy".to_string(),
+        format!("--setenv=NOTIFY_SOCKET={}", notify.path.display()),
+    ];
+    let (mut activator, log) = socket_activate(&tool, &env, &env.socket, &extra);
     // The first connection execs the daemon on the passed socket.
     let mut c = Client::initialized(&env.socket);
     log.wait_for(&["using the socket passed by systemd"]);
     let (sender, _, _) = notify.expect("READY=1");
-    assert_eq!(sender as u32, activator.id(), "exec'd in place: same pid");
+    assert_eq!(sender as u32, activator.0.id(), "exec'd in place: same pid");
     // The first client of a fresh daemon may list before alpha is ready (no
     // cache yet): wait for its tools rather than racing its start.
     c.wait_for_tool("alpha__echo");
@@ -245,23 +226,13 @@ fn socket_activation_through_systemd_socket_activate() {
         !env.path().join("unused.sock").exists(),
         "bound nothing itself"
     );
-    signal(activator.id(), nix::sys::signal::Signal::SIGTERM);
-    let st = wait_exit(&mut activator, WAIT).expect("exit");
+    signal(activator.0.id(), nix::sys::signal::Signal::SIGTERM);
+    let st = wait_exit(&mut activator.0, WAIT).expect("exit");
     assert_eq!(st.code(), Some(0));
     assert!(
         env.socket.exists(),
         "an activated socket belongs to systemd: not removed"
     );
-}
-
-fn which(tool: &str) -> Result<std::path::PathBuf, ()> {
-    std::env::var_os("PATH")
-        .and_then(|p| {
-            std::env::split_paths(&p)
-                .map(|d| d.join(tool))
-                .find(|p| p.is_file())
-        })
-        .ok_or(())
 }
 
 #[test]
