@@ -3,7 +3,7 @@
 //! runs as a child: tools (ts_client.mjs), and the rest of the surface
 //! (ts_surface.mjs). Needs `npm ci --prefix tests/interop` (README, .ci/run).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
@@ -24,6 +24,22 @@ fn require_node_modules() -> PathBuf {
     everything
 }
 
+/// Runs `node tests/interop/<script> <args...> <shim> --socket <socket>` and
+/// returns the one JSON report it prints.
+fn run_ts_client(script: &str, args: &[&str], socket: &Path) -> Value {
+    let out = Command::new("node")
+        .arg(interop_dir().join(script))
+        .args(args)
+        .arg(SHIM)
+        .arg("--socket")
+        .arg(socket)
+        .output()
+        .expect("run node");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{script} failed: {stderr}");
+    serde_json::from_slice(&out.stdout).expect("one JSON line")
+}
+
 #[test]
 fn typescript_sdk_client_lists_and_calls_server_everything_through_the_shim() {
     let everything = require_node_modules();
@@ -35,16 +51,7 @@ fn typescript_sdk_client_lists_and_calls_server_everything_through_the_shim() {
     );
     let d = env.start(&cfg);
     d.wait_ready(&["everything", "fixture"]);
-    let out = Command::new("node")
-        .arg(interop_dir().join("ts_client.mjs"))
-        .arg(SHIM)
-        .arg("--socket")
-        .arg(&env.socket)
-        .output()
-        .expect("run node");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "ts client failed: {stderr}");
-    let v: Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
+    let v = run_ts_client("ts_client.mjs", &[], &env.socket);
     assert_eq!(v["serverInfo"]["name"], "stdioproxy");
     let tools: Vec<&str> = v["tools"]
         .as_array()
@@ -87,17 +94,7 @@ fn typescript_sdk_client_uses_the_whole_surface_of_a_shared_server_everything() 
     );
     let d = env.start(&cfg);
     d.wait_ready(&["everything"]);
-    let out = Command::new("node")
-        .arg(interop_dir().join("ts_surface.mjs"))
-        .arg(&root_uri)
-        .arg(SHIM)
-        .arg("--socket")
-        .arg(&env.socket)
-        .output()
-        .expect("run node");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "ts client failed: {stderr}");
-    let v: Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
+    let v = run_ts_client("ts_surface.mjs", &[&root_uri], &env.socket);
     let show = |k: &str| format!("{k}: {}", v[k]);
 
     let prompts = v["prompts"]

@@ -736,6 +736,21 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// A program a test needs that CI installs (from Debian package `package`):
+/// `None`, with a note, when it is missing on a developer's machine; a
+/// failure when it is missing under CI.
+pub fn ci_tool(tool: &str, package: &str) -> Option<PathBuf> {
+    let found = which(tool);
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install {package} ({tool})"
+        );
+        eprintln!("skipped: {tool} is not installed");
+    }
+    found
+}
+
 /// A program on PATH.
 pub fn which(tool: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|paths| {
