@@ -583,12 +583,32 @@ fn seq_pipe(ctx: &mut Ctx, st: &Stack<'_>, sys: &str) -> Res<()> {
     } else {
         vec![]
     };
-    let snap = |v: &[u32]| cpu_sum(v);
+    let snap = || {
+        (
+            cpu_sum(&relay),
+            cpu_sum(&server),
+            cpu_sum(&daemon),
+            cpu_sum(&shim),
+        )
+    };
+    // CPU of each part per 1,000 calls of a phase ("seq" or "pipe").
+    let record_cpu = |ctx: &mut Ctx, phase: &str, before: (u64, u64, u64, u64), calls: usize| {
+        let (r0, s0, d0, h0) = before;
+        let (r1, s1, d1, h1) = snap();
+        let mut parts = vec![("relay", r1 - r0), ("server", s1 - s0)];
+        if sys == "stdioproxy" {
+            parts.extend([("daemon", d1 - d0), ("shim", h1 - h0)]);
+        }
+        for (part, ns) in parts {
+            let name = format!("{part}_cpu_{phase}_ms_per_1k");
+            ctx.res.add(g, sys, &name, ms_per_1k(ns, calls));
+        }
+    };
     if ctx.f.scenario("seq") {
         let k = ctx.p.k;
-        let (r0, s0, d0, h0) = (snap(&relay), snap(&server), snap(&daemon), snap(&shim));
+        let before = snap();
         let (lats, errors) = sequential(&mut conn, &call, k, T)?;
-        let (r1, s1, d1, h1) = (snap(&relay), snap(&server), snap(&daemon), snap(&shim));
+        record_cpu(ctx, "seq", before, k);
         if errors > 0 {
             ctx.note(format!("{label}: {errors} of {k} sequential calls failed"));
         }
@@ -600,22 +620,12 @@ fn seq_pipe(ctx: &mut Ctx, st: &Stack<'_>, sys: &str) -> Res<()> {
             "seq_mean_us",
             lats.iter().sum::<u64>() as f64 / lats.len().max(1) as f64 / 1e3,
         );
-        ctx.res
-            .add(g, sys, "relay_cpu_seq_ms_per_1k", ms_per_1k(r1 - r0, k));
-        ctx.res
-            .add(g, sys, "server_cpu_seq_ms_per_1k", ms_per_1k(s1 - s0, k));
-        if sys == "stdioproxy" {
-            ctx.res
-                .add(g, sys, "daemon_cpu_seq_ms_per_1k", ms_per_1k(d1 - d0, k));
-            ctx.res
-                .add(g, sys, "shim_cpu_seq_ms_per_1k", ms_per_1k(h1 - h0, k));
-        }
     }
     if ctx.f.scenario("pipe") {
         let (n, depth) = (ctx.p.pipe_calls, ctx.p.pipe_depth);
-        let (r0, s0, d0, h0) = (snap(&relay), snap(&server), snap(&daemon), snap(&shim));
+        let before = snap();
         let p = pipelined(&mut conn, &call, n, depth, T)?;
-        let (r1, s1, d1, h1) = (snap(&relay), snap(&server), snap(&daemon), snap(&shim));
+        record_cpu(ctx, "pipe", before, n);
         if p.errors > 0 {
             ctx.note(format!(
                 "{label}: {} of {n} pipelined calls failed",
@@ -626,16 +636,6 @@ fn seq_pipe(ctx: &mut Ctx, st: &Stack<'_>, sys: &str) -> Res<()> {
         ctx.res
             .add(g, sys, "pipe_calls_s", p.done as f64 / span.max(1e-9));
         ctx.res.add(g, sys, "pipe_p50_us", lat_us(&p.lats, 50.0));
-        ctx.res
-            .add(g, sys, "relay_cpu_pipe_ms_per_1k", ms_per_1k(r1 - r0, n));
-        ctx.res
-            .add(g, sys, "server_cpu_pipe_ms_per_1k", ms_per_1k(s1 - s0, n));
-        if sys == "stdioproxy" {
-            ctx.res
-                .add(g, sys, "daemon_cpu_pipe_ms_per_1k", ms_per_1k(d1 - d0, n));
-            ctx.res
-                .add(g, sys, "shim_cpu_pipe_ms_per_1k", ms_per_1k(h1 - h0, n));
-        }
     }
     if sys == "stdioproxy" {
         if let Some(kb) = status_kb(conn.pid(), "VmHWM") {
