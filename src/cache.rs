@@ -50,6 +50,14 @@ struct Entry {
 }
 
 impl Entry {
+    /// True when the entry already holds exactly these lists.
+    fn holds(&self, lists: &Lists) -> bool {
+        self.tools == lists.tools
+            && self.prompts == lists.prompts
+            && self.resources == lists.resources
+            && self.resource_templates == lists.resource_templates
+    }
+
     fn lists(&self) -> Lists {
         Lists {
             tools: self.tools.clone(),
@@ -162,7 +170,7 @@ impl ToolCache {
         {
             let mut file = self.lock();
             if let Some(e) = file.servers.get(server) {
-                if e.key == key && e.lists() == *lists && e.capabilities == *capabilities {
+                if e.key == key && e.holds(lists) && e.capabilities == *capabilities {
                     return;
                 }
             }
