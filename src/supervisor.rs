@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::builtin::SERVER as BUILTIN_SERVER;
 use crate::catalog::{Catalog, ListKind, Lists, RawItem, Rendered};
 use crate::config::{Config, ConfigDiff};
 use crate::upstream::{ServerStatus, Shared, State, Upstream};
@@ -28,9 +29,6 @@ pub struct Supervisor {
     /// The daemon's own tools (listed first, under the prefix `stdioproxy`).
     builtin: RwLock<Arc<Rendered>>,
 }
-
-/// The prefix of the daemon's own tools. Configured servers cannot take it.
-pub const BUILTIN_SERVER: &str = "stdioproxy";
 
 impl Supervisor {
     /// A supervisor with no servers. `shared` is handed to every upstream;

@@ -18,14 +18,14 @@ use serde_json::Value;
 use tokio::io::BufReader;
 use tokio::sync::{mpsc, watch};
 
-use super::connection::{Connection, Event, Reply};
 use super::process::{self, describe_exit};
-use super::{InitInfo, State, Upstream, CHILD_PROTOCOL_VERSION};
+use super::{InitInfo, State, Upstream};
 use crate::catalog::{ListKind, Lists, RawItem};
 use crate::config::EffectiveTimeouts;
 use crate::error::UpstreamError;
 use crate::framing::{Frame, LineReader};
 use crate::jsonrpc::RawObject;
+use crate::wire::{Connection, Event, Reply, CHILD_PROTOCOL_VERSION, SUPPORTED_VERSIONS};
 
 /// A server that stayed up this long has its backoff reset.
 const STABLE_AFTER: Duration = Duration::from_secs(60);
@@ -308,7 +308,7 @@ impl Upstream {
             server_info: value("serverInfo"),
             instructions: v.get_str("instructions"),
         };
-        if !crate::session::SUPPORTED_VERSIONS.contains(&init.protocol_version.as_str()) {
+        if !SUPPORTED_VERSIONS.contains(&init.protocol_version.as_str()) {
             tracing::warn!(server = %self.name, version = %init.protocol_version,
                 "server answered with a protocol version stdioproxy does not know; continuing");
         }

@@ -18,12 +18,8 @@
 //! While ready, the child is pinged every `health_interval`; a child that does
 //! not answer within `health_timeout` is killed and restarted like a crash.
 
-mod connection;
-mod inbound;
 mod lifecycle;
 mod process;
-mod subscriptions;
-mod tasks;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, RwLock};
@@ -33,21 +29,16 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::watch;
 
-pub use connection::{ClientCall, Connection, Event, Reply, Rewrite};
 pub use lifecycle::backoff_delay;
 pub use process::{describe_exit, raise_fd_limit};
-pub use subscriptions::{SubscribeError, Subscriptions};
-pub use tasks::replace_task_ids;
 
 use crate::cache::{spec_key, CachedServer, ToolCache};
 use crate::catalog::{Lists, Rendered};
 use crate::config::{EffectiveTimeouts, ServerConfig, ToolFilter};
 use crate::loglevel::Level;
 use crate::reaper::Reaper;
-use crate::session::Registry;
+use crate::wire::{Connection, Context, Registry, Reply};
 
-/// Protocol version the daemon asks children for.
-pub const CHILD_PROTOCOL_VERSION: &str = "2025-11-25";
 /// Lines of a child's stderr kept for `status`.
 const STDERR_TAIL: usize = 20;
 
@@ -184,26 +175,6 @@ pub struct Shared {
     pub registry: Arc<Registry>,
 }
 
-/// What one server's child instances share with the rest of the daemon,
-/// across restarts: handed to every [`Connection`] of the server.
-pub struct Context {
-    /// Server name.
-    pub server: Arc<str>,
-    /// Every client session (fan-out, routing requests to a client).
-    pub registry: Arc<Registry>,
-    /// Resource subscriptions, counted across sessions.
-    pub subscriptions: Subscriptions,
-    /// The rendered `roots/list` result, when roots are configured.
-    roots: RwLock<Option<Arc<str>>>,
-}
-
-impl Context {
-    /// The `roots/list` result, when roots are configured.
-    pub fn roots(&self) -> Option<Arc<str>> {
-        self.roots.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-}
-
 /// One configured server.
 pub struct Upstream {
     /// Server name (also the prefix clients see).
@@ -255,12 +226,11 @@ impl Upstream {
             }
             None => Lists::default(),
         };
-        let ctx = Arc::new(Context {
-            server: name.into(),
-            registry: shared.registry.clone(),
-            subscriptions: Subscriptions::default(),
-            roots: RwLock::new(spec.roots_result().map(Arc::from)),
-        });
+        let ctx = Arc::new(Context::new(
+            name.into(),
+            shared.registry.clone(),
+            spec.roots_result().map(Arc::from),
+        ));
         let rendered = Rendered::new(name.into(), &lists, &spec.tools);
         Arc::new(Self {
             name: name.into(),
@@ -292,12 +262,7 @@ impl Upstream {
             c.set_request_timeout(timeouts.request_timeout);
         }
         let roots = spec.roots_result().map(Arc::<str>::from);
-        let roots_changed = {
-            let mut slot = self.ctx.roots.write().unwrap_or_else(|e| e.into_inner());
-            let changed = *slot != roots;
-            *slot = roots;
-            changed
-        };
+        let roots_changed = self.ctx.set_roots(roots);
         let filter_changed = self.spec().tools != spec.tools;
         *self.spec.write().unwrap_or_else(|e| e.into_inner()) = spec;
         if filter_changed {

@@ -26,9 +26,9 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use serde_json::value::RawValue;
 
+use super::connection::Connection;
+use super::outbox::Outbox;
 use crate::loglevel::Level;
-use crate::outbox::Outbox;
-use crate::upstream::Connection;
 
 /// What the client declared in `initialize` that the daemon routes on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -39,12 +39,12 @@ use tokio::process::{ChildStdin, ChildStdout};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::inbound::Routes;
+use super::link::SessionLink;
 use super::Context;
 use crate::catalog::ListKind;
 use crate::error::UpstreamError;
 use crate::framing::{Frame, LineReader};
 use crate::jsonrpc::{self, code, Envelope, Kind, RawObject};
-use crate::session::SessionLink;
 
 /// A child's answer to a daemon-originated request.
 #[derive(Debug)]
@@ -145,7 +145,7 @@ pub struct Connection {
 
 impl Connection {
     /// Starts the reader and writer tasks for a child's pipes.
-    pub(super) fn start(
+    pub fn start(
         ctx: Arc<Context>,
         stdin: ChildStdin,
         stdout: ChildStdout,
