@@ -11,10 +11,10 @@
 //! the daemon stop children gracefully first; under systemd, `KillMode=mixed`
 //! ends it after the daemon exits.
 
+use parking_lot::Mutex;
 use std::collections::BTreeSet;
 use std::io::{BufRead, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::Mutex;
 
 use nix::sys::signal::{killpg, SigSet, Signal};
 use nix::unistd::Pid;
@@ -53,7 +53,7 @@ impl Reaper {
     }
 
     fn send(&self, line: &str) {
-        let mut guard = self.stdin.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.stdin.lock();
         if let Some(stdin) = guard.as_mut() {
             if stdin
                 .write_all(line.as_bytes())

@@ -30,7 +30,9 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
@@ -354,14 +356,12 @@ impl Connection {
         seen
     }
 
-    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Pending>> {
-        // A panic while holding this lock cannot leave the map inconsistent
-        // (single inserts/removes), so a poisoned lock is still usable.
-        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    pub(super) fn lock(&self) -> parking_lot::MutexGuard<'_, HashMap<u64, Pending>> {
+        self.pending.lock()
     }
 
-    pub(super) fn routes(&self) -> std::sync::MutexGuard<'_, Routes> {
-        self.routes.lock().unwrap_or_else(|e| e.into_inner())
+    pub(super) fn routes(&self) -> parking_lot::MutexGuard<'_, Routes> {
+        self.routes.lock()
     }
 
     async fn read_loop(self: Arc<Self>, stdout: ChildStdout, max_message: usize) {
