@@ -1,4 +1,4 @@
-//! `stdioproxy setup <client>`: pointing an MCP client at `stdioproxy-shim`.
+//! `stdioproxy setup-client <client>`: pointing an MCP client at `stdioproxy-shim`.
 //!
 //! Each supported client keeps an `mcpServers` object in a JSON file. We can
 //! print the snippet to paste ([`snippet`]) or add the entry ourselves

@@ -1,4 +1,4 @@
-//! `stdioproxy install-units`: writes the systemd user units for a binary
+//! `stdioproxy install`: writes the systemd user units for a binary
 //! that was not installed by a package (cargo install, a release tarball).
 //!
 //! The unit files are the ones in the repository's `systemd/` directory,

@@ -1,20 +1,22 @@
 //! One MCP session per client connection, in which the daemon is the server.
 //!
 //! The session answers `initialize`, `ping`, `logging/setLevel` and the four
-//! lists itself (lists come from the catalog snapshot, see [`lists`]), routes
-//! everything addressed to a child to that child (see [`route`],
-//! [`resources`], [`tasks`]), passes the
-//! client's answers to children's requests back, and tells the client
-//! `notifications/{tools,prompts,resources}/list_changed` whenever what it
-//! can see changed. Bad input never ends the session: a line that is not
-//! JSON gets -32700 and the next line is read as usual.
+//! lists itself (lists come from the catalog snapshot, see `lists`), routes
+//! everything addressed to a child to that child (see `route`, `resources`,
+//! `tasks`), passes the client's answers to children's requests back, and
+//! tells the client `notifications/{tools,prompts,resources}/list_changed`
+//! whenever what it can see changed. Bad input never ends the session: a line
+//! that is not JSON gets -32700 and the next line is read as usual. What it
+//! uses of the rest of the daemon is in its [`Hub`].
 //!
-//! Everything the client is sent goes through the session's [`Outbox`],
-//! drained by a writer task that batches writes. What children need to reach
-//! the session by is in its [`SessionLink`], registered in the daemon's
-//! [`Registry`] for the session's lifetime. When the session ends, requests
-//! it still waits for are cancelled upstream, children's requests it was
-//! handling are answered with an error, and its subscriptions are dropped.
+//! Everything the client is sent goes through the session's
+//! [`Outbox`], drained by a writer task that batches
+//! writes. What children need to reach the session by is in its
+//! [`SessionLink`], registered in the daemon's
+//! [`Registry`](crate::wire::Registry) for the session's lifetime. When the
+//! session ends, requests it still waits for are cancelled upstream,
+//! children's requests it was handling are answered with an error, and its
+//! subscriptions are dropped.
 
 mod hub;
 mod initialize;

@@ -1,6 +1,6 @@
 //! Requests routed by resource URI: `resources/read`, and
 //! `resources/subscribe` / `unsubscribe` (counted across sessions per URI,
-//! see `upstream::subscriptions`).
+//! see `wire::subscriptions`).
 //!
 //! A URI goes to the server that listed it, else to the first whose
 //! template matches, else to the servers that declare resources, in name
@@ -101,7 +101,7 @@ impl Session {
     }
 
     /// `resources/subscribe` and `resources/unsubscribe`: counted across
-    /// sessions per URI (see `upstream::subscriptions`).
+    /// sessions per URI (see `wire::subscriptions`).
     pub(super) fn subscription(&self, method: &str, id: &RawValue, params: Option<&RawValue>) {
         let Some(uri) = self.uri_param(method, id, params) else {
             return;
