@@ -368,16 +368,6 @@ impl Registry {
             .collect()
     }
 
-    /// Number of sessions.
-    pub fn len(&self) -> usize {
-        self.read().len()
-    }
-
-    /// True when no session is open.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     fn read(&self) -> parking_lot::RwLockReadGuard<'_, HashMap<u64, Arc<SessionLink>>> {
         self.sessions.read()
     }
