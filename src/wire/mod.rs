@@ -18,6 +18,7 @@
 //! - `connection`: one running child: framing, id and progress-token
 //!   remapping, the pending map, timeouts, reader/writer tasks.
 //! - `inbound`: what a child sends besides responses.
+//! - `progress`: progress tokens replaced per connection and routed back.
 //! - `tasks`: task ids translated between a child and the owning session.
 //! - `subscriptions`: resource subscriptions counted per URI.
 //! - `context`: what one server's instances share across restarts.
@@ -30,6 +31,7 @@ mod context;
 mod inbound;
 mod link;
 mod outbox;
+mod progress;
 mod subscriptions;
 mod tasks;
 
