@@ -40,9 +40,9 @@ use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
 use tokio::process::{ChildStdin, ChildStdout};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::inbound::Routes;
 use super::link::SessionLink;
 use super::progress::{progress_token_for, rewrite_progress_token};
+use super::routes::Routes;
 use super::Context;
 use crate::catalog::ListKind;
 use crate::error::UpstreamError;

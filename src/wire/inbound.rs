@@ -18,7 +18,6 @@
 //! the daemon itself). The client sees a daemon-minted id; its answer
 //! goes back to the child under the child's id.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 
 use serde_json::value::RawValue;
@@ -28,67 +27,6 @@ use super::link::{Outgoing, SessionLink};
 use crate::catalog::ListKind;
 use crate::jsonrpc::{self, code, Envelope, RawObject};
 use crate::loglevel::Level;
-
-/// Entries kept per map before dead ones are pruned.
-const PRUNE_AT: usize = 4096;
-
-/// Per-instance routing state besides the pending map.
-#[derive(Default)]
-pub struct Routes {
-    /// Child task id -> (owning session, the session's task id).
-    pub(super) tasks: HashMap<String, (Weak<SessionLink>, String)>,
-    /// Upstream request id of a task-creating request -> where the task's
-    /// progress goes (the token lives until the task ends).
-    pub(super) task_progress: HashMap<u64, TaskProgress>,
-    /// The child's request id (raw) -> (session handling it, its id there).
-    child_requests: HashMap<Box<str>, (Weak<SessionLink>, u64)>,
-    /// URL-mode elicitation id -> session that got it.
-    elicitations: HashMap<String, Weak<SessionLink>>,
-    /// Session id -> sequence number of its latest request to this child.
-    recent: HashMap<u64, u64>,
-    seq: u64,
-}
-
-/// Progress routing for a running task.
-pub(super) struct TaskProgress {
-    pub(super) link: Weak<SessionLink>,
-    pub(super) token: Box<RawValue>,
-    pub(super) child_task: String,
-}
-
-impl Routes {
-    pub(super) fn note_requester(&mut self, session: u64) {
-        self.seq += 1;
-        self.recent.insert(session, self.seq);
-        if self.recent.len() > PRUNE_AT {
-            // Keep the most recent half.
-            let mut seqs: Vec<u64> = self.recent.values().copied().collect();
-            seqs.sort_unstable();
-            let cut = seqs[seqs.len() / 2];
-            self.recent.retain(|_, s| *s >= cut);
-        }
-    }
-
-    pub(super) fn task_progress(&self, upstream_id: u64) -> Option<(Arc<SessionLink>, String)> {
-        let tp = self.task_progress.get(&upstream_id)?;
-        Some((tp.link.upgrade()?, tp.token.get().to_string()))
-    }
-
-    pub(super) fn prune(&mut self) {
-        if self.tasks.len() > PRUNE_AT {
-            self.tasks.retain(|_, (l, _)| l.strong_count() > 0);
-        }
-        if self.task_progress.len() > PRUNE_AT {
-            self.task_progress.retain(|_, t| t.link.strong_count() > 0);
-        }
-        if self.child_requests.len() > PRUNE_AT {
-            self.child_requests.retain(|_, (l, _)| l.strong_count() > 0);
-        }
-        if self.elicitations.len() > PRUNE_AT {
-            self.elicitations.retain(|_, l| l.strong_count() > 0);
-        }
-    }
-}
 
 impl Connection {
     pub(super) fn on_notification(self: &Arc<Self>, env: &Envelope<'_>) {

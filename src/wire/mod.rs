@@ -19,6 +19,7 @@
 //!   remapping, the pending map, timeouts, reader/writer tasks.
 //! - `inbound`: what a child sends besides responses.
 //! - `progress`: progress tokens replaced per connection and routed back.
+//! - `routes`: a child's routing state besides its pending map.
 //! - `tasks`: task ids translated between a child and the owning session.
 //! - `subscriptions`: resource subscriptions counted per URI.
 //! - `context`: what one server's instances share across restarts.
@@ -32,6 +33,7 @@ mod inbound;
 mod link;
 mod outbox;
 mod progress;
+mod routes;
 mod subscriptions;
 mod tasks;
 
