@@ -17,10 +17,6 @@
 //! subscriptions, roots, the session registry) lives in a [`Context`].
 //! While ready, the child is pinged every `health_interval`; a child that does
 //! not answer within `health_timeout` is killed and restarted like a crash.
-//!
-//! This package keeps the lifecycle and the process; the connection to a
-//! running child and the [`Context`] are the wire's ([`crate::wire`]), which
-//! sessions use too.
 
 mod lifecycle;
 mod process;
