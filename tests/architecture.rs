@@ -349,21 +349,38 @@ fn no_source_file_is_over_700_lines() {
     );
 }
 
+/// True when `doc` names module `path` (`["a", "b"]`): as `` `a::b` ``
+/// anywhere, or in a line that names its parent (`` `a` ``) and, in
+/// backticks, the module itself (`` `b` `` or `` `…::b` ``): a package's row
+/// may list its files.
+fn doc_names(doc: &str, path: &[String]) -> bool {
+    let full = path.join("::");
+    let leaf = &path[path.len() - 1];
+    let parent = path[..path.len() - 1].join("::");
+    doc.lines().any(|line| {
+        let ticked: Vec<&str> = line.split('`').skip(1).step_by(2).collect();
+        ticked.contains(&full.as_str())
+            || (!parent.is_empty()
+                && ticked.contains(&parent.as_str())
+                && ticked
+                    .iter()
+                    .any(|t| *t == leaf || t.ends_with(&format!("::{leaf}"))))
+    })
+}
+
 #[test]
 fn architecture_md_names_every_module() {
-    // A module is named as `a::b` (or `a` at the top), in backticks.
     let doc = std::fs::read_to_string(src_dir().join("../docs/ARCHITECTURE.md"))
         .expect("read docs/ARCHITECTURE.md");
     let krate = Crate::load();
     let missing: Vec<String> = krate
         .files
         .values()
-        .filter(|f| !f.module.is_empty())
+        .filter(|f| !f.module.is_empty() && !doc_names(&doc, &f.module))
         .map(|f| f.module.join("::"))
-        .filter(|m| !doc.contains(&format!("`{m}`")))
         .collect();
     assert!(
         missing.is_empty(),
-        "modules docs/ARCHITECTURE.md does not name (add a row to its module map): {missing:?}"
+        "modules docs/ARCHITECTURE.md does not name (add a row to its module map, or name the file in its package's row): {missing:?}"
     );
 }
