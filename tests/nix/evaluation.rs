@@ -576,7 +576,11 @@ fn nixos_module_installs_the_package_and_enables_the_socket_for_every_user() {
     );
     let pkg = str_of(&v["package"], "package").to_string();
     assert!(pkg.ends_with("-stdioproxy-0.1.0"), "{pkg}");
-    assert_eq!(strings(&v["systemPackages"]), [pkg.clone()], "{v:#}");
+    assert_eq!(
+        strings(&v["systemPackages"]),
+        std::slice::from_ref(&pkg),
+        "{v:#}"
+    );
     // systemd.packages brings $out/lib/systemd/user (checked by the package
     // test below); the [Install] section is applied through wantedBy.
     assert_eq!(strings(&v["systemdPackages"]), [pkg], "{v:#}");
@@ -949,7 +953,10 @@ fn flake_outputs_have_the_documented_shape() {
         [format!("{pkg}/bin/stdioproxy serve")]
     );
     assert_eq!(v["homeManagerModulesExecStart"], v["homeModuleExecStart"]);
-    assert_eq!(strings(&v["nixosModulePackages"]), [pkg.clone()]);
+    assert_eq!(
+        strings(&v["nixosModulePackages"]),
+        std::slice::from_ref(&pkg)
+    );
 
     // checks: the package itself (runs cargo test), clippy, and the units
     // check, which verifies files the install script really installs.
