@@ -230,6 +230,45 @@ fn daemon_check(text: &str) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// Runs the module's build-time check of the config (the `runCommand`
+/// script) as the builder would, on `rendered` as the TOML generator's
+/// output, with the test build as the package's `stdioproxy`. Returns
+/// (success, stderr, the built file).
+fn build_checked_config(file: &Value, rendered: &str) -> (bool, String, Option<String>) {
+    let script = str_of(&file["checkScript"], "the config's build script");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("rendered.toml");
+    fs::write(&input, rendered).expect("write rendered");
+    fs::set_permissions(&input, std::os::unix::fs::PermissionsExt::from_mode(0o444))
+        .expect("chmod like the store");
+    let bin = dir.path().join("bin");
+    fs::create_dir(&bin).expect("mkdir bin");
+    std::os::unix::fs::symlink(DAEMON, bin.join("stdioproxy")).expect("symlink");
+    let build = dir.path().join("build");
+    fs::create_dir(&build).expect("mkdir build");
+    let out = dir.path().join("out");
+    let result = Command::new("bash")
+        .args(["-c", &format!("set -eu -o pipefail\n{script}")])
+        .current_dir(&build)
+        .env("rendered", &input)
+        .env("out", &out)
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                bin.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .output()
+        .expect("run bash");
+    (
+        result.status.success(),
+        String::from_utf8_lossy(&result.stderr).into_owned(),
+        fs::read_to_string(&out).ok(),
+    )
+}
+
 const HM_SETTINGS: &str = r#"{
   services.stdioproxy = {
     enable = true;
@@ -297,6 +336,27 @@ startup_timeout = "90s"
     let (ok, out) = daemon_check(&rendered);
     assert!(ok, "stdioproxy check refused the module's config:\n{out}");
     assert!(out.contains("2 servers (1 enabled)"), "{out}");
+
+    // The module checks it while building, with the configured package,
+    // and installs it unchanged.
+    assert_eq!(
+        strings(&file["checkInputs"]),
+        [str_of(&v["package"], "package")]
+    );
+    let (ok, stderr, built) = build_checked_config(file, &rendered);
+    assert!(ok, "the config's build-time check failed:\n{stderr}");
+    assert_eq!(built.as_deref(), Some(rendered.as_str()));
+
+    // checkConfig = false installs the generator's output as it is.
+    let unchecked =
+        HM_SETTINGS.replacen("enable = true;", "enable = true; checkConfig = false;", 1);
+    let v = nix.hm(&unchecked, None).unwrap_or_else(|e| panic!("{e}"));
+    let file = &v["configFiles"]["stdioproxy/config.toml"];
+    assert!(file["checkScript"].is_null(), "{file}");
+    assert_eq!(
+        toml_from_json(str_of(&file["tomlJson"], "generator input")),
+        rendered
+    );
 }
 
 #[test]
@@ -341,8 +401,8 @@ fn hm_module_bad_settings_fail_evaluation_or_check_with_a_clear_message() {
         );
     }
 
-    // Values TOML can hold but the daemon refuses evaluate, and
-    // `stdioproxy check` names the problem.
+    // Values TOML can hold but the daemon refuses evaluate, and then fail
+    // the config's build (so `home-manager switch`), naming the problem.
     for (settings, expected) in [
         (
             r#"settings.servers.x.comand = "npx";"#,
@@ -356,14 +416,12 @@ fn hm_module_bad_settings_fail_evaluation_or_check_with_a_clear_message() {
         let v = nix
             .hm(&module(settings), None)
             .unwrap_or_else(|e| panic!("{settings}: {e}"));
-        let json = str_of(
-            &v["configFiles"]["stdioproxy/config.toml"]["tomlJson"],
-            "generator input",
-        );
-        let (ok, out) = daemon_check(&toml_from_json(json));
+        let file = &v["configFiles"]["stdioproxy/config.toml"];
+        let rendered = toml_from_json(str_of(&file["tomlJson"], "generator input"));
+        let (ok, stderr, built) = build_checked_config(file, &rendered);
         assert!(
-            !ok && out.contains(expected),
-            "{settings}: check must fail naming the problem:\n{out}"
+            !ok && built.is_none() && stderr.contains(expected),
+            "{settings}: the config's build must fail naming the problem:\n{stderr}"
         );
     }
 }

@@ -38,8 +38,11 @@ in
     inherit (file) target;
     source = toString file.source;
     # The JSON nixpkgs' formats.toml passes to json2toml, when the source is
-    # one of its outputs.
-    tomlJson = file.source.json or null;
+    # one of its outputs, directly or through the build-time check.
+    tomlJson = file.source.json or file.source.env.rendered.json or null;
+    # The build-time check: its script and the file it checks.
+    checkScript = file.source.script or null;
+    checkInputs = map toString (file.source.env.nativeBuildInputs or [ ]);
   }) (lib.filterAttrs (_: file: file.enable) config.xdg.configFile);
   services = lib.mapAttrs (_: common.renderUnit) config.systemd.user.services;
   sockets = lib.mapAttrs (_: common.renderUnit) config.systemd.user.sockets;

@@ -148,7 +148,12 @@ let
         inherit (args) text;
         seed = args.text;
       };
-    runCommand = name: env: script: fakeDrv name { inherit env script; };
+    runCommand =
+      name: env: script:
+      fakeDrv name {
+        inherit env script;
+        seed = script + builtins.toJSON env;
+      };
     mkShell = args: fakeDrv "nix-shell" { shellArgs = args; };
     # The tools the dev shell and checks name.
     clippy = package "clippy";
