@@ -262,7 +262,8 @@ fn claude_code_lists_the_shim_as_connected() {
     assert!(ok, "claude mcp list failed:\n{stdout}\n{stderr}");
     let line = entry_line(&stdout, "claude mcp list");
     assert!(
-        line.contains(tap.script.to_str().expect("UTF-8")) && line.contains("✔ Connected"),
+        // "✘ Failed to connect — …" when the handshake fails.
+        line.contains(tap.script.to_str().expect("UTF-8")) && line.ends_with("✔ Connected"),
         "{stdout}\n{stderr}"
     );
     // Its health check is initialize + tools/list, and the tools came back.
@@ -306,9 +307,10 @@ fn gemini_cli_lists_the_shim_as_connected() {
     let both = format!("{stdout}{stderr}");
     let line = entry_line(&both, "gemini mcp list");
     assert!(
+        // "✗ stdioproxy: … - Disconnected" when the handshake fails.
         line.contains(tap.script.to_str().expect("UTF-8"))
-            && line.contains("✓")
-            && line.contains("Connected"),
+            && line.trim_start().starts_with('✓')
+            && line.trim_end().ends_with("- Connected"),
         "{both}"
     );
     assert_handshake(&tap, &["initialize"]);
