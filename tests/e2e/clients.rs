@@ -216,11 +216,35 @@ fn run_client(
     (status.success(), read(&out_file), read(&err_file))
 }
 
-/// The daemon the clients connect to: one fixture server.
-fn daemon(env: &Env) -> Daemon {
-    let d = env.start(&fixture_server("fixture", &[]));
-    d.wait_ready(&["fixture"]);
-    d
+/// What each client test starts from: the installed clients, a daemon with
+/// one fixture server, a fresh HOME and a tap in front of the shim.
+struct Rig {
+    bin: PathBuf,
+    home: Home,
+    tap: Tap,
+    _daemon: Daemon,
+    _env: Env,
+}
+
+impl Rig {
+    fn new() -> Option<Rig> {
+        let bin = clients_bin()?;
+        let env = Env::new();
+        let daemon = env.start(&fixture_server("fixture", &[]));
+        daemon.wait_ready(&["fixture"]);
+        let tap = Tap::new(env.path(), &env.socket);
+        Some(Rig {
+            bin,
+            home: Home::new(),
+            tap,
+            _daemon: daemon,
+            _env: env,
+        })
+    }
+
+    fn run(&self, program: &str, args: &[&str], cwd: &Path) -> (bool, String, String) {
+        run_client(&self.bin, program, args, &self.home, cwd)
+    }
 }
 
 /// The line of `stdioproxy`'s entry in a client's `mcp list` output.
@@ -239,11 +263,8 @@ fn assert_handshake(tap: &Tap, methods: &[&str]) {
 
 #[test]
 fn claude_code_lists_the_shim_as_connected() {
-    let Some(bin) = clients_bin() else { return };
-    let env = Env::new();
-    let _d = daemon(&env);
-    let home = Home::new();
-    let tap = Tap::new(env.path(), &env.socket);
+    let Some(rig) = Rig::new() else { return };
+    let (home, tap) = (&rig.home, &rig.tap);
 
     // What the README tells a Claude Code user to do.
     let out = Command::new(DAEMON)
@@ -258,7 +279,7 @@ fn claude_code_lists_the_shim_as_connected() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let (ok, stdout, stderr) = run_client(&bin, "claude", &["mcp", "list"], &home, home.path());
+    let (ok, stdout, stderr) = rig.run("claude", &["mcp", "list"], home.path());
     assert!(ok, "claude mcp list failed:\n{stdout}\n{stderr}");
     let line = entry_line(&stdout, "claude mcp list");
     assert!(
@@ -267,7 +288,7 @@ fn claude_code_lists_the_shim_as_connected() {
         "{stdout}\n{stderr}"
     );
     // Its health check is initialize + tools/list, and the tools came back.
-    assert_handshake(&tap, &["initialize", "tools/list"]);
+    assert_handshake(tap, &["initialize", "tools/list"]);
     let tools = tap.response_to("tools/list");
     assert!(
         tools["result"]["tools"]
@@ -279,11 +300,8 @@ fn claude_code_lists_the_shim_as_connected() {
 
 #[test]
 fn gemini_cli_lists_the_shim_as_connected() {
-    let Some(bin) = clients_bin() else { return };
-    let env = Env::new();
-    let _d = daemon(&env);
-    let home = Home::new();
-    let tap = Tap::new(env.path(), &env.socket);
+    let Some(rig) = Rig::new() else { return };
+    let (home, tap) = (&rig.home, &rig.tap);
     let project = home.path().join("project");
     fs::create_dir_all(&project).expect("mkdir project");
 
@@ -301,7 +319,7 @@ fn gemini_cli_lists_the_shim_as_connected() {
         &json!({ project.to_str().expect("UTF-8"): "TRUST_FOLDER" }).to_string(),
     );
 
-    let (ok, stdout, stderr) = run_client(&bin, "gemini", &["mcp", "list"], &home, &project);
+    let (ok, stdout, stderr) = rig.run("gemini", &["mcp", "list"], &project);
     assert!(ok, "gemini mcp list failed:\n{stdout}\n{stderr}");
     // Gemini CLI prints its list through its console logger, on stderr.
     let both = format!("{stdout}{stderr}");
@@ -313,23 +331,18 @@ fn gemini_cli_lists_the_shim_as_connected() {
             && line.trim_end().ends_with("- Connected"),
         "{both}"
     );
-    assert_handshake(&tap, &["initialize"]);
+    assert_handshake(tap, &["initialize"]);
 }
 
 #[test]
 fn inspector_cli_lists_and_calls_tools_through_the_shim() {
-    let Some(bin) = clients_bin() else { return };
-    let env = Env::new();
-    let _d = daemon(&env);
-    let home = Home::new();
-    let tap = Tap::new(env.path(), &env.socket);
+    let Some(rig) = Rig::new() else { return };
+    let (home, tap) = (&rig.home, &rig.tap);
     let script = tap.script.to_str().expect("UTF-8");
 
-    let (ok, stdout, stderr) = run_client(
-        &bin,
+    let (ok, stdout, stderr) = rig.run(
         "mcp-inspector",
         &["--cli", script, "--method", "tools/list"],
-        &home,
         home.path(),
     );
     assert!(ok, "inspector tools/list failed:\n{stdout}\n{stderr}");
@@ -342,8 +355,7 @@ fn inspector_cli_lists_and_calls_tools_through_the_shim() {
         .collect();
     assert!(names.contains(&"fixture__echo"), "{names:?}");
 
-    let (ok, stdout, stderr) = run_client(
-        &bin,
+    let (ok, stdout, stderr) = rig.run(
         "mcp-inspector",
         &[
             "--cli",
@@ -355,7 +367,6 @@ fn inspector_cli_lists_and_calls_tools_through_the_shim() {
             "--tool-arg",
             "text=hello inspector",
         ],
-        &home,
         home.path(),
     );
     assert!(ok, "inspector tools/call failed:\n{stdout}\n{stderr}");
@@ -367,7 +378,7 @@ fn inspector_cli_lists_and_calls_tools_through_the_shim() {
         "{stdout}"
     );
     assert_ne!(called["isError"], true, "{stdout}");
-    assert_handshake(&tap, &["initialize", "tools/list", "tools/call"]);
+    assert_handshake(tap, &["initialize", "tools/list", "tools/call"]);
 }
 
 /// The JSON document a client printed (after any banner lines).

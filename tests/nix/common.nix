@@ -55,6 +55,31 @@ let
     } (lib.filterAttrs (_: section: section != { }) present);
 
   failedAssertions = config: map (a: a.message) (builtins.filter (a: !a.assertion) config.assertions);
+
+  # The configuration `lib.evalModules` makes of the declared `options`
+  # (a module of tests/nix), our `module` (its file in nix/, given the stub
+  # `self`, unless the flake's output is passed) and the user's `userModule`.
+  # home-manager's modules see `lib.hm`; NixOS passes `withHm = false`.
+  evaluate =
+    {
+      options,
+      file,
+      module ? null,
+      userModule,
+      withHm ? true,
+    }:
+    let
+      evalLib = if withHm then lib else nixpkgsLib;
+    in
+    (evalLib.evalModules {
+      specialArgs.lib = evalLib;
+      modules = [
+        options
+        (if module == null then import (../.. + "/nix/${file}") self else module)
+        { _module.args.pkgs = stubs.pkgs; }
+        userModule
+      ];
+    }).config;
 in
 {
   inherit
@@ -64,6 +89,7 @@ in
     self
     renderUnit
     failedAssertions
+    evaluate
     ;
   repo = ../..;
 }

@@ -140,15 +140,9 @@ let
   );
 in
 {
+  imports = [ ./assertions.nix ];
+
   options = {
-    assertions = mkOption {
-      type = types.listOf types.unspecified;
-      default = [ ];
-    };
-    warnings = mkOption {
-      type = types.listOf types.str;
-      default = [ ];
-    };
     home.packages = mkOption {
       type = types.listOf types.package;
       default = [ ];

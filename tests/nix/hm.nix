@@ -17,18 +17,13 @@
 
 let
   common = import ./common.nix { inherit libPath system packageOut; };
-  inherit (common) lib stubs;
+  inherit (common) lib;
 
-  eval = lib.evalModules {
-    specialArgs = { inherit lib; };
-    modules = [
-      ./hm-options.nix
-      (if module == null then import (common.repo + "/nix/hm-module.nix") common.self else module)
-      { _module.args.pkgs = stubs.pkgs; }
-      userModule
-    ];
+  config = common.evaluate {
+    options = ./hm-options.nix;
+    file = "hm-module.nix";
+    inherit module userModule;
   };
-  inherit (eval) config;
 in
 {
   failedAssertions = common.failedAssertions config;

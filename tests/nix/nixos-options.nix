@@ -55,48 +55,42 @@ let
     };
   };
 
-  socketType = types.attrsOf (
-    types.submodule {
-      options = commonUnitOptions // {
-        listenStreams = unitNames;
-        listenDatagrams = unitNames;
-        socketConfig = mkOption {
-          type = types.attrsOf unitValue;
-          default = { };
-        };
-      };
-    }
-  );
+  unitType =
+    extra:
+    types.attrsOf (
+      types.submodule {
+        options = commonUnitOptions // extra;
+      }
+    );
 
-  serviceType = types.attrsOf (
-    types.submodule {
-      options = commonUnitOptions // {
-        serviceConfig = mkOption {
-          type = types.attrsOf unitValue;
-          default = { };
-        };
-        environment = mkOption {
-          type = types.attrsOf (types.nullOr (types.either types.str types.package));
-          default = { };
-        };
-        path = mkOption {
-          type = types.listOf (types.either types.package types.str);
-          default = [ ];
-        };
-      };
-    }
-  );
+  socketType = unitType {
+    listenStreams = unitNames;
+    listenDatagrams = unitNames;
+    socketConfig = mkOption {
+      type = types.attrsOf unitValue;
+      default = { };
+    };
+  };
+
+  serviceType = unitType {
+    serviceConfig = mkOption {
+      type = types.attrsOf unitValue;
+      default = { };
+    };
+    environment = mkOption {
+      type = types.attrsOf (types.nullOr (types.either types.str types.package));
+      default = { };
+    };
+    path = mkOption {
+      type = types.listOf (types.either types.package types.str);
+      default = [ ];
+    };
+  };
 in
 {
+  imports = [ ./assertions.nix ];
+
   options = {
-    assertions = mkOption {
-      type = types.listOf types.unspecified;
-      default = [ ];
-    };
-    warnings = mkOption {
-      type = types.listOf types.str;
-      default = [ ];
-    };
     environment.systemPackages = mkOption {
       type = types.listOf types.package;
       default = [ ];

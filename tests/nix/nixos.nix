@@ -11,17 +11,13 @@
 
 let
   common = import ./common.nix { inherit libPath system; };
-  inherit (common) lib stubs;
 
-  eval = lib.evalModules {
-    modules = [
-      ./nixos-options.nix
-      (if module == null then import (common.repo + "/nix/nixos-module.nix") common.self else module)
-      { _module.args.pkgs = stubs.pkgs; }
-      userModule
-    ];
+  config = common.evaluate {
+    options = ./nixos-options.nix;
+    file = "nixos-module.nix";
+    inherit module userModule;
+    withHm = false;
   };
-  inherit (eval) config;
 in
 {
   failedAssertions = common.failedAssertions config;
