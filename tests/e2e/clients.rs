@@ -161,8 +161,12 @@ fn run_client(
     home: &Home,
     cwd: &Path,
 ) -> (bool, String, String) {
-    let out_file = home.path().join(format!("{program}.stdout"));
-    let err_file = home.path().join(format!("{program}.stderr"));
+    let name = Path::new(program)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("program name");
+    let out_file = home.path().join(format!("{name}.stdout"));
+    let err_file = home.path().join(format!("{name}.stderr"));
     let path = format!(
         "{}:{}",
         bin.display(),
@@ -223,7 +227,7 @@ struct Rig {
     home: Home,
     tap: Tap,
     _daemon: Daemon,
-    _env: Env,
+    env: Env,
 }
 
 impl Rig {
@@ -238,7 +242,7 @@ impl Rig {
             home: Home::new(),
             tap,
             _daemon: daemon,
-            _env: env,
+            env,
         })
     }
 
@@ -296,6 +300,43 @@ fn claude_code_lists_the_shim_as_connected() {
             .is_some_and(|t| t.iter().any(|t| t["name"] == "fixture__echo")),
         "{tools}"
     );
+}
+
+#[test]
+fn claude_code_accepts_the_printed_mcp_add_line_verbatim() {
+    let Some(rig) = Rig::new() else { return };
+    // A shim path that needs quoting, as under "Program Files"-like dirs.
+    let dir = rig.env.path().join("my tools");
+    fs::create_dir(&dir).expect("mkdir");
+    let tap = Tap::new(&dir, &rig.env.socket);
+
+    let out = Command::new(DAEMON)
+        .args(["setup-client", "claude-code", "--shim"])
+        .arg(&tap.script)
+        .env("HOME", rig.home.path())
+        .output()
+        .expect("run setup-client");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8_lossy(&out.stdout);
+    let line = printed
+        .lines()
+        .find(|l| l.starts_with("claude mcp add "))
+        .unwrap_or_else(|| panic!("no `claude mcp add` line in:\n{printed}"));
+    let (ok, stdout, stderr) = rig.run("/bin/sh", &["-c", line], rig.home.path());
+    assert!(ok, "`{line}` failed:\n{stdout}\n{stderr}");
+
+    let (ok, stdout, stderr) = rig.run("claude", &["mcp", "list"], rig.home.path());
+    assert!(ok, "claude mcp list failed:\n{stdout}\n{stderr}");
+    let entry = entry_line(&stdout, "claude mcp list");
+    assert!(
+        entry.contains(tap.script.to_str().expect("UTF-8")) && entry.ends_with("✔ Connected"),
+        "{stdout}\n{stderr}"
+    );
+    assert_handshake(&tap, &["initialize", "tools/list"]);
 }
 
 #[test]
