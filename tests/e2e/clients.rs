@@ -346,19 +346,46 @@ fn gemini_cli_lists_the_shim_as_connected() {
     let project = home.path().join("project");
     fs::create_dir_all(&project).expect("mkdir project");
 
-    // The user settings `setup-client gemini` is to write, plus the folder
-    // trust Gemini CLI requires before it starts any MCP server.
-    let settings = json!({
-        "mcpServers": { "stdioproxy": { "command": tap.script, "args": [] } },
+    // Settings that keep Gemini CLI off the network, and the folder trust it
+    // requires before it starts any MCP server.
+    let quiet = json!({
         "general": { "enableAutoUpdate": false, "enableAutoUpdateNotification": false },
         "privacy": { "usageStatisticsEnabled": false },
         "telemetry": { "enabled": false },
     });
-    home.write(".gemini/settings.json", &settings.to_string());
     home.write(
         ".gemini/trustedFolders.json",
         &json!({ project.to_str().expect("UTF-8"): "TRUST_FOLDER" }).to_string(),
     );
+    // The entry itself: from `setup-client gemini --write` once this build
+    // has it (merged into the settings above), until then as it documents
+    // the entry, by hand.
+    let settings_path = home.path().join(".gemini/settings.json");
+    if "gemini".parse::<stdioproxy::client_setup::Client>().is_ok() {
+        home.write(".gemini/settings.json", &quiet.to_string());
+        let out = Command::new(DAEMON)
+            .args(["setup-client", "gemini", "--write", "--shim"])
+            .arg(&tap.script)
+            .env("HOME", home.path())
+            .output()
+            .expect("run setup-client");
+        assert!(
+            out.status.success(),
+            "setup-client gemini failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let merged: Value =
+            serde_json::from_str(&fs::read_to_string(&settings_path).expect("settings"))
+                .expect("settings JSON");
+        assert_eq!(
+            merged["telemetry"], quiet["telemetry"],
+            "other settings kept: {merged}"
+        );
+    } else {
+        let mut settings = quiet.clone();
+        settings["mcpServers"] = json!({ "stdioproxy": { "command": tap.script, "args": [] } });
+        home.write(".gemini/settings.json", &settings.to_string());
+    }
 
     let (ok, stdout, stderr) = rig.run("gemini", &["mcp", "list"], &project);
     assert!(ok, "gemini mcp list failed:\n{stdout}\n{stderr}");
