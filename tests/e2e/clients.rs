@@ -246,6 +246,25 @@ impl Rig {
         })
     }
 
+    /// `stdioproxy setup-client ARGS --shim SHIM` with this HOME; its stdout,
+    /// after asserting success.
+    fn setup_client(&self, args: &[&str], shim: &Path) -> String {
+        let out = Command::new(DAEMON)
+            .arg("setup-client")
+            .args(args)
+            .arg("--shim")
+            .arg(shim)
+            .env("HOME", self.home.path())
+            .output()
+            .expect("run setup-client");
+        assert!(
+            out.status.success(),
+            "setup-client {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     fn run(&self, program: &str, args: &[&str], cwd: &Path) -> (bool, String, String) {
         run_client(&self.bin, program, args, &self.home, cwd)
     }
@@ -271,17 +290,7 @@ fn claude_code_lists_the_shim_as_connected() {
     let (home, tap) = (&rig.home, &rig.tap);
 
     // What the README tells a Claude Code user to do.
-    let out = Command::new(DAEMON)
-        .args(["setup-client", "claude-code", "--write", "--shim"])
-        .arg(&tap.script)
-        .env("HOME", home.path())
-        .output()
-        .expect("run setup-client");
-    assert!(
-        out.status.success(),
-        "setup-client failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    rig.setup_client(&["claude-code", "--write"], &tap.script);
 
     let (ok, stdout, stderr) = rig.run("claude", &["mcp", "list"], home.path());
     assert!(ok, "claude mcp list failed:\n{stdout}\n{stderr}");
@@ -310,18 +319,7 @@ fn claude_code_accepts_the_printed_mcp_add_line_verbatim() {
     fs::create_dir(&dir).expect("mkdir");
     let tap = Tap::new(&dir, &rig.env.socket);
 
-    let out = Command::new(DAEMON)
-        .args(["setup-client", "claude-code", "--shim"])
-        .arg(&tap.script)
-        .env("HOME", rig.home.path())
-        .output()
-        .expect("run setup-client");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let printed = String::from_utf8_lossy(&out.stdout);
+    let printed = rig.setup_client(&["claude-code"], &tap.script);
     let line = printed
         .lines()
         .find(|l| l.starts_with("claude mcp add "))
@@ -363,17 +361,7 @@ fn gemini_cli_lists_the_shim_as_connected() {
     let settings_path = home.path().join(".gemini/settings.json");
     if "gemini".parse::<stdioproxy::client_setup::Client>().is_ok() {
         home.write(".gemini/settings.json", &quiet.to_string());
-        let out = Command::new(DAEMON)
-            .args(["setup-client", "gemini", "--write", "--shim"])
-            .arg(&tap.script)
-            .env("HOME", home.path())
-            .output()
-            .expect("run setup-client");
-        assert!(
-            out.status.success(),
-            "setup-client gemini failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        rig.setup_client(&["gemini", "--write"], &tap.script);
         let merged: Value =
             serde_json::from_str(&fs::read_to_string(&settings_path).expect("settings"))
                 .expect("settings JSON");
