@@ -219,9 +219,12 @@ mod era_tests {
         assert_eq!(era("a"), EraSetting::Auto);
         assert_eq!(era("b"), EraSetting::Modern);
         assert_eq!(era("c"), EraSetting::Legacy);
-        let e = parse_str(Path::new("c.toml"), "[servers.a]\ncommand = \"x\"\nera = \"2026\"\n")
-            .unwrap_err()
-            .to_string();
+        let e = parse_str(
+            Path::new("c.toml"),
+            "[servers.a]\ncommand = \"x\"\nera = \"2026\"\n",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("auto") && e.contains("c.toml:3"), "{e}");
         // Another era is another process.
         let b = &c.servers[&ServerName::new("b").unwrap()];

@@ -17,13 +17,17 @@
 //!   result;
 //! - [`state`]: the `requestState` the daemon mints for an MRTR round trip
 //!   it bridges (HMAC with a per-daemon key, expiry, bound to a session);
+//! - [`listen`]: a session's `subscriptions/listen` requests and their tags;
 //! - [`held`]: children's requests held while a modern client is asked for
 //!   the input (the other half of the MRTR bridge);
+//! - [`mrtr`]: the wire shapes of `input_required` results and retries;
 //! - [`probe`]: finding out which era a child speaks.
 
 pub mod decorate;
 pub mod held;
+pub mod listen;
 pub mod meta;
+pub mod mrtr;
 pub mod probe;
 pub mod state;
 
