@@ -11,6 +11,8 @@
 //!
 //! This module owns what is era-specific and free of routing state:
 //!
+//! - [`child`]: speaking to a modern child (discover, envelope, verdict key,
+//!   its errors);
 //! - [`meta`]: reading and validating a modern request's `_meta`;
 //! - [`decorate`]: what a modern client's results carry besides the child's
 //!   payload (`resultType`, `serverInfo`, cache hints), and the discover
@@ -23,6 +25,7 @@
 //! - [`mrtr`]: the wire shapes of `input_required` results and retries;
 //! - [`probe`]: finding out which era a child speaks.
 
+pub mod child;
 pub mod decorate;
 pub mod held;
 pub mod listen;
