@@ -1,0 +1,221 @@
+//! Every pairing of eras through the real daemon and shim, with clients and
+//! servers nobody here wrote: the TS SDK v2 client (pinned to 2026-07-28,
+//! and in auto mode), the Python SDK 2.x client (modern mode), the TS SDK v1
+//! client and a raw legacy client, against server-everything (legacy), a
+//! `serveStdio(factory, { legacy: 'reject' })` TS SDK v2 server
+//! (modern-only, tests/interop/modern_server.mjs) and mcp-server-time
+//! (dual-era). Needs `npm ci --prefix tests/interop` and the venv of
+//! tests/interop/requirements.txt (.ci/run makes both).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+fn interop_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
+}
+
+fn everything() -> PathBuf {
+    let p = interop_dir().join("node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+    assert!(
+        p.exists(),
+        "interop packages are missing: run `npm ci --prefix tests/interop` first (see README)"
+    );
+    p
+}
+
+fn python() -> PathBuf {
+    let p = interop_dir().join(".venv/bin/python");
+    assert!(
+        p.exists(),
+        "the interop venv is missing: python3 -m venv tests/interop/.venv && tests/interop/.venv/bin/python -m pip install -r tests/interop/requirements.txt"
+    );
+    p
+}
+
+/// The two children every client is tried against: server-everything as
+/// `legacy`, the TS SDK v2 modern-only server as `modern`.
+fn pair_config() -> String {
+    format!(
+        "[servers.legacy]\ncommand = \"node\"\nargs = [\"{}\"]\n\n[servers.modern]\ncommand = \"node\"\nargs = [\"{}\"]\n",
+        everything().display(),
+        interop_dir().join("modern_server.mjs").display()
+    )
+}
+
+fn start_pair(env: &Env) -> Daemon {
+    let d = env.start(&pair_config());
+    d.wait_ready(&["legacy", "modern"]);
+    d
+}
+
+/// Runs a client script with `args`, then `<shim> --socket <socket>` as the
+/// server command; returns its one JSON line.
+fn run(program: &Path, script: &str, args: &[&str], socket: &Path) -> Value {
+    let out = Command::new(program)
+        .arg(interop_dir().join(script))
+        .args(args)
+        .arg(SHIM)
+        .arg("--socket")
+        .arg(socket)
+        .output()
+        .expect("run the client");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{script} {args:?} failed: {stderr}");
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{script}: {e}; stderr: {stderr}"))
+}
+
+fn node() -> PathBuf {
+    PathBuf::from("node")
+}
+
+fn ts2(mode: &str, steps: &str, socket: &Path) -> Value {
+    run(&node(), "ts2_client.mjs", &[mode, steps], socket)
+}
+
+/// Tool names served with `prefix`, for a client step that picks by suffix.
+fn only(prefix: &str, steps: &str) -> String {
+    // The scripts pick the first tool ending in __<name>; the config of each
+    // test decides which server that is.
+    let _ = prefix;
+    steps.to_string()
+}
+
+fn check_modern_child_results(v: &Value) {
+    let r = &v["results"];
+    assert_eq!(r["echo"], "Echo: hello era", "{v}");
+    assert_eq!(r["progress"]["text"], "done after 3 steps", "{v}");
+    assert_eq!(r["progress"]["progress"], json!([1, 2, 3]), "{v}");
+    assert_eq!(r["sample"]["text"], "model said: canned reply", "{v}");
+    assert_eq!(r["elicit"]["text"], "Hello, Ada!", "{v}");
+}
+
+#[test]
+fn ts_v2_pinned_client_against_a_legacy_child() {
+    let env = Env::new();
+    let d = env.start(&format!(
+        "[servers.legacy]\ncommand = \"node\"\nargs = [\"{}\"]\n",
+        everything().display()
+    ));
+    d.wait_ready(&["legacy"]);
+    let v = ts2("pin", &only("legacy", "list,echo,progress,cancel,sample"), &env.socket);
+    assert_eq!(v["era"], "2026-07-28", "{v}");
+    assert_eq!(v["serverInfo"]["name"], "stdioproxy", "{v}");
+    let r = &v["results"];
+    assert!(r["list"].as_array().unwrap().iter().any(|t| t == "legacy__echo"), "{v}");
+    assert_eq!(r["echo"], "Echo: hello era", "{v}");
+    assert_eq!(r["progress"]["progress"].as_array().map(Vec::len), Some(3), "{v}");
+    assert_eq!(r["cancel"], "aborted", "{v}");
+    assert_eq!(r["afterCancel"], "Echo: after cancel", "{v}");
+    // Sampling through MRTR: the child's sampling/createMessage came back to
+    // the client inside an input_required result, and its answer reached
+    // the child.
+    assert_eq!(r["sample"]["asked"], 1, "{v}");
+    assert!(r["sample"]["text"].as_str().unwrap().contains("canned reply"), "{v}");
+}
+
+#[test]
+fn ts_v2_pinned_client_against_a_modern_only_child() {
+    let env = Env::new();
+    let d = env.start(&format!(
+        "[servers.modern]\ncommand = \"node\"\nargs = [\"{}\"]\n",
+        interop_dir().join("modern_server.mjs").display()
+    ));
+    let s = d.wait_ready(&["modern"]);
+    let _ = s;
+    assert_eq!(d.server_status("modern")["era"], "modern");
+    let v = ts2("pin", "list,echo,progress,cancel,sample,elicit,prompt,read", &env.socket);
+    assert_eq!(v["era"], "2026-07-28", "{v}");
+    check_modern_child_results(&v);
+    assert_eq!(v["results"]["cancel"], "aborted", "{v}");
+    assert_eq!(v["results"]["prompt"], json!(["Say hello to Ada"]), "{v}");
+    assert_eq!(v["results"]["read"], json!(["a note from a modern server"]), "{v}");
+}
+
+#[test]
+fn ts_v2_auto_client_against_both_children() {
+    let env = Env::new();
+    let _d = start_pair(&env);
+    let v = ts2("auto", "list,echo", &env.socket);
+    // The daemon answers server/discover, so auto mode picks modern.
+    assert_eq!(v["era"], "2026-07-28", "{v}");
+    let list = v["results"]["list"].as_array().unwrap();
+    for want in ["legacy__echo", "modern__echo", "modern__ask-name"] {
+        assert!(list.iter().any(|t| t == want), "{want}: {v}");
+    }
+}
+
+#[test]
+fn python_sdk_modern_client_against_both_children() {
+    let env = Env::new();
+    let _d = start_pair(&env);
+    let py = python();
+    let v = run(&py, "py_era_client.py", &["2026-07-28", "list,echo,progress,sample,elicit"], &env.socket);
+    assert_eq!(v["version"], "2026-07-28", "{v}");
+    let list = v["results"]["list"].as_array().unwrap();
+    assert!(list.iter().any(|t| t == "legacy__echo") && list.iter().any(|t| t == "modern__sample"), "{v}");
+    // The script calls the first *__echo etc. in list order: the legacy
+    // server sorts first; its echo says "Echo: hello era" as well.
+    assert_eq!(v["results"]["echo"], "Echo: hello era", "{v}");
+}
+
+#[test]
+fn legacy_clients_against_a_modern_only_child() {
+    let env = Env::new();
+    let d = env.start(&format!(
+        "[servers.modern]\ncommand = \"node\"\nargs = [\"{}\"]\n",
+        interop_dir().join("modern_server.mjs").display()
+    ));
+    d.wait_ready(&["modern"]);
+    // TS SDK v1 (legacy only).
+    let v = run(&node(), "ts_client.mjs", &[], &env.socket);
+    assert_eq!(v["echo"]["content"][0]["text"], "Echo: hello interop", "{v}");
+    assert!(v["sum"]["content"][0]["text"].as_str().unwrap().contains('5'), "{v}");
+    assert!(v["echo"].get("resultType").is_none(), "legacy results carry no resultType: {v}");
+
+    // A raw legacy client answers the modern child's MRTR elicitation as a
+    // real elicitation/create request.
+    let mut c = Client::connect(&env.socket);
+    c.initialize_with(json!({"elicitation": {}}));
+    let id = c.send_request("tools/call", json!({"name": "modern__ask-name", "arguments": {}}));
+    let ask = c.incoming_request("elicitation/create");
+    assert_eq!(ask["params"]["message"], "What is your name?", "{ask}");
+    c.send(&json!({"jsonrpc": "2.0", "id": ask["id"], "result": {"action": "accept", "content": {"name": "Grace"}}}));
+    let r = c.response(&id);
+    assert_eq!(r["result"]["content"][0]["text"], "Hello, Grace!", "{r}");
+    assert!(r["result"].get("resultType").is_none(), "{r}");
+
+    // A legacy client without the capability gets an error, not a hang.
+    let mut bare = Client::initialized(&env.socket);
+    let r = bare.call("modern__ask-name", json!({}));
+    assert!(r.get("error").is_some() || r["result"]["isError"] == true, "{r}");
+}
+
+#[test]
+fn mcp_server_time_is_detected_as_modern() {
+    let env = Env::new();
+    let py = python();
+    let d = env.start(&format!(
+        "[servers.time]\ncommand = \"{}\"\nargs = [\"-m\", \"mcp_server_time\", \"--local-timezone\", \"UTC\"]\n",
+        py.display()
+    ));
+    d.wait_ready(&["time"]);
+    assert_eq!(d.server_status("time")["era"], "modern", "{}", d.server_status("time"));
+    let mut c = Client::initialized(&env.socket);
+    let text = c.call_text("time__get_current_time", json!({"timezone": "UTC"}));
+    assert!(text.contains("UTC"), "{text}");
+    // The verdict is cached: a restarted daemon does not probe again.
+    drop(c);
+    let mut d = d;
+    d.stop();
+    let d = env.start(&format!(
+        "[servers.time]\ncommand = \"{}\"\nargs = [\"-m\", \"mcp_server_time\", \"--local-timezone\", \"UTC\"]\n",
+        py.display()
+    ));
+    d.wait_ready(&["time"]);
+    assert_eq!(d.server_status("time")["era"], "modern");
+    assert_eq!(d.server_status("time")["era_source"], "cache", "{}", d.server_status("time"));
+}
