@@ -11,6 +11,8 @@
 //!
 //! This module owns what is era-specific and free of routing state:
 //!
+//! - [`bridge`]: rounds of a legacy child's requests held for a modern
+//!   client between its call and its retries;
 //! - [`child`]: speaking to a modern child (discover, envelope, verdict key,
 //!   its errors);
 //! - [`meta`]: reading and validating a modern request's `_meta`;
@@ -25,6 +27,7 @@
 //! - [`mrtr`]: the wire shapes of `input_required` results and retries;
 //! - [`probe`]: finding out which era a child speaks.
 
+pub mod bridge;
 pub mod child;
 pub mod decorate;
 pub mod held;
