@@ -25,7 +25,8 @@
 //! - [`held`]: children's requests held while a modern client is asked for
 //!   the input (the other half of the MRTR bridge);
 //! - [`mrtr`]: the wire shapes of `input_required` results and retries;
-//! - [`probe`]: finding out which era a child speaks.
+//! - [`probe`]: finding out which era a child speaks;
+//! - [`session`]: the era state a session's link carries.
 
 pub mod bridge;
 pub mod child;
@@ -35,6 +36,7 @@ pub mod listen;
 pub mod meta;
 pub mod mrtr;
 pub mod probe;
+pub mod session;
 pub mod state;
 
 use serde_json::value::RawValue;
@@ -114,6 +116,17 @@ pub fn carries_version(params: Option<&RawValue>) -> bool {
         .and_then(|o| o.get("_meta"))
         .and_then(RawObject::parse)
         .is_some_and(|m| m.get(key::PROTOCOL_VERSION).is_some())
+}
+
+/// The params of a client's request as its child gets them: a modern
+/// client's reserved `_meta` keys removed (children are spoken to in the
+/// legacy era here; a legacy child would not know them).
+pub fn params_for_child(link: &crate::wire::SessionLink, params: String) -> String {
+    if link.era.is_modern() && params.contains("io.modelcontextprotocol/") {
+        meta::strip_for_legacy(&params)
+    } else {
+        params
+    }
 }
 
 /// Requests that exist only in the legacy era: a modern session that sends

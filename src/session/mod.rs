@@ -19,6 +19,7 @@
 mod hub;
 mod initialize;
 mod lists;
+mod modern;
 mod resources;
 mod route;
 mod tasks;
@@ -295,7 +296,9 @@ impl Session {
 
     fn on_notification(&mut self, env: &Envelope<'_>) {
         match env.method.as_deref().unwrap_or_default() {
-            "notifications/initialized" if !self.link.is_initialized() => {
+            "notifications/initialized"
+                if !self.link.is_initialized() && !self.link.era.is_modern() =>
+            {
                 self.link.set_initialized();
                 let catalog = self.hub.supervisor.catalog();
                 for (i, kinds) in ANNOUNCED.iter().enumerate() {
@@ -307,6 +310,9 @@ impl Session {
                 let Some(request) = params.as_ref().and_then(|p| p.get("requestId")) else {
                     return;
                 };
+                if self.link.era.is_modern() && self.end_listen(request.get()) {
+                    return;
+                }
                 let reason = params
                     .as_ref()
                     .and_then(|p| p.get_str("reason"))
@@ -336,8 +342,13 @@ impl Session {
     fn on_request(&mut self, env: &Envelope<'_>) {
         let Some(id) = env.id else { return };
         let method = env.method.as_deref().unwrap_or_default();
+        if !self.era_gate(id, method, env.params) {
+            return;
+        }
         match method {
             "initialize" => self.initialize(id, env.params),
+            "server/discover" => self.discover(id),
+            "subscriptions/listen" => self.listen(id, env.params),
             "ping" => self.send(jsonrpc::response(id.get(), "{}")),
             "tools/list" => self.list(ListKind::Tools, id, env.params),
             "prompts/list" => self.list(ListKind::Prompts, id, env.params),

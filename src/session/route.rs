@@ -126,7 +126,7 @@ impl Session {
         tokio::spawn(async move {
             let result = crate::builtin::call_reload(reloader.reload(Trigger::Tool)).await;
             link.finish(id.get(), ticket);
-            link.outbox.send(jsonrpc::response(id.get(), &result));
+            link.outbox.send(link.era.result_line(id.get(), &result));
         });
     }
 
@@ -236,6 +236,11 @@ impl Session {
             );
         };
         let Some(ticket) = self.begin(id) else { return };
+        if self.link.era.bind_server(id.get(), &up.name) {
+            // A modern request asked for log messages: the child may need a
+            // more verbose level.
+            up.sync_log_level();
+        }
         match up.connection() {
             Ok(conn) => send(
                 &self.link,
@@ -317,6 +322,7 @@ pub(super) fn send(
     params: String,
     rewrite: Rewrite,
 ) {
+    let params = crate::era::params_for_child(link, params);
     let call = ClientCall {
         link,
         client_id: id,

@@ -443,10 +443,10 @@ impl Connection {
             Pending::Client(req) => {
                 let line = match (env.result, env.error) {
                     (Some(r), _) => match &req.rewrite {
-                        Rewrite::None => jsonrpc::response(req.client_id.get(), r.get()),
+                        Rewrite::None => req.link.era.result_line(req.client_id.get(), r.get()),
                         rewrite => {
                             let rewritten = self.rewrite_task_result(&req, rewrite, r, id);
-                            jsonrpc::response(req.client_id.get(), &rewritten)
+                            req.link.era.result_line(req.client_id.get(), &rewritten)
                         }
                     },
                     (None, Some(e)) => jsonrpc::error_response_raw(req.client_id.get(), e.get()),

@@ -142,7 +142,7 @@ impl Connection {
             Some(&obj.to_string_with(&[("logger", &quoted)])),
         );
         for link in self.ctx.registry.seeing(self.server()) {
-            if link.wants_log(level) {
+            if link.wants_log_from(self.server(), level) {
                 link.outbox.send(line.clone());
             }
         }
@@ -166,7 +166,16 @@ impl Connection {
             env.params.map(RawValue::get),
         );
         for id in sessions {
-            if let Some(link) = self.ctx.registry.get(id) {
+            let Some(link) = self.ctx.registry.get(id) else {
+                continue;
+            };
+            if link.era.is_modern() {
+                // Tagged once per listen that asked for this URI.
+                let params = env.params.map_or("{}", RawValue::get);
+                for tagged in link.era.listens.resource_updated(&uri, params) {
+                    link.outbox.send(tagged);
+                }
+            } else {
                 link.outbox.send(line.clone());
             }
         }

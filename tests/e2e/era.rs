@@ -51,8 +51,14 @@ fn discover_opens_a_modern_session_with_decorated_results() {
     assert_eq!(result["resultType"], "complete");
     assert_eq!(server_info(result)["name"], "stdioproxy");
     assert_eq!(result["capabilities"]["tools"]["listChanged"], true);
-    assert!(result["capabilities"].get("logging").is_none(), "no logging/setLevel: {r}");
-    assert!(result["ttlMs"].is_u64() && result["cacheScope"].is_string(), "{r}");
+    assert!(
+        result["capabilities"].get("logging").is_none(),
+        "no logging/setLevel: {r}"
+    );
+    assert!(
+        result["ttlMs"].is_u64() && result["cacheScope"].is_string(),
+        "{r}"
+    );
 
     let r = c.request("tools/list", modern(json!({}), json!({})));
     let result = &r["result"];
@@ -70,7 +76,10 @@ fn discover_opens_a_modern_session_with_decorated_results() {
 
     let r = c.request(
         "tools/call",
-        modern(json!({"name": "fx__add", "arguments": {"a": 2, "b": 3}}), json!({})),
+        modern(
+            json!({"name": "fx__add", "arguments": {"a": 2, "b": 3}}),
+            json!({}),
+        ),
     );
     assert_eq!(r["result"]["content"][0]["text"], "5", "{r}");
     assert_eq!(r["result"]["resultType"], "complete");
@@ -78,7 +87,10 @@ fn discover_opens_a_modern_session_with_decorated_results() {
     // The child saw no modern envelope: it is legacy.
     let r = c.request(
         "tools/call",
-        modern(json!({"name": "fx__client_capabilities", "arguments": {}}), json!({})),
+        modern(
+            json!({"name": "fx__client_capabilities", "arguments": {}}),
+            json!({}),
+        ),
     );
     assert_eq!(r["result"]["resultType"], "complete", "{r}");
 }
@@ -108,15 +120,27 @@ fn modern_requests_are_validated_one_by_one() {
     let r = c.request("tools/list", json!({}));
     assert_eq!(r["error"]["code"], -32602, "{r}");
     let msg = r["error"]["message"].as_str().unwrap();
-    assert!(msg.contains("io.modelcontextprotocol/protocolVersion"), "{msg}");
-    assert!(msg.contains("io.modelcontextprotocol/clientCapabilities"), "{msg}");
+    assert!(
+        msg.contains("io.modelcontextprotocol/protocolVersion"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("io.modelcontextprotocol/clientCapabilities"),
+        "{msg}"
+    );
     // One key missing: named.
     let r = c.request(
         "tools/list",
         json!({"_meta": {"io.modelcontextprotocol/protocolVersion": MODERN}}),
     );
     assert_eq!(r["error"]["code"], -32602, "{r}");
-    assert!(r["error"]["message"].as_str().unwrap().contains("clientCapabilities"), "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("clientCapabilities"),
+        "{r}"
+    );
     // An unknown version: -32022 with the supported list.
     let r = c.request(
         "tools/list",
@@ -127,7 +151,10 @@ fn modern_requests_are_validated_one_by_one() {
     assert_eq!(r["error"]["data"]["requested"], "1900-01-01");
     // Legacy-only requests: -32600.
     for method in ["ping", "logging/setLevel", "resources/subscribe"] {
-        let r = c.request(method, modern(json!({"level": "info", "uri": "x://y"}), json!({})));
+        let r = c.request(
+            method,
+            modern(json!({"level": "info", "uri": "x://y"}), json!({})),
+        );
         assert_eq!(r["error"]["code"], -32600, "{method}: {r}");
     }
     // The session still serves.
@@ -155,7 +182,10 @@ fn progress_and_cancellation_on_a_modern_session() {
     let _d = one_fixture(&env);
     let mut c = Client::connect(&env.socket);
     c.request("server/discover", json!({"_meta": modern_meta(json!({}))}));
-    let mut params = modern(json!({"name": "fx__progress", "arguments": {"steps": 3, "ms": 5}}), json!({}));
+    let mut params = modern(
+        json!({"name": "fx__progress", "arguments": {"steps": 3, "ms": 5}}),
+        json!({}),
+    );
     params["_meta"]["progressToken"] = json!("tok");
     let r = c.request("tools/call", params);
     assert_eq!(r["result"]["content"][0]["text"], "done 3", "{r}");
@@ -165,16 +195,30 @@ fn progress_and_cancellation_on_a_modern_session() {
         .filter(|m| m["method"] == "notifications/progress")
         .collect();
     assert_eq!(progress.len(), 3, "{progress:?}");
-    assert!(progress.iter().all(|p| p["params"]["progressToken"] == "tok"));
+    assert!(progress
+        .iter()
+        .all(|p| p["params"]["progressToken"] == "tok"));
 
     let id = c.send_request(
         "tools/call",
-        modern(json!({"name": "fx__sleep", "arguments": {"ms": 60000}}), json!({})),
+        modern(
+            json!({"name": "fx__sleep", "arguments": {"ms": 60000}}),
+            json!({}),
+        ),
     );
     c.send(&json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": id, "reason": "enough"}}));
-    let r = c.request("tools/call", modern(json!({"name": "fx__cancelled", "arguments": {}}), json!({})));
-    let text = r["result"]["content"][0]["text"].as_str().unwrap_or_default().to_string();
-    assert!(text.contains("enough") || text.contains('1'), "the child got the cancellation: {r}");
+    let r = c.request(
+        "tools/call",
+        modern(json!({"name": "fx__cancelled", "arguments": {}}), json!({})),
+    );
+    let text = r["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        text.contains("enough") || text.contains('1'),
+        "the child got the cancellation: {r}"
+    );
 }
 
 #[test]
@@ -186,11 +230,17 @@ fn log_messages_follow_each_requests_log_level() {
     // No logLevel: no log messages for this request.
     let r = c.request(
         "tools/call",
-        modern(json!({"name": "fx__log", "arguments": {"level": "error", "data": "quiet"}}), json!({})),
+        modern(
+            json!({"name": "fx__log", "arguments": {"level": "error", "data": "quiet"}}),
+            json!({}),
+        ),
     );
     assert!(r.get("result").is_some(), "{r}");
     // logLevel warning: an error passes, an info does not.
-    let mut params = modern(json!({"name": "fx__log", "arguments": {"level": "error", "data": "loud"}}), json!({}));
+    let mut params = modern(
+        json!({"name": "fx__log", "arguments": {"level": "error", "data": "loud"}}),
+        json!({}),
+    );
     params["_meta"]["io.modelcontextprotocol/logLevel"] = json!("warning");
     c.request("tools/call", params.clone());
     params["arguments"] = json!({"level": "info", "data": "chatty"});
@@ -201,7 +251,11 @@ fn log_messages_follow_each_requests_log_level() {
         .filter(|m| m["method"] == "notifications/message")
         .map(|m| m["params"]["data"].as_str().unwrap_or_default().to_string())
         .collect();
-    assert_eq!(logs, vec!["loud"], "only the error of the request that asked for warning and above");
+    assert_eq!(
+        logs,
+        vec!["loud"],
+        "only the error of the request that asked for warning and above"
+    );
 }
 
 #[test]
@@ -212,17 +266,32 @@ fn several_listens_per_session_get_tagged_list_changes() {
     c.request("server/discover", json!({"_meta": modern_meta(json!({}))}));
     let tools = c.send_request(
         "subscriptions/listen",
-        modern(json!({"notifications": {"toolsListChanged": true}}), json!({})),
+        modern(
+            json!({"notifications": {"toolsListChanged": true}}),
+            json!({}),
+        ),
     );
     let ack = c.notification("notifications/subscriptions/acknowledged");
-    assert_eq!(ack["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], tools, "{ack}");
+    assert_eq!(
+        ack["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], tools,
+        "{ack}"
+    );
     assert_eq!(ack["params"]["notifications"]["toolsListChanged"], true);
     let both = c.send_request(
         "subscriptions/listen",
-        modern(json!({"notifications": {"toolsListChanged": true, "promptsListChanged": true}}), json!({})),
+        modern(
+            json!({"notifications": {"toolsListChanged": true, "promptsListChanged": true}}),
+            json!({}),
+        ),
     );
     c.notification("notifications/subscriptions/acknowledged");
-    c.request("tools/call", modern(json!({"name": "fx__add_tool", "arguments": {"name": "fresh"}}), json!({})));
+    c.request(
+        "tools/call",
+        modern(
+            json!({"name": "fx__add_tool", "arguments": {"name": "fresh"}}),
+            json!({}),
+        ),
+    );
     let mut tagged = Vec::new();
     for _ in 0..2 {
         let n = c.notification("notifications/tools/list_changed");
@@ -236,17 +305,35 @@ fn several_listens_per_session_get_tagged_list_changes() {
     c.send(&json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": tools}}));
     let r = c.response(&tools);
     assert_eq!(r["result"]["resultType"], "complete", "{r}");
-    c.request("tools/call", modern(json!({"name": "fx__add_tool", "arguments": {"name": "fresher"}}), json!({})));
+    c.request(
+        "tools/call",
+        modern(
+            json!({"name": "fx__add_tool", "arguments": {"name": "fresher"}}),
+            json!({}),
+        ),
+    );
     let n = c.notification("notifications/tools/list_changed");
-    assert_eq!(n["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], both);
+    assert_eq!(
+        n["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        both
+    );
     // A session that did not listen gets no list_changed at all.
     let mut quiet = Client::connect(&env.socket);
     quiet.request("tools/list", modern(json!({}), json!({})));
-    c.request("tools/call", modern(json!({"name": "fx__add_tool", "arguments": {"name": "third"}}), json!({})));
+    c.request(
+        "tools/call",
+        modern(
+            json!({"name": "fx__add_tool", "arguments": {"name": "third"}}),
+            json!({}),
+        ),
+    );
     c.notification("notifications/tools/list_changed");
     quiet.request("tools/list", modern(json!({}), json!({})));
     assert!(
-        !quiet.received().iter().any(|m| m["method"] == "notifications/tools/list_changed"),
+        !quiet
+            .received()
+            .iter()
+            .any(|m| m["method"] == "notifications/tools/list_changed"),
         "no listen, no list_changed"
     );
 }

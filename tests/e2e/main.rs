@@ -4,6 +4,7 @@
 mod support;
 
 mod core;
+mod era;
 mod hostile;
 mod interop;
 mod limits;

@@ -1,0 +1,223 @@
+//! The modern (2026-07-28) side of a session: deciding the session's era
+//! from its first request, checking every modern request's `_meta`,
+//! `server/discover`, and `subscriptions/listen`.
+//!
+//! The era is decided once, by the first request (see [`crate::era`]); a
+//! request of the other era is refused with -32600 from then on. On a modern
+//! session each request's `_meta` is validated anew before it is served
+//! (-32602 naming what is missing, -32022 for an unknown version), and the
+//! log level it asks for is remembered until it is routed. Everything else
+//! a modern session does is the legacy code path with decorated results.
+
+use std::sync::Arc;
+
+use serde_json::json;
+use serde_json::value::RawValue;
+
+use super::Session;
+use crate::catalog::ListKind;
+use crate::era::decorate::{self, CacheHint};
+use crate::era::listen::Filter;
+use crate::era::{self, meta, Era};
+use crate::jsonrpc::code;
+use crate::upstream::Upstream;
+
+impl Session {
+    /// Decides the session's era on its first request and checks `method`
+    /// against it; on a modern session, validates the request's `_meta`.
+    /// Returns false when the request was refused (and answered).
+    pub(super) fn era_gate(
+        &mut self,
+        id: &RawValue,
+        method: &str,
+        params: Option<&RawValue>,
+    ) -> bool {
+        let era = match self.link.era.era() {
+            Some(e) => e,
+            None => {
+                let e = self.link.era.decide(era::opening_era(method, params));
+                tracing::debug!(
+                    session = self.link.id,
+                    era = e.as_str(),
+                    method,
+                    "session era decided"
+                );
+                if e == Era::Modern {
+                    self.modern_opened();
+                }
+                e
+            }
+        };
+        match era {
+            Era::Legacy if era::modern_only(method) => {
+                self.error(
+                    Some(id),
+                    code::INVALID_REQUEST,
+                    &format!(
+                        "Invalid request: {method} is a 2026-07-28 request, and this session is a legacy one (it opened with initialize); a session cannot switch eras"
+                    ),
+                    None,
+                );
+                false
+            }
+            Era::Legacy => true,
+            Era::Modern if era::legacy_only(method) => {
+                self.error(
+                    Some(id),
+                    code::INVALID_REQUEST,
+                    &format!(
+                        "Invalid request: {method} does not exist in 2026-07-28, and this session is a 2026-07-28 one; a session cannot switch eras"
+                    ),
+                    None,
+                );
+                false
+            }
+            Era::Modern => match meta::parse(params) {
+                Ok(m) => {
+                    self.link.era.want_logs(id.get(), m.log_level);
+                    true
+                }
+                Err(e) => {
+                    tracing::debug!(
+                        session = self.link.id,
+                        method,
+                        "refused a modern request: {}",
+                        e.message()
+                    );
+                    self.send(e.response(id.get()));
+                    false
+                }
+            },
+        }
+    }
+
+    /// A modern session has no `notifications/initialized`: what it can see
+    /// now is what it knows (changes reach it through its listens).
+    fn modern_opened(&mut self) {
+        let catalog = self.hub.supervisor.catalog();
+        for (i, kinds) in super::ANNOUNCED.iter().enumerate() {
+            self.announced[i] = Some(catalog.view_fingerprint(kinds, |s| self.visible(s)));
+        }
+    }
+
+    /// `server/discover`.
+    pub(super) fn discover(&self, id: &RawValue) {
+        let mut resources = json!({ "listChanged": true });
+        if self.can_subscribe() {
+            resources["subscribe"] = json!(true);
+        }
+        let capabilities = json!({
+            "tools": { "listChanged": true },
+            "prompts": { "listChanged": true },
+            "resources": resources,
+            "completions": {},
+        });
+        let result = decorate::discover(
+            &capabilities,
+            self.instructions().as_deref(),
+            CacheHint::UNKNOWN,
+        );
+        self.send(crate::jsonrpc::response(id.get(), &result));
+    }
+
+    /// The cache hint of a list of `kind`: the children give none (they are
+    /// spoken to in the legacy era), so it is stale at once and private.
+    pub(super) fn list_hint(&self, _kind: ListKind) -> CacheHint {
+        CacheHint::UNKNOWN
+    }
+
+    /// True when some visible server supports resource subscriptions.
+    fn can_subscribe(&self) -> bool {
+        self.hub.supervisor.upstreams().iter().any(|u| {
+            self.visible(&u.name)
+                && u.capabilities().pointer("/resources/subscribe")
+                    == Some(&serde_json::Value::Bool(true))
+        })
+    }
+
+    /// `subscriptions/listen`: acknowledged at once; the request stays open
+    /// until the client cancels it (or the session ends).
+    pub(super) fn listen(&self, id: &RawValue, params: Option<&RawValue>) {
+        let Some(filter) = Filter::parse(params) else {
+            return self.error(
+                Some(id),
+                code::INVALID_PARAMS,
+                "Invalid params: subscriptions/listen needs params.notifications (toolsListChanged, promptsListChanged, resourcesListChanged, resourceSubscriptions)",
+                None,
+            );
+        };
+        let before = self.link.era.listens.uris();
+        let honoured = filter.honoured(self.can_subscribe());
+        match self.link.era.listens.open(id, honoured) {
+            Some(ack) => self.send(ack),
+            None => {
+                return self.error(
+                    Some(id),
+                    code::INVALID_REQUEST,
+                    &format!(
+                        "Invalid request: a listen with id {} is open already",
+                        id.get()
+                    ),
+                    None,
+                )
+            }
+        }
+        for uri in self.link.era.listens.uris() {
+            if !before.contains(&uri) {
+                self.listen_subscription(uri, true);
+            }
+        }
+    }
+
+    /// A `notifications/cancelled` naming an open listen ends it; true when
+    /// it did.
+    pub(super) fn end_listen(&self, request_id: &str) -> bool {
+        let before = self.link.era.listens.uris();
+        let Some(done) = self.link.era.listens.close(request_id) else {
+            return false;
+        };
+        self.send(done);
+        let after = self.link.era.listens.uris();
+        for uri in before.into_iter().filter(|u| !after.contains(u)) {
+            self.listen_subscription(uri, false);
+        }
+        true
+    }
+
+    /// Subscribes the session to `uri` upstream (or drops it), counted per
+    /// URI with `resources/subscribe`'s, in a task of its own. A listen has
+    /// been acknowledged already, so a failure is only logged.
+    fn listen_subscription(&self, uri: String, subscribe: bool) {
+        let Some(up) = self.subscription_owner(&uri) else {
+            tracing::debug!(
+                session = self.link.id,
+                uri,
+                "a listen names a URI no server lists"
+            );
+            return;
+        };
+        let session = self.link.id;
+        tokio::spawn(async move { listen_subscription(up, session, uri, subscribe).await });
+    }
+}
+
+async fn listen_subscription(up: Arc<Upstream>, session: u64, uri: String, subscribe: bool) {
+    let timeout = up.timeouts().request_timeout;
+    let subs = &up.context().subscriptions;
+    let outcome = if subscribe {
+        match up.wait_ready(timeout).await {
+            Ok(conn) => subs.subscribe(&conn, session, &uri, timeout).await,
+            Err(u) => return tracing::debug!(session, uri, "{}", u.message()),
+        }
+    } else {
+        let conn = up.connection().ok();
+        subs.unsubscribe(conn.as_deref(), session, &uri, timeout)
+            .await
+    };
+    let why = match outcome {
+        Ok(()) => return,
+        Err(crate::wire::SubscribeError::Rpc(e)) => e.get().to_string(),
+        Err(crate::wire::SubscribeError::Upstream(e)) => e.to_string(),
+    };
+    tracing::warn!(session, server = %up.name, uri, "a listen's resource subscription failed: {why}");
+}
