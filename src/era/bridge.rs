@@ -14,9 +14,9 @@
 //! id, so its final result (or the next round) answers the retry.
 //!
 //! Requests the child sends while a round waits for its retry are queued in
-//! that round and open the next round as soon as the retry arrives. A
-//! child's final result that arrives before the retry (it gave up waiting)
-//! is kept and answers the retry. A round that expires, or whose session
+//! that round and open the next round as soon as the retry arrives. (A
+//! child's final answer that arrives before the retry is kept with the
+//! child's call, see `wire::mrtr`.) A round that expires, or whose session
 //! ends, is handed back for the caller to answer the held requests with an
 //! error and cancel the child's call.
 //!
@@ -25,6 +25,7 @@
 //! answers another session's request, are tested here without children.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use serde_json::value::RawValue;
 
@@ -56,18 +57,6 @@ pub struct Round<U, R> {
     pub requests: Vec<Held<R>>,
     /// Requests the child sent after this round was sent.
     pub queued: Vec<Held<R>>,
-    /// The child's final result (a whole response line body: raw `result`
-    /// or `error`), when it came before the retry.
-    pub early: Option<Early>,
-}
-
-/// The child's answer to its call, kept until the retry.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Early {
-    /// `result`, raw.
-    Result(String),
-    /// `error`, raw.
-    Error(String),
 }
 
 /// A held request with the client's response for it (raw), or why there
@@ -83,8 +72,6 @@ pub struct Resumed<U, R> {
     pub answers: Vec<Answer<R>>,
     /// Requests that wait for the next round.
     pub queued: Vec<Held<R>>,
-    /// The child's final answer, if it came already.
-    pub early: Option<Early>,
 }
 
 /// Why a retry resumed nothing.
@@ -101,20 +88,18 @@ pub enum BridgeError {
     NoState,
 }
 
-/// The rounds of a daemon.
+/// The rounds of one server's calls.
 pub struct Bridge<U, R> {
-    key: StateKey,
-    ttl_ms: u64,
+    key: Arc<StateKey>,
     rounds: HeldTable<Round<U, R>>,
     next_key: AtomicU64,
 }
 
 impl<U: PartialEq, R> Bridge<U, R> {
-    /// A bridge whose states expire `ttl_ms` after they are minted.
-    pub fn new(key: StateKey, ttl_ms: u64) -> Self {
+    /// A bridge minting states with `key`.
+    pub fn new(key: Arc<StateKey>) -> Self {
         Self {
             key,
-            ttl_ms,
             rounds: HeldTable::default(),
             next_key: AtomicU64::new(1),
         }
@@ -131,8 +116,9 @@ impl<U: PartialEq, R> Bridge<U, R> {
     }
 
     /// Opens a round for `session`'s call `call` (its child call
-    /// `upstream`) with `requests`; returns the `input_required` result to
-    /// answer the client's call with.
+    /// `upstream`) with `requests`, expiring `ttl_ms` from `now_ms`;
+    /// returns the `input_required` result to answer the client's call
+    /// with.
     pub fn open(
         &self,
         session: u64,
@@ -140,6 +126,7 @@ impl<U: PartialEq, R> Bridge<U, R> {
         upstream: U,
         requests: Vec<Held<R>>,
         now_ms: u64,
+        ttl_ms: u64,
     ) -> String {
         let embedded: Vec<InputRequest> = requests
             .iter()
@@ -149,13 +136,12 @@ impl<U: PartialEq, R> Bridge<U, R> {
                 params: h.params.clone(),
             })
             .collect();
-        let expires_ms = now_ms.saturating_add(self.ttl_ms);
+        let expires_ms = now_ms.saturating_add(ttl_ms);
         let round = Round {
             upstream,
             call,
             requests,
             queued: Vec::new(),
-            early: None,
         };
         let id = self.rounds.hold(session, expires_ms, round);
         let state = self.key.mint(Claim {
@@ -190,17 +176,6 @@ impl<U: PartialEq, R> Bridge<U, R> {
         held.map_or(Ok(()), Err)
     }
 
-    /// Keeps the child's final answer until the retry; false when no round
-    /// of `session` waits on `upstream`.
-    pub fn keep_early(&self, session: u64, upstream: &U, early: Early) -> bool {
-        let Some(id) = self.round_of(session, upstream) else {
-            return false;
-        };
-        self.rounds
-            .with(id, session, |r| r.early = Some(early))
-            .is_some()
-    }
-
     /// Resumes the round a retry names, for `session`'s call `call`.
     pub fn resume(
         &self,
@@ -229,7 +204,6 @@ impl<U: PartialEq, R> Bridge<U, R> {
             upstream: round.upstream,
             answers,
             queued: round.queued,
-            early: round.early,
         })
     }
 
@@ -278,7 +252,7 @@ mod tests {
     use serde_json::Value;
 
     fn bridge() -> Bridge<u64, &'static str> {
-        Bridge::new(StateKey::from_bytes([1; 32]), 1000)
+        Bridge::new(Arc::new(StateKey::from_bytes([1; 32])))
     }
 
     fn retry_for(result: &str, answer: &str) -> Retry {
@@ -305,7 +279,7 @@ mod tests {
             "sampling/createMessage",
             Some(r#"{"maxTokens":5}"#),
         );
-        let result = b.open(7, call, 100, vec![h], 0);
+        let result = b.open(7, call, 100, vec![h], 0, 1000);
         let v: Value = serde_json::from_str(&result).unwrap();
         assert_eq!(v["resultType"], "input_required");
         let (key, req) = v["inputRequests"]
@@ -353,7 +327,7 @@ mod tests {
     fn refused_retries() {
         let b = bridge();
         let call = call_fingerprint("tools/call", "a__t");
-        let result = b.open(1, call, 5, vec![b.held("c", "roots/list", None)], 0);
+        let result = b.open(1, call, 5, vec![b.held("c", "roots/list", None)], 0, 1000);
         let retry = retry_for(&result, "{}");
         assert_eq!(
             b.resume(2, call, &retry, 1).unwrap_err(),
@@ -381,20 +355,14 @@ mod tests {
         assert_eq!(b.expire(1000).len(), 1);
         assert!(b.is_empty());
         // A missing response is reported per request.
-        let result = b.open(1, call, 6, vec![b.held("d", "roots/list", None)], 0);
+        let result = b.open(1, call, 6, vec![b.held("d", "roots/list", None)], 0, 1000);
         let mut r = retry_for(&result, "{}");
         r.responses.clear();
         let resumed = b.resume(1, call, &r, 1).unwrap();
         assert!(resumed.answers[0].1.is_err());
-        // Early answers are kept for the retry.
-        let result = b.open(1, call, 7, vec![b.held("e", "roots/list", None)], 0);
-        assert!(b.keep_early(1, &7, Early::Result("{}".into())));
-        assert!(!b.keep_early(1, &8, Early::Result("{}".into())));
-        let resumed = b.resume(1, call, &retry_for(&result, "{}"), 1).unwrap();
-        assert_eq!(resumed.early, Some(Early::Result("{}".into())));
-        let _ = b.open(3, call, 9, vec![b.held("f", "roots/list", None)], 0);
+        let _ = b.open(3, call, 9, vec![b.held("f", "roots/list", None)], 0, 1000);
         assert_eq!(b.drain_session(3).len(), 1);
-        let _ = b.open(3, call, 10, vec![b.held("g", "roots/list", None)], 0);
+        let _ = b.open(3, call, 10, vec![b.held("g", "roots/list", None)], 0, 1000);
         assert_eq!(b.drain_where(|u| *u == 10).len(), 1);
     }
 }

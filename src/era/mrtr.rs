@@ -165,6 +165,15 @@ pub fn retry(params: Option<&RawValue>) -> Option<Result<Retry, String>> {
     Some(Ok(retry))
 }
 
+/// [`retry`] of params held as text.
+pub fn retry_of(params: &str) -> Option<Result<Retry, String>> {
+    if !params.contains("inputResponses") && !params.contains("requestState") {
+        return None;
+    }
+    let raw = serde_json::from_str::<&RawValue>(params).ok()?;
+    retry(Some(raw))
+}
+
 /// The params of a retry of `original` (the first round's params) with
 /// `responses` and the server's `state` echoed raw, for a modern child.
 pub fn retry_params(

@@ -12,8 +12,11 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use std::collections::HashMap;
+
 use super::decorate::{self, CacheHint};
 use super::listen::Listens;
+use super::meta::Asks;
 use super::Era;
 use crate::jsonrpc;
 use crate::loglevel::Level;
@@ -39,6 +42,21 @@ pub struct EraLink {
     log_wants: Mutex<Vec<LogWant>>,
     /// The log level of the request being read, until it is routed.
     pending_want: Mutex<Option<LogWant>>,
+    /// What the request being read may ask of the client (its `_meta`
+    /// capabilities), until it is routed.
+    pending_asks: Mutex<Option<(Box<str>, Asks)>>,
+    /// Modern calls in flight that a child may answer `input_required`
+    /// for (through the MRTR bridge), by client id.
+    calls: Mutex<HashMap<Box<str>, MrtrCall>>,
+}
+
+/// A modern client's call as the MRTR bridge knows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MrtrCall {
+    /// Fingerprint of the call ([`super::state::call_fingerprint`]).
+    pub call: u64,
+    /// What the call's `_meta` says the client may be asked.
+    pub asks: Asks,
 }
 
 impl EraLink {
@@ -96,12 +114,31 @@ impl EraLink {
     /// `level` and above (`None`: it wants none). Takes effect once the
     /// request is routed to a server ([`EraLink::bind_server`]); a request
     /// that is refused or answered locally leaves nothing behind.
-    pub fn want_logs(&self, client_id: &str, level: Option<Level>) {
+    pub fn note_request(&self, client_id: &str, level: Option<Level>, asks: Asks) {
         *self.pending_want.lock() = level.map(|level| LogWant {
             client_id: client_id.into(),
             server: None,
             level,
         });
+        *self.pending_asks.lock() = Some((client_id.into(), asks));
+    }
+
+    /// Records that the request being read, `client_id`, is a call a child
+    /// may answer with input requests (`tools/call`, `prompts/get`,
+    /// `resources/read`) with fingerprint `call`.
+    pub fn note_call(&self, client_id: &str, call: u64) {
+        let asks = match self.pending_asks.lock().take() {
+            Some((id, asks)) if &*id == client_id => asks,
+            _ => return,
+        };
+        self.calls
+            .lock()
+            .insert(client_id.into(), MrtrCall { call, asks });
+    }
+
+    /// The modern call in flight under `client_id`, if it is one.
+    pub fn mrtr_call(&self, client_id: &str) -> Option<MrtrCall> {
+        self.calls.lock().get(client_id).copied()
     }
 
     /// Request `client_id` is routed to `server`; true when it wants log
@@ -126,11 +163,17 @@ impl EraLink {
         if !wants.is_empty() {
             wants.retain(|w| &*w.client_id != client_id);
         }
+        drop(wants);
+        let mut calls = self.calls.lock();
+        if !calls.is_empty() {
+            calls.remove(client_id);
+        }
     }
 
     /// Every request is over (the session ended).
     pub fn clear(&self) {
         self.log_wants.lock().clear();
+        self.calls.lock().clear();
     }
 
     /// The most verbose level a request in flight asked for.
@@ -173,7 +216,7 @@ mod tests {
         let e = EraLink::default();
         let a: Arc<str> = "a".into();
         assert!(!e.wants_log_from("a", Some(Level::Error)));
-        e.want_logs("7", Some(Level::Warning));
+        e.note_request("7", Some(Level::Warning), Asks::default());
         assert!(
             !e.wants_log_from("a", Some(Level::Error)),
             "server not known yet"
@@ -181,8 +224,8 @@ mod tests {
         assert!(!e.bind_server("8", &a), "another request");
         assert!(e.bind_server("7", &a));
         assert!(!e.bind_server("7", &a), "bound once");
-        e.want_logs("9", Some(Level::Debug));
-        e.want_logs("10", None);
+        e.note_request("9", Some(Level::Debug), Asks::default());
+        e.note_request("10", None, Asks::default());
         assert!(
             !e.bind_server("9", &a),
             "replaced by the next request, which wants none"
@@ -195,5 +238,22 @@ mod tests {
         e.finished("7");
         assert!(!e.wants_log_from("a", Some(Level::Error)));
         assert_eq!(e.log_level(), None);
+    }
+
+    #[test]
+    fn calls_are_known_while_in_flight() {
+        let e = EraLink::default();
+        let asks = Asks {
+            sampling: true,
+            ..Asks::default()
+        };
+        e.note_request("1", None, asks);
+        e.note_call("2", 99);
+        assert_eq!(e.mrtr_call("2"), None, "another request's capabilities");
+        e.note_request("3", None, asks);
+        e.note_call("3", 99);
+        assert_eq!(e.mrtr_call("3"), Some(MrtrCall { call: 99, asks }));
+        e.finished("3");
+        assert_eq!(e.mrtr_call("3"), None);
     }
 }

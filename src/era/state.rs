@@ -66,6 +66,27 @@ impl StateKey {
         Ok(Self { key })
     }
 
+    /// The daemon's key: drawn once, at first use. Without a working
+    /// `/dev/urandom` the daemon cannot mint states anyone could not forge,
+    /// so it falls back to a key from the clock and pid only with a loud
+    /// error (MRTR retries then still work, but their states are weak).
+    pub fn daemon() -> std::sync::Arc<StateKey> {
+        static KEY: std::sync::OnceLock<std::sync::Arc<StateKey>> = std::sync::OnceLock::new();
+        KEY.get_or_init(|| {
+            std::sync::Arc::new(StateKey::random().unwrap_or_else(|e| {
+                tracing::error!(
+                    "cannot read /dev/urandom for the MRTR state key ({e}); using a weak key"
+                );
+                let seed = format!("{}-{}", now_ms(), std::process::id());
+                let mut key = [0u8; 32];
+                let digest = <Sha256 as sha2::Digest>::digest(seed.as_bytes());
+                key.copy_from_slice(&digest);
+                StateKey { key }
+            }))
+        })
+        .clone()
+    }
+
     /// A fixed key (tests).
     pub fn from_bytes(key: [u8; 32]) -> Self {
         Self { key }

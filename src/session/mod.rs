@@ -425,6 +425,10 @@ impl Drop for Closing {
             .into_iter()
             .filter(|u| self.link.visible(&u.name))
             .collect();
+        for up in &ups {
+            let rounds = up.context().bridge.drain_session(self.link.id);
+            crate::wire::abandon_rounds(rounds, "the client disconnected");
+        }
         let session = self.link.id;
         let had_level = self.link.log_level().is_some();
         if let Ok(rt) = tokio::runtime::Handle::try_current() {

@@ -18,9 +18,12 @@ use super::Session;
 use crate::catalog::ListKind;
 use crate::era::decorate::{self, CacheHint};
 use crate::era::listen::Filter;
+use crate::era::mrtr::Retry;
+use crate::era::state::now_ms;
 use crate::era::{self, meta, Era};
-use crate::jsonrpc::code;
+use crate::jsonrpc::{code, RawObject};
 use crate::upstream::Upstream;
+use crate::wire::Resume;
 
 impl Session {
     /// Decides the session's era on its first request and checks `method`
@@ -74,7 +77,7 @@ impl Session {
             }
             Era::Modern => match meta::parse(params) {
                 Ok(m) => {
-                    self.link.era.want_logs(id.get(), m.log_level);
+                    self.link.era.note_request(id.get(), m.log_level, m.asks());
                     true
                 }
                 Err(e) => {
@@ -198,6 +201,109 @@ impl Session {
         };
         let session = self.link.id;
         tokio::spawn(async move { listen_subscription(up, session, uri, subscribe).await });
+    }
+}
+
+impl Session {
+    /// A modern client's retry of a call a legacy child asked input for:
+    /// the held requests get the client's responses, and the child's call
+    /// (parked since the `input_required`) answers this retry.
+    pub(super) fn bridge_retry(
+        &self,
+        method: &str,
+        id: &RawValue,
+        up: &Arc<Upstream>,
+        target: &super::route::Target,
+        retry: Result<Retry, String>,
+    ) {
+        let retry = match retry {
+            Ok(r) => r,
+            Err(why) => {
+                return self.error(
+                    Some(id),
+                    code::INVALID_PARAMS,
+                    &format!("Invalid params: {why}"),
+                    None,
+                )
+            }
+        };
+        let call = super::route::call_fingerprint(method, target);
+        let bridge = &up.context().bridge;
+        let resumed = match bridge.resume(self.link.id, call, &retry, now_ms()) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(session = self.link.id, server = %up.name, method,
+                    "refused a 2026-07-28 retry: {e}");
+                return self.error(
+                    Some(id),
+                    code::INVALID_PARAMS,
+                    &format!("Invalid params: {e}"),
+                    None,
+                );
+            }
+        };
+        for (held, answer) in resumed.answers {
+            let Some(conn) = held.child.conn.upgrade() else {
+                continue;
+            };
+            match answer {
+                Ok(a) => conn.answer_child(&held.child.child_id, Some(a.get()), None),
+                Err(why) => conn.answer_child(
+                    &held.child.child_id,
+                    None,
+                    Some(&json!({ "code": code::INTERNAL_ERROR, "message": why }).to_string()),
+                ),
+            }
+        }
+        if !resumed.queued.is_empty() {
+            // The child asked more meanwhile: the next round, at once.
+            let ttl = u64::try_from(up.timeouts().request_timeout.as_millis()).unwrap_or(u64::MAX);
+            let result = bridge.open(
+                self.link.id,
+                call,
+                resumed.upstream,
+                resumed.queued,
+                now_ms(),
+                ttl,
+            );
+            return self.send(self.link.era.result_line(id.get(), &result));
+        }
+        let gone = |s: &Self| {
+            s.error(
+                Some(id),
+                code::SERVER_CRASHED,
+                &format!("server '{}' is no longer serving this call (it restarted, or the call was cancelled)", up.name),
+                Some(json!({ "server": &*up.name })),
+            )
+        };
+        let Some(conn) = resumed.upstream.conn.upgrade() else {
+            return gone(self);
+        };
+        let Some(ticket) = self.begin(id) else { return };
+        self.link.era.note_call(id.get(), call);
+        let token = RawObject::parse_str(&target.params)
+            .and_then(|p| p.get("_meta"))
+            .and_then(RawObject::parse)
+            .and_then(|m| m.get("progressToken"))
+            .map(|t| t.to_owned());
+        match conn.resume_parked(resumed.upstream.id, &self.link, id, ticket, token) {
+            Resume::Waiting => {
+                if !self
+                    .link
+                    .forwarded(id.get(), ticket, &conn, resumed.upstream.id)
+                {
+                    conn.cancel(resumed.upstream.id, "cancelled by the client");
+                }
+            }
+            Resume::Answered(line) => {
+                self.link.finish(id.get(), ticket);
+                self.send(line);
+            }
+            Resume::Gone => {
+                self.link.finish(id.get(), ticket);
+                gone(self);
+            }
+        }
     }
 }
 

@@ -235,7 +235,17 @@ impl Session {
                 Some(json!({ "server": &*target.server })),
             );
         };
+        if self.link.era.is_modern() && crate::era::mrtr::may_require_input(method) {
+            if let Some(retry) = crate::era::mrtr::retry_of(&target.params) {
+                return self.bridge_retry(method, id, &up, &target, retry);
+            }
+        }
         let Some(ticket) = self.begin(id) else { return };
+        if self.link.era.is_modern() && crate::era::mrtr::may_require_input(method) {
+            self.link
+                .era
+                .note_call(id.get(), call_fingerprint(method, &target));
+        }
         if self.link.era.bind_server(id.get(), &up.name) {
             // A modern request asked for log messages: the child may need a
             // more verbose level.
@@ -271,6 +281,17 @@ impl Session {
             }
         }
     }
+}
+
+/// What ties an MRTR retry to its call: the method, the server and the
+/// name (or URI) the child knows.
+pub(super) fn call_fingerprint(method: &str, target: &Target) -> u64 {
+    let obj = RawObject::parse_str(&target.params);
+    let what = obj
+        .as_ref()
+        .and_then(|o| o.get_str("name").or_else(|| o.get_str("uri")))
+        .unwrap_or_default();
+    crate::era::state::call_fingerprint(method, &format!("{}\0{what}", target.server))
 }
 
 /// Where a `tools/call` or `prompts/get` for a catalog item goes: the

@@ -87,6 +87,9 @@ pub enum Rewrite {
 pub(super) enum Pending {
     Client(ClientRequest),
     Internal(oneshot::Sender<Reply>),
+    /// A modern client's call answered `input_required`, waiting for the
+    /// retry (see `mrtr`).
+    Parked(super::mrtr::Parked),
 }
 
 pub(super) struct ClientRequest {
@@ -138,7 +141,7 @@ pub struct Connection {
     /// Milliseconds; changed in place by a reload.
     request_timeout_ms: AtomicU64,
     /// Woken whenever the pending map becomes empty (draining).
-    idle: tokio::sync::Notify,
+    pub(super) idle: tokio::sync::Notify,
     next_id: AtomicU64,
     closed: AtomicBool,
     closed_tx: watch::Sender<bool>,
@@ -427,6 +430,9 @@ impl Connection {
 
     fn on_response(self: &Arc<Self>, env: &Envelope<'_>) {
         let id = env.id.and_then(|raw| raw.get().parse::<u64>().ok());
+        if id.is_some_and(|id| self.keep_parked_answer(id, env)) {
+            return;
+        }
         let Some(entry) = id.and_then(|id| self.take(id)) else {
             let issued = id.is_some_and(|id| id < self.next_id.load(Ordering::Relaxed));
             let shown = env.id.map_or("null", |r| r.get());
@@ -454,6 +460,8 @@ impl Connection {
                 };
                 req.answer(line);
             }
+            // Kept by keep_parked_answer above.
+            Pending::Parked(_) => {}
             Pending::Internal(tx) => {
                 let reply = match (env.result, env.error) {
                     (Some(r), _) => Reply::Result(r.to_owned()),
@@ -588,7 +596,10 @@ async fn sweep_loop(conn: std::sync::Weak<Connection>) {
     loop {
         tokio::time::sleep(tick).await;
         match conn.upgrade() {
-            Some(c) if !c.is_closed() => c.expire(Instant::now()),
+            Some(c) if !c.is_closed() => {
+                c.expire(Instant::now());
+                c.expire_rounds();
+            }
             _ => return,
         }
     }

@@ -237,6 +237,7 @@ impl Connection {
                     None,
                 ),
             },
+            "sampling/createMessage" | "elicitation/create" if self.bridge_request(env) => return,
             "sampling/createMessage" | "elicitation/create" => match self.route_to_client(env) {
                 Ok(()) => return,
                 Err(why) => {

@@ -70,7 +70,7 @@ proptest! {
 
     #[test]
     fn held_requests_are_answered_only_by_their_own_session(ops in prop::collection::vec(op(), 1..60)) {
-        let bridge: Bridge<u64, ChildReq> = Bridge::new(StateKey::from_bytes([9; 32]), TTL);
+        let bridge: Bridge<u64, ChildReq> = Bridge::new(std::sync::Arc::new(StateKey::from_bytes([9; 32])));
         let mut now = 0u64;
         let mut serial = 0u64;
         // Every input_required result sent so far: (session it was sent to, result).
@@ -85,7 +85,7 @@ proptest! {
                     let req = ChildReq { session, call, serial };
                     let held = bridge.held(req, "elicitation/create", Some(&format!("{{\"message\":\"{serial}\"}}")));
                     if let Err(held) = bridge.queue(session, &upstream(session, call), held) {
-                        let result = bridge.open(session, fingerprint(call), upstream(session, call), vec![held], now);
+                        let result = bridge.open(session, fingerprint(call), upstream(session, call), vec![held], now, TTL);
                         rounds.push((session, result));
                     }
                 }
@@ -115,7 +115,7 @@ proptest! {
                             }
                             // Queued requests open the next round, sent to the same session.
                             if !resumed.queued.is_empty() {
-                                let result = bridge.open(session, fingerprint(call), resumed.upstream, resumed.queued, now);
+                                let result = bridge.open(session, fingerprint(call), resumed.upstream, resumed.queued, now, TTL);
                                 rounds.push((session, result));
                             }
                         }
