@@ -339,3 +339,148 @@ fn several_listens_per_session_get_tagged_list_changes() {
         "no listen, no list_changed"
     );
 }
+
+/// Calls `fx__ask` (the fixture sends `method` to "the client" and answers
+/// with the response it got) on a modern session declaring `caps`; returns
+/// the first round's response.
+fn ask(c: &mut Client, method: &str, caps: Value) -> (Value, Value) {
+    let params = modern(
+        json!({"name": "fx__ask", "arguments": {"method": method, "params": {"message": "name?", "requestedSchema": {"type": "object"}, "messages": [], "maxTokens": 5}}}),
+        caps,
+    );
+    let r = c.request("tools/call", params.clone());
+    (r, params)
+}
+
+fn retry(params: &Value, first: &Value, answer: Value) -> Value {
+    let result = &first["result"];
+    let key = result["inputRequests"]
+        .as_object()
+        .expect("inputRequests")
+        .keys()
+        .next()
+        .expect("a key")
+        .clone();
+    let mut p = params.clone();
+    p["inputResponses"] = json!({ key: answer });
+    p["requestState"] = result["requestState"].clone();
+    p
+}
+
+#[test]
+fn mrtr_bridge_holds_a_legacy_childs_request_until_the_retry() {
+    let env = Env::new();
+    let _d = one_fixture(&env);
+    let mut c = Client::connect(&env.socket);
+    let (first, params) = ask(&mut c, "elicitation/create", json!({"elicitation": {}}));
+    let result = &first["result"];
+    assert_eq!(result["resultType"], "input_required", "{first}");
+    let (_, req) = result["inputRequests"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .next()
+        .unwrap();
+    assert_eq!(req["method"], "elicitation/create", "{first}");
+    assert_eq!(req["params"]["message"], "name?");
+    assert!(
+        result["requestState"].as_str().unwrap().starts_with("sp1."),
+        "{first}"
+    );
+    assert_eq!(server_info(result)["name"], "stdioproxy");
+    let answer = json!({"action": "accept", "content": {"name": "Ada"}});
+    let r = c.request("tools/call", retry(&params, &first, answer.clone()));
+    assert_eq!(r["result"]["resultType"], "complete", "{r}");
+    let got: Value =
+        serde_json::from_str(r["result"]["content"][0]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        got["result"], answer,
+        "the child got the client's answer: {r}"
+    );
+    // The same state again: the round is over.
+    let r = c.request(
+        "tools/call",
+        retry(&params, &first, json!({"action": "decline"})),
+    );
+    assert_eq!(r["error"]["code"], -32602, "{r}");
+}
+
+#[test]
+fn mrtr_retries_with_forged_or_foreign_state_are_refused_and_logged() {
+    let env = Env::new();
+    let d = one_fixture(&env);
+    let mut a = Client::connect(&env.socket);
+    let mut b = Client::connect(&env.socket);
+    let (first, params) = ask(&mut a, "sampling/createMessage", json!({"sampling": {}}));
+    assert_eq!(first["result"]["resultType"], "input_required", "{first}");
+    // Another session replays a's state: foreign.
+    let stolen = retry(
+        &params,
+        &first,
+        json!({"role": "assistant", "content": {"type": "text", "text": "evil"}, "model": "m"}),
+    );
+    let r = b.request("tools/call", stolen);
+    assert_eq!(r["error"]["code"], -32602, "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("another session"),
+        "{r}"
+    );
+    // An altered state: forged.
+    let mut forged = retry(&params, &first, json!({}));
+    forged["requestState"] = json!(format!("{}0", forged["requestState"].as_str().unwrap()));
+    let r = a.request("tools/call", forged);
+    assert_eq!(r["error"]["code"], -32602, "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not issued"),
+        "{r}"
+    );
+    d.log.wait_for(&["refused a 2026-07-28 retry"]);
+    // The rightful retry still works.
+    let ok = retry(
+        &params,
+        &first,
+        json!({"role": "assistant", "content": {"type": "text", "text": "fine"}, "model": "m"}),
+    );
+    let r = a.request("tools/call", ok);
+    let text = r["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(text.contains("fine") && !text.contains("evil"), "{r}");
+}
+
+#[test]
+fn mrtr_without_the_capability_is_minus_32021_and_expiry_fails_the_childs_request() {
+    let env = Env::new();
+    let d = env.start(&format!(
+        "{}request_timeout = \"1s\"\n",
+        fixture_server("fx", &[])
+    ));
+    d.wait_ready(&["fx"]);
+    let mut c = Client::connect(&env.socket);
+    let (r, _) = ask(&mut c, "sampling/createMessage", json!({}));
+    assert_eq!(r["error"]["code"], -32021, "{r}");
+    assert_eq!(
+        r["error"]["data"]["requiredCapabilities"],
+        json!({"sampling": {}}),
+        "{r}"
+    );
+    // A round nobody retries expires: the child's request gets an error.
+    let (first, _) = ask(&mut c, "elicitation/create", json!({"elicitation": {}}));
+    assert_eq!(first["result"]["resultType"], "input_required", "{first}");
+    d.log.wait_for(&["did not retry in time"]);
+    let r = c.request(
+        "tools/call",
+        modern(json!({"name": "fx__cancelled", "arguments": {}}), json!({})),
+    );
+    let cancelled: Vec<u64> =
+        serde_json::from_str(r["result"]["content"][0]["text"].as_str().unwrap()).unwrap();
+    // Both calls were cancelled upstream: the one answered -32021 and the
+    // parked one whose round expired.
+    assert_eq!(cancelled.len(), 2, "{r}");
+}
