@@ -233,7 +233,8 @@ pub fn strip_for_legacy(params: &str) -> String {
 /// `params` with `_meta` carrying the modern envelope for a modern child:
 /// `version`, the capabilities the daemon declares for that child, and the
 /// daemon as client. Existing `_meta` members other than the reserved
-/// envelope keys are kept.
+/// envelope keys are kept, and so is a log level the client asked for
+/// (unless `log_level` overrides it).
 pub fn with_envelope(
     params: Option<&str>,
     capabilities: &Value,
@@ -247,7 +248,11 @@ pub fn with_envelope(
         .get("_meta")
         .and_then(|m| serde_json::from_str::<serde_json::Map<String, Value>>(m.get()).ok())
         .unwrap_or_default();
+    let client_level = meta.get(key::LOG_LEVEL).cloned();
     meta.retain(|k, _| !k.starts_with("io.modelcontextprotocol/"));
+    if let (None, Some(l)) = (log_level, client_level) {
+        meta.insert(key::LOG_LEVEL.into(), l);
+    }
     meta.insert(key::PROTOCOL_VERSION.into(), json!(super::MODERN_VERSION));
     meta.insert(key::CLIENT_CAPABILITIES.into(), capabilities.clone());
     meta.insert(

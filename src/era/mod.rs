@@ -118,11 +118,16 @@ pub fn carries_version(params: Option<&RawValue>) -> bool {
         .is_some_and(|m| m.get(key::PROTOCOL_VERSION).is_some())
 }
 
-/// The params of a client's request as its child gets them: a modern
-/// client's reserved `_meta` keys removed (children are spoken to in the
-/// legacy era here; a legacy child would not know them).
-pub fn params_for_child(link: &crate::wire::SessionLink, params: String) -> String {
-    if link.era.is_modern() && params.contains("io.modelcontextprotocol/") {
+/// The params of a client's request as its child gets them: for a legacy
+/// child, a modern client's reserved `_meta` keys removed (it would not
+/// know them); a modern child's connection puts its own envelope on
+/// (keeping the client's log level).
+pub fn params_for_child(
+    link: &crate::wire::SessionLink,
+    child_modern: bool,
+    params: String,
+) -> String {
+    if link.era.is_modern() && !child_modern && params.contains("io.modelcontextprotocol/") {
         meta::strip_for_legacy(&params)
     } else {
         params

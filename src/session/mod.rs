@@ -281,6 +281,16 @@ impl Session {
             );
             return;
         };
+        if let Some(reply) = outgoing.reply {
+            // The daemon asked on a modern child's behalf.
+            let answer = match (env.result, env.error) {
+                (Some(r), _) => crate::wire::ClientAnswer::Result(r.to_owned()),
+                (None, Some(e)) => crate::wire::ClientAnswer::Error(e.to_owned()),
+                (None, None) => return,
+            };
+            let _ = reply.send(answer);
+            return;
+        }
         match outgoing.conn.upgrade() {
             Some(conn) => conn.answer_child(
                 &outgoing.child_id,

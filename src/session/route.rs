@@ -235,7 +235,12 @@ impl Session {
                 Some(json!({ "server": &*target.server })),
             );
         };
-        if self.link.era.is_modern() && crate::era::mrtr::may_require_input(method) {
+        // A retry of a call a legacy child asked input for; a modern
+        // child's own rounds are forwarded like any call.
+        if self.link.era.is_modern()
+            && crate::era::mrtr::may_require_input(method)
+            && up.era() != Some(crate::era::Era::Modern)
+        {
             if let Some(retry) = crate::era::mrtr::retry_of(&target.params) {
                 return self.bridge_retry(method, id, &up, &target, retry);
             }
@@ -343,7 +348,7 @@ pub(super) fn send(
     params: String,
     rewrite: Rewrite,
 ) {
-    let params = crate::era::params_for_child(link, params);
+    let params = crate::era::params_for_child(link, conn.is_modern(), params);
     let call = ClientCall {
         link,
         client_id: id,

@@ -90,6 +90,8 @@ impl Upstream {
 
     async fn run_instance(self: &Arc<Self>, stop_rx: &mut watch::Receiver<bool>) -> InstanceEnd {
         let started = Instant::now();
+        // The era to speak (config, cache, or a probe in a throwaway spawn).
+        self.child_era().await;
         let spec = self.spec();
         let mut spawned = match process::spawn(&spec) {
             Ok(s) => s,
@@ -169,6 +171,9 @@ impl Upstream {
             self.timeouts().request_timeout,
             ev_tx,
         );
+        if self.era() == Some(crate::era::Era::Modern) {
+            conn.set_modern();
+        }
 
         let handshake = tokio::select! {
             r = tokio::time::timeout(self.timeouts().startup_timeout, self.handshake(&conn)) => r,
@@ -238,7 +243,9 @@ impl Upstream {
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(next_ping), if !health.is_zero() => {
-                    match conn.request("ping", None, self.timeouts().health_timeout).await {
+                    // A modern child has no ping: discover is as cheap.
+                    let ping = if conn.is_modern() { "server/discover" } else { "ping" };
+                    match conn.request(ping, None, self.timeouts().health_timeout).await {
                         // An error reply still proves the child is responsive.
                         Ok(_) => next_ping = tokio::time::Instant::now() + health,
                         Err(UpstreamError::Timeout(t)) => {
@@ -329,6 +336,35 @@ impl Upstream {
     }
 
     async fn handshake(&self, conn: &Connection) -> Result<(InitInfo, Lists), UpstreamError> {
+        let init = if conn.is_modern() {
+            self.discover(conn).await?
+        } else {
+            self.initialize(conn).await?
+        };
+        // The outer startup timeout bounds the whole handshake.
+        let forever = Duration::from_secs(24 * 3600);
+        let mut lists = Lists::default();
+        for kind in ListKind::ALL {
+            if init.capabilities.get(kind.capability()).is_none() {
+                continue;
+            }
+            match list_all(conn, kind, forever).await {
+                Ok(items) => *lists.get_mut(kind) = items,
+                // Tools are what clients come for: a server that cannot list
+                // them is not ready. The other lists are optional extras.
+                Err(e) if kind == ListKind::Tools => return Err(e),
+                Err(e) => tracing::warn!(server = %self.name, list = kind.method(),
+                    "cannot read the list; serving none: {e}"),
+            }
+        }
+        if conn.is_modern() {
+            conn.listen_upstream();
+        }
+        Ok((init, lists))
+    }
+
+    /// The legacy handshake: `initialize`, `notifications/initialized`.
+    async fn initialize(&self, conn: &Connection) -> Result<InitInfo, UpstreamError> {
         let mut capabilities = serde_json::json!({
             "sampling": {},
             "elicitation": { "form": {}, "url": {} },
@@ -346,7 +382,10 @@ impl Upstream {
         let forever = Duration::from_secs(24 * 3600);
         let result = match conn.request("initialize", Some(&params), forever).await? {
             Reply::Result(r) => r,
-            Reply::Error(e) => return Err(UpstreamError::Rpc(e.get().to_string())),
+            Reply::Error(e) => {
+                self.refused_initialize(e.get());
+                return Err(UpstreamError::Rpc(e.get().to_string()));
+            }
         };
         // Only the members the daemon reads are parsed, so an odd value
         // elsewhere (a number no f64 holds) does not fail the handshake.
@@ -368,21 +407,7 @@ impl Upstream {
                 "server answered with a protocol version stdioproxy does not know; continuing");
         }
         conn.notify("notifications/initialized", None).await?;
-        let mut lists = Lists::default();
-        for kind in ListKind::ALL {
-            if init.capabilities.get(kind.capability()).is_none() {
-                continue;
-            }
-            match list_all(conn, kind, forever).await {
-                Ok(items) => *lists.get_mut(kind) = items,
-                // Tools are what clients come for: a server that cannot list
-                // them is not ready. The other lists are optional extras.
-                Err(e) if kind == ListKind::Tools => return Err(e),
-                Err(e) => tracing::warn!(server = %self.name, list = kind.method(),
-                    "cannot read the list; serving none: {e}"),
-            }
-        }
-        Ok((init, lists))
+        Ok(init)
     }
 }
 

@@ -101,6 +101,9 @@ pub(super) struct ClientRequest {
     /// The client's own progress token, when it asked for progress.
     pub(super) progress_token: Option<Box<RawValue>>,
     pub(super) rewrite: Rewrite,
+    /// For a legacy client's call to a modern child: what to retry it with
+    /// after an `input_required` (see `modern`).
+    pub(super) retry: Option<Box<super::modern::RetryBase>>,
 }
 
 impl ClientRequest {
@@ -142,8 +145,10 @@ pub struct Connection {
     request_timeout_ms: AtomicU64,
     /// Woken whenever the pending map becomes empty (draining).
     pub(super) idle: tokio::sync::Notify,
-    next_id: AtomicU64,
+    pub(super) next_id: AtomicU64,
     closed: AtomicBool,
+    /// The child speaks 2026-07-28 (see `modern`).
+    pub(super) modern: AtomicBool,
     closed_tx: watch::Sender<bool>,
     pub(super) events: mpsc::UnboundedSender<Event>,
 }
@@ -168,6 +173,7 @@ impl Connection {
             idle: tokio::sync::Notify::new(),
             next_id: AtomicU64::new(1),
             closed: AtomicBool::new(false),
+            modern: AtomicBool::new(false),
             closed_tx: watch::channel(false).0,
             events,
         });
@@ -189,6 +195,7 @@ impl Connection {
         call: ClientCall<'_>,
     ) -> Result<u64, UpstreamError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let retry = self.retry_base(method, params, &call);
         let (params, progress_token) = match params {
             Some(p) if p.contains("progressToken") => {
                 let (rewritten, token) = rewrite_progress_token(p, &progress_token_for(id));
@@ -203,7 +210,9 @@ impl Connection {
             deadline: Instant::now() + self.request_timeout(),
             progress_token,
             rewrite: call.rewrite,
+            retry,
         };
+        let params = self.for_child(params);
         self.lock().insert(id, Pending::Client(request));
         self.routes().note_requester(call.link.id);
         let line = jsonrpc::request(id, method, params.as_deref());
@@ -238,7 +247,8 @@ impl Connection {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.lock().insert(id, Pending::Internal(tx));
-        let line = jsonrpc::request(id, method, params);
+        let params = self.for_child(params.map(str::to_string));
+        let line = jsonrpc::request(id, method, params.as_deref());
         if self.is_closed() || self.to_child.send(WriterMsg::Line(line)).await.is_err() {
             self.take(id);
             return Err(UpstreamError::Closed);
@@ -446,6 +456,7 @@ impl Connection {
             return;
         };
         match entry {
+            Pending::Client(req) if self.is_modern() => self.modern_response(req, env),
             Pending::Client(req) => {
                 let line = match (env.result, env.error) {
                     (Some(r), _) => match &req.rewrite {

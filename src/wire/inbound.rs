@@ -302,6 +302,7 @@ impl Connection {
         let our_id = link.add_outgoing(Outgoing {
             conn: Arc::downgrade(self),
             child_id: child_id.to_owned(),
+            reply: None,
         });
         {
             let mut routes = self.routes();

@@ -81,6 +81,19 @@ pub struct Outgoing {
     pub conn: Weak<Connection>,
     /// The child's id for it, raw.
     pub child_id: Box<RawValue>,
+    /// Where the answer goes instead, when the daemon itself asked on a
+    /// modern child's behalf (its `input_required`, see `wire::modern`).
+    pub reply: Option<tokio::sync::oneshot::Sender<ClientAnswer>>,
+}
+
+/// A client's answer to a request the daemon sent it: `result` or `error`,
+/// raw.
+#[derive(Debug)]
+pub enum ClientAnswer {
+    /// `result`
+    Result(Box<RawValue>),
+    /// `error`
+    Error(Box<RawValue>),
 }
 
 #[derive(Default)]

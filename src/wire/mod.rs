@@ -21,6 +21,9 @@
 //! - `tasks`: task ids translated between a child and the owning session.
 //! - `subscriptions`: resource subscriptions counted per URI.
 //! - `context`: what one server's instances share across restarts.
+//! - `modern`: a 2026-07-28 child's connection: the envelope on every
+//!   request, results for either era, its `input_required` turned into real
+//!   requests to a legacy client.
 //! - `mrtr`: a legacy child's requests bridged to a 2026-07-28 client's
 //!   call (`input_required`), the parked call, and the rounds' expiry.
 //!
@@ -31,6 +34,7 @@ mod connection;
 mod context;
 mod inbound;
 mod link;
+mod modern;
 mod mrtr;
 mod outbox;
 mod subscriptions;
@@ -38,7 +42,7 @@ mod tasks;
 
 pub use connection::{ClientCall, Connection, Event, Reply, Rewrite};
 pub use context::Context;
-pub use link::{ClientCaps, Outgoing, Registry, SessionLink, TaskRef};
+pub use link::{ClientAnswer, ClientCaps, Outgoing, Registry, SessionLink, TaskRef};
 pub use mrtr::{abandon as abandon_rounds, ChildAsk, ChildCall, Resume, ServerBridge};
 pub use outbox::Outbox;
 pub use subscriptions::{SubscribeError, Subscriptions};

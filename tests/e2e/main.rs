@@ -5,6 +5,7 @@ mod support;
 
 mod core;
 mod era;
+mod era_interop;
 mod hostile;
 mod interop;
 mod limits;

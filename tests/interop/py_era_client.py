@@ -14,18 +14,26 @@ Usage: python py_era_client.py <mode> <steps> <command> [args...]
     elicit    call *__ask-name (or *__trigger-elicitation-request);
               elicitation is accepted with {"name": "Ada"}
 
+With env ERA_PREFER=<server>, that server's tool is picked first.
+
 Prints ONE JSON line: {"version": ..., "results": {...}}; exits 1 with the
 error on stderr on failure (or after 30 s).
 """
 
 import asyncio
 import json
+import os
 import sys
 
 from mcp import Client, StdioServerParameters, types
 
 
 def find(names, *suffixes):
+    prefer = os.environ.get("ERA_PREFER")
+    if prefer:
+        for suffix in suffixes:
+            if f"{prefer}__{suffix}" in names:
+                return f"{prefer}__{suffix}"
     for suffix in suffixes:
         for n in names:
             if n == suffix or n.endswith("__" + suffix):

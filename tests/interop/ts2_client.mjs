@@ -18,6 +18,9 @@
 //     prompt    list prompts and get the first one with a "name" argument
 //     read      list resources and read the first
 //
+// With env ERA_PREFER=<server>, a tool or prompt of that server is picked
+// first (when several servers have one with the wanted name).
+//
 // Prints ONE JSON line on stdout: {"era": ..., "version": ...,
 // "serverInfo": ..., "results": {<step>: ...}}; exit 1 with the error on
 // stderr on failure (or after 30 s).
@@ -27,7 +30,15 @@ import { StdioClientTransport } from "@modelcontextprotocol/client/stdio";
 
 const OVERALL_TIMEOUT_MS = 30_000;
 
+const PREFER = process.env.ERA_PREFER;
+
 function findTool(names, ...suffixes) {
+  if (PREFER !== undefined) {
+    for (const suffix of suffixes) {
+      const name = names.find((n) => n === `${PREFER}__${suffix}`);
+      if (name !== undefined) return name;
+    }
+  }
   for (const suffix of suffixes) {
     const name = names.find((n) => n === suffix || n.endsWith(`__${suffix}`));
     if (name !== undefined) return name;
@@ -129,14 +140,16 @@ async function main() {
       }
       case "prompt": {
         const prompts = (await client.listPrompts()).prompts;
-        const p = prompts.find((x) => (x.arguments ?? []).some((a) => a.name === "name")) ?? prompts[0];
+        const mine = PREFER === undefined ? prompts : prompts.filter((x) => x.name.startsWith(`${PREFER}__`));
+        const p = mine.find((x) => (x.arguments ?? []).some((a) => a.name === "name")) ?? mine[0];
         const r = await client.getPrompt({ name: p.name, arguments: { name: "Ada" } });
         results.prompt = r.messages.map((m) => m.content.text);
         break;
       }
       case "read": {
-        const resources = (await client.listResources()).resources;
-        const r = await client.readResource({ uri: resources[0].uri });
+        const all = (await client.listResources()).resources;
+        const mine = PREFER === undefined ? all : all.filter((x) => x.name.startsWith(`${PREFER}__`));
+        const r = await client.readResource({ uri: mine[0].uri });
         results.read = r.contents.map((c) => c.text ?? c.blob);
         break;
       }
