@@ -8,24 +8,14 @@
 //! tests/interop/requirements.txt (.ci/run makes both).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::{json, Value};
 
+use crate::interop::{assert_echo_and_sum, interop_dir, require_node_modules, run_client};
 use crate::support::*;
 
-fn interop_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
-}
-
 fn everything() -> PathBuf {
-    let p =
-        interop_dir().join("node_modules/@modelcontextprotocol/server-everything/dist/index.js");
-    assert!(
-        p.exists(),
-        "interop packages are missing: run `npm ci --prefix tests/interop` first (see README)"
-    );
-    p
+    require_node_modules()
 }
 
 fn python() -> PathBuf {
@@ -53,10 +43,8 @@ fn start_pair(env: &Env) -> Daemon {
     d
 }
 
-/// Runs a client script with `args`, then `<shim> --socket <socket>` as the
-/// server command; returns its one JSON line.
 fn run(program: &Path, script: &str, args: &[&str], socket: &Path) -> Value {
-    run_preferring(program, script, args, socket, None)
+    run_client(program, script, args, socket, &[])
 }
 
 /// [`run`], the script picking tools of server `prefer` first.
@@ -67,22 +55,10 @@ fn run_preferring(
     socket: &Path,
     prefer: Option<&str>,
 ) -> Value {
-    let mut cmd = Command::new(program);
-    if let Some(p) = prefer {
-        cmd.env("ERA_PREFER", p);
+    match prefer {
+        Some(p) => run_client(program, script, args, socket, &[("ERA_PREFER", p)]),
+        None => run(program, script, args, socket),
     }
-    let out = cmd
-        .arg(interop_dir().join(script))
-        .args(args)
-        .arg(SHIM)
-        .arg("--socket")
-        .arg(socket)
-        .output()
-        .expect("run the client");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{script} {args:?} failed: {stderr}");
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{script}: {e}; stderr: {stderr}"))
 }
 
 fn node() -> PathBuf {
@@ -247,17 +223,7 @@ fn legacy_clients_against_a_modern_only_child() {
     d.wait_ready(&["modern"]);
     // TS SDK v1 (legacy only).
     let v = run(&node(), "ts_client.mjs", &[], &env.socket);
-    assert_eq!(
-        v["echo"]["content"][0]["text"], "Echo: hello interop",
-        "{v}"
-    );
-    assert!(
-        v["sum"]["content"][0]["text"]
-            .as_str()
-            .unwrap()
-            .contains('5'),
-        "{v}"
-    );
+    assert_echo_and_sum(&v);
     assert!(
         v["echo"].get("resultType").is_none(),
         "legacy results carry no resultType: {v}"
