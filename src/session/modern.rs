@@ -123,10 +123,18 @@ impl Session {
         self.send(crate::jsonrpc::response(id.get(), &result));
     }
 
-    /// The cache hint of a list of `kind`: the children give none (they are
-    /// spoken to in the legacy era), so it is stale at once and private.
-    pub(super) fn list_hint(&self, _kind: ListKind) -> CacheHint {
-        CacheHint::UNKNOWN
+    /// The cache hint of a list of `kind`: the shortest TTL of the
+    /// visible servers that contribute to it, private if any is (a legacy
+    /// child gives no hint: stale at once, private).
+    pub(super) fn list_hint(&self, kind: ListKind) -> CacheHint {
+        self.hub
+            .supervisor
+            .upstreams()
+            .iter()
+            .filter(|u| self.visible(&u.name) && u.rendered().len(kind) > 0)
+            .map(|u| u.list_hint(kind))
+            .reduce(CacheHint::combine)
+            .unwrap_or(CacheHint::UNKNOWN)
     }
 
     /// True when some visible server supports resource subscriptions.

@@ -13,10 +13,21 @@ use tokio::io::BufReader;
 use serde_json::Value;
 
 use super::{process, InitInfo, Upstream};
+use crate::catalog::ListKind;
 use crate::config::EraSetting;
 use crate::era::child::{discovered, verdict_key};
+use crate::era::decorate::CacheHint;
 use crate::era::probe::{probe, Verdict};
 use crate::era::Era;
+
+fn hint_slot(kind: ListKind) -> usize {
+    match kind {
+        ListKind::Tools => 0,
+        ListKind::Prompts => 1,
+        ListKind::Resources => 2,
+        ListKind::Templates => 3,
+    }
+}
 use crate::error::UpstreamError;
 use crate::wire::{Connection, Reply};
 
@@ -151,6 +162,17 @@ impl Upstream {
             tracing::info!(server = %self.name, "the server refused initialize for 2026-07-28; speaking modern from the next start");
             self.record_era(Era::Modern, EraSource::Handshake);
         }
+    }
+
+    /// Keeps a modern child's cache hint for its list of `kind`.
+    pub(super) fn set_list_hint(&self, kind: ListKind, hint: CacheHint) {
+        self.lock().list_hints[hint_slot(kind)] = Some(hint);
+    }
+
+    /// The cache hint of this server's list of `kind`: a modern child's,
+    /// else [`CacheHint::UNKNOWN`] (a legacy child gives none).
+    pub fn list_hint(&self, kind: ListKind) -> CacheHint {
+        self.lock().list_hints[hint_slot(kind)].unwrap_or(CacheHint::UNKNOWN)
     }
 
     fn era_known(&self) -> Option<(Era, EraSource)> {

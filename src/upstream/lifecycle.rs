@@ -22,6 +22,7 @@ use super::process::{self, describe_exit};
 use super::{InitInfo, State, Upstream};
 use crate::catalog::{ListKind, Lists, RawItem};
 use crate::config::EffectiveTimeouts;
+use crate::era::decorate::CacheHint;
 use crate::error::UpstreamError;
 use crate::framing::{Frame, LineReader};
 use crate::jsonrpc::RawObject;
@@ -320,7 +321,7 @@ impl Upstream {
         let mut lists = (*self.lists()).clone();
         let timeout = self.timeouts().request_timeout;
         for &kind in kinds {
-            match list_all(conn, kind, timeout).await {
+            match self.list_with_hint(conn, kind, timeout).await {
                 Ok(items) => {
                     tracing::info!(server = %self.name, list = kind.method(), items = items.len(),
                         "server's list changed");
@@ -333,6 +334,25 @@ impl Upstream {
             }
         }
         self.set_lists(lists);
+    }
+
+    /// Every page of a list; a modern child's cache hint for it is kept.
+    async fn list_with_hint(
+        &self,
+        conn: &Connection,
+        kind: ListKind,
+        timeout: Duration,
+    ) -> Result<Vec<RawItem>, UpstreamError> {
+        if !conn.is_modern() {
+            return list_all(conn, kind, timeout, None).await;
+        }
+        let mut hint = CacheHint {
+            ttl_ms: u64::MAX,
+            scope: crate::era::decorate::Scope::Public,
+        };
+        let items = list_all(conn, kind, timeout, Some(&mut hint)).await?;
+        self.set_list_hint(kind, hint);
+        Ok(items)
     }
 
     async fn handshake(&self, conn: &Connection) -> Result<(InitInfo, Lists), UpstreamError> {
@@ -348,7 +368,7 @@ impl Upstream {
             if init.capabilities.get(kind.capability()).is_none() {
                 continue;
             }
-            match list_all(conn, kind, forever).await {
+            match self.list_with_hint(conn, kind, forever).await {
                 Ok(items) => *lists.get_mut(kind) = items,
                 // Tools are what clients come for: a server that cannot list
                 // them is not ready. The other lists are optional extras.
@@ -425,10 +445,13 @@ pub fn backoff_delay(failures: u32, t: &EffectiveTimeouts) -> Duration {
 }
 
 /// Pulls every page of one list. Items stay raw JSON.
+/// A modern child's pages carry cache hints: `hint` ends as the combination
+/// of every page's (pass `None` for a legacy child).
 async fn list_all(
     conn: &Connection,
     kind: ListKind,
     timeout: Duration,
+    mut hint: Option<&mut CacheHint>,
 ) -> Result<Vec<RawItem>, UpstreamError> {
     let mut items = Vec::new();
     let mut cursor: Option<String> = None;
@@ -441,6 +464,9 @@ async fn list_all(
             Reply::Result(r) => r,
             Reply::Error(e) => return Err(UpstreamError::Rpc(e.get().to_string())),
         };
+        if let Some(h) = hint.as_mut() {
+            **h = h.combine(CacheHint::of_result(raw.get()).unwrap_or(CacheHint::UNKNOWN));
+        }
         let protocol =
             |what: &str| UpstreamError::Protocol(format!("{} result {what}", kind.method()));
         let page = RawObject::parse(&raw).ok_or_else(|| protocol("is not an object"))?;

@@ -167,6 +167,8 @@ struct Inner {
     applied_level: Option<Level>,
     /// The era the child speaks, and how that is known.
     era: Option<(crate::era::Era, era::EraSource)>,
+    /// A modern child's cache hints for its lists (by kind).
+    list_hints: [Option<crate::era::decorate::CacheHint>; 4],
 }
 
 /// What every upstream of a daemon shares.

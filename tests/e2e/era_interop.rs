@@ -288,3 +288,42 @@ fn mcp_server_time_is_detected_as_modern() {
         d.server_status("time")
     );
 }
+
+#[test]
+fn list_cache_hints_are_the_minimum_over_children() {
+    use crate::era::{modern, modern_meta};
+    let env = Env::new();
+    let modern_child = |name: &str, ttl: u64| {
+        format!(
+            "[servers.{name}]\ncommand = \"node\"\nargs = [\"{}\"]\nenv = {{ MODERN_TOOLS_TTL_MS = \"{ttl}\" }}\n",
+            interop_dir().join("modern_server.mjs").display()
+        )
+    };
+    let d = env.start(&format!(
+        "{}{}",
+        modern_child("long", 60000),
+        modern_child("short", 5000)
+    ));
+    d.wait_ready(&["long", "short"]);
+    let mut c = Client::connect(&env.socket);
+    c.request("server/discover", json!({"_meta": modern_meta(json!({}))}));
+    let r = c.request("tools/list", modern(json!({}), json!({})));
+    assert_eq!(r["result"]["ttlMs"], 5000, "the shortest: {r}");
+    assert_eq!(r["result"]["cacheScope"], "public", "{r}");
+    // A session that sees only one of them gets that one's hint.
+    let mut only = Client::connect_with(&env.socket, &["--servers", "long"]);
+    let r = only.request("tools/list", modern(json!({}), json!({})));
+    assert_eq!(r["result"]["ttlMs"], 60000, "{r}");
+    // A legacy child among them makes it stale at once and private.
+    env.write_config(&format!(
+        "{}{}{}",
+        modern_child("long", 60000),
+        modern_child("short", 5000),
+        fixture_server("fx", &[])
+    ));
+    // Ready means listed: the catalog is rebuilt before a server is ready.
+    d.wait_ready(&["long", "short", "fx"]);
+    let r = c.request("tools/list", modern(json!({}), json!({})));
+    assert_eq!(r["result"]["ttlMs"], 0, "{r}");
+    assert_eq!(r["result"]["cacheScope"], "private", "{r}");
+}

@@ -6,6 +6,9 @@
 //
 // Usage: node modern_server.mjs
 //
+// With env MODERN_TOOLS_TTL_MS=<n>, tools/list results carry ttlMs <n> and
+// cacheScope "public" (the SDK's default is 0 and "private").
+//
 // Tools:
 //   echo {message}            -> text "Echo: <message>"
 //   get-sum {a, b}            -> text "<a+b>"
@@ -24,10 +27,18 @@ import { McpServer, inputRequired, acceptedContent } from "@modelcontextprotocol
 import { serveStdio } from "@modelcontextprotocol/server/stdio";
 import * as z from "zod";
 
+const TOOLS_TTL = process.env.MODERN_TOOLS_TTL_MS;
+
 function factory() {
   const server = new McpServer(
     { name: "modern-fixture", version: "1.0.0" },
-    { capabilities: { tools: {}, prompts: {}, resources: {} }, instructions: "A modern-only test server." },
+    {
+      capabilities: { tools: {}, prompts: {}, resources: {} },
+      instructions: "A modern-only test server.",
+      ...(TOOLS_TTL === undefined
+        ? {}
+        : { cacheHints: { "tools/list": { ttlMs: Number(TOOLS_TTL), cacheScope: "public" } } }),
+    },
   );
 
   server.registerTool(
