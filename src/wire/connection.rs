@@ -212,7 +212,12 @@ impl Connection {
             rewrite: call.rewrite,
             retry,
         };
-        let params = self.for_child(params);
+        // A legacy client's logging/setLevel becomes the request's log level
+        // for a modern child (which has no setLevel).
+        let level = (!call.link.era.is_modern())
+            .then(|| call.link.log_level())
+            .flatten();
+        let params = self.for_child_at(params, level);
         self.lock().insert(id, Pending::Client(request));
         self.routes().note_requester(call.link.id);
         let line = jsonrpc::request(id, method, params.as_deref());

@@ -25,6 +25,7 @@ use super::connection::{ClientCall, ClientRequest, Connection, Pending};
 use super::link::{ClientAnswer, Outgoing};
 use crate::era::{child, decorate, meta, mrtr};
 use crate::jsonrpc::{self, code, Envelope};
+use crate::loglevel::Level;
 
 /// Most `input_required` rounds the daemon runs for one legacy client's call.
 const MAX_ROUNDS: u32 = 8;
@@ -51,11 +52,21 @@ impl Connection {
 
     /// Params as the child gets them: with the envelope, for a modern child.
     pub(super) fn for_child(&self, params: Option<String>) -> Option<String> {
+        self.for_child_at(params, None)
+    }
+
+    /// [`Connection::for_child`] asking for log messages at `level` (a
+    /// modern client's own `logLevel` in the params is kept otherwise).
+    pub(super) fn for_child_at(
+        &self,
+        params: Option<String>,
+        level: Option<Level>,
+    ) -> Option<String> {
         if !self.is_modern() {
             return params;
         }
         let caps = child::declared_capabilities(self.ctx.roots().is_some());
-        Some(meta::with_envelope(params.as_deref(), &caps, None))
+        Some(meta::with_envelope(params.as_deref(), &caps, level))
     }
 
     /// What to keep of a legacy client's call to a modern child, to retry
