@@ -99,7 +99,9 @@ impl Era {
 /// version, is modern. Anything else (a legacy client that lists before
 /// initializing, as TS SDK v1 servers allow) is legacy.
 pub fn opening_era(method: &str, params: Option<&RawValue>) -> Era {
-    if method == "server/discover" || carries_version(params) {
+    if method == "initialize" {
+        Era::Legacy
+    } else if method == "server/discover" || carries_version(params) {
         Era::Modern
     } else {
         Era::Legacy
@@ -177,6 +179,11 @@ mod tests {
         let elsewhere = raw(r#"{"arguments":{"io.modelcontextprotocol/protocolVersion":"x"}}"#);
         assert_eq!(opening_era("tools/call", Some(&elsewhere)), Era::Legacy);
         assert_eq!(opening_era("ping", None), Era::Legacy);
+        assert_eq!(
+            opening_era("initialize", Some(&modern)),
+            Era::Legacy,
+            "initialize is legacy"
+        );
     }
 
     #[test]
