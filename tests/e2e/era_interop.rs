@@ -143,6 +143,17 @@ fn ts_v2_pinned_client_against_a_modern_only_child() {
     assert_eq!(v["era"], "2026-07-28", "{v}");
     check_modern_child_results(&v);
     assert_eq!(d.server_status("modern")["era_source"], "probe");
+    let out = std::process::Command::new(DAEMON)
+        .args(["status", "--socket"])
+        .arg(&env.socket)
+        .output()
+        .expect("stdioproxy status");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.contains("modern") && l.contains("(MCP 2026-07-28)")),
+        "{text}"
+    );
     assert_eq!(v["results"]["cancel"], "aborted", "{v}");
     assert_eq!(v["results"]["prompt"], json!(["Say hello to Ada"]), "{v}");
     assert_eq!(
