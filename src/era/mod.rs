@@ -138,7 +138,9 @@ pub fn params_for_child(
 
 /// Requests that exist only in the legacy era: a modern session that sends
 /// one gets -32600 (it cannot switch eras). `ping` and `logging/setLevel`
-/// are among them: the modern era has no such methods.
+/// are among them: the modern era has no such methods. The 2025-11-25
+/// `tasks/*` requests are not: a modern session keeps today's task handling
+/// (the 2026-07-28 tasks extension is not mapped).
 pub fn legacy_only(method: &str) -> bool {
     matches!(
         method,
@@ -147,8 +149,6 @@ pub fn legacy_only(method: &str) -> bool {
             | "logging/setLevel"
             | "resources/subscribe"
             | "resources/unsubscribe"
-            | "tasks/result"
-            | "tasks/list"
     )
 }
 
