@@ -225,6 +225,16 @@ impl<U: PartialEq, R> Bridge<U, R> {
             .collect()
     }
 
+    /// `session`'s rounds waiting on child calls matching `pred` (the
+    /// client cancelled the call).
+    pub fn drain_session_where(&self, session: u64, pred: impl Fn(&U) -> bool) -> Vec<Round<U, R>> {
+        self.rounds
+            .drain_session_where(session, |r| pred(&r.upstream))
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect()
+    }
+
     /// Rounds waiting on child calls matching `pred` (a child that stopped).
     pub fn drain_where(&self, pred: impl Fn(&U) -> bool) -> Vec<Round<U, R>> {
         self.rounds

@@ -123,6 +123,12 @@ impl<T> HeldTable<T> {
         self.remove_where(|e| e.session == session)
     }
 
+    /// Removes and returns the entries of `session` whose value matches
+    /// `pred`.
+    pub fn drain_session_where(&self, session: u64, pred: impl Fn(&T) -> bool) -> Vec<(u64, T)> {
+        self.remove_where(|e| e.session == session && pred(&e.value))
+    }
+
     /// Removes and returns every entry whose value matches `pred` (e.g. all
     /// of a child that stopped).
     pub fn drain_where(&self, pred: impl Fn(&T) -> bool) -> Vec<(u64, T)> {
@@ -184,6 +190,12 @@ mod tests {
         assert_eq!(t.find(1, |_| true), vec![a, b]);
         assert_eq!(t.drain_session(1), vec![(a, 'a'), (b, 'b')]);
         assert!(t.is_empty());
+        let e = t.hold(4, 50, 'e');
+        assert!(
+            t.drain_session_where(3, |v| *v == 'e').is_empty(),
+            "not session 3's"
+        );
+        assert_eq!(t.drain_session_where(4, |v| *v == 'e'), vec![(e, 'e')]);
         let d = t.hold(3, 50, 'd');
         assert_eq!(t.drain_where(|v| *v == 'd'), vec![(d, 'd')]);
     }

@@ -337,6 +337,9 @@ impl Session {
                         );
                         conn.cancel(upstream_id, &reason);
                     }
+                } else if self.link.era.is_modern() {
+                    // A call answered input_required that will not be retried.
+                    self.end_round(request.get());
                 }
             }
             // Roots come from the config, never from a client; progress for

@@ -195,6 +195,29 @@ impl Session {
         true
     }
 
+    /// A `notifications/cancelled` naming a call that was answered
+    /// `input_required` (the client will not retry): its round ends now,
+    /// the held requests get an error and the child's call is cancelled.
+    /// True when there was such a round.
+    pub(super) fn end_round(&self, request_id: &str) -> bool {
+        let mut any = false;
+        for up in self.hub.supervisor.upstreams() {
+            if !self.visible(&up.name) {
+                continue;
+            }
+            let rounds = up
+                .context()
+                .bridge
+                .drain_session_where(self.link.id, |u| &*u.client_id == request_id);
+            if !rounds.is_empty() {
+                any = true;
+                tracing::debug!(session = self.link.id, server = %up.name, "the client cancelled a call waiting for its input");
+                crate::wire::abandon_rounds(rounds, "the client cancelled the call");
+            }
+        }
+        any
+    }
+
     /// Subscribes the session to `uri` upstream (or drops it), counted per
     /// URI with `resources/subscribe`'s, in a task of its own. A listen has
     /// been acknowledged already, so a failure is only logged.
@@ -266,14 +289,12 @@ impl Session {
         if !resumed.queued.is_empty() {
             // The child asked more meanwhile: the next round, at once.
             let ttl = u64::try_from(up.timeouts().request_timeout.as_millis()).unwrap_or(u64::MAX);
-            let result = bridge.open(
-                self.link.id,
-                call,
-                resumed.upstream,
-                resumed.queued,
-                now_ms(),
-                ttl,
-            );
+            // The next round answers this retry: a cancel names this id.
+            let upstream = crate::wire::ChildCall {
+                client_id: id.get().into(),
+                ..resumed.upstream
+            };
+            let result = bridge.open(self.link.id, call, upstream, resumed.queued, now_ms(), ttl);
             return self.send(self.link.era.result_line(id.get(), &result));
         }
         let gone = |s: &Self| {

@@ -36,6 +36,9 @@ pub struct ChildCall {
     pub conn: Weak<Connection>,
     /// Its id there.
     pub id: u64,
+    /// The client's id of the call this round answered (raw), so that a
+    /// `notifications/cancelled` for it ends the round.
+    pub client_id: Box<str>,
 }
 
 impl PartialEq for ChildCall {
@@ -165,6 +168,7 @@ impl Connection {
         let upstream = ChildCall {
             conn: Arc::downgrade(self),
             id: upstream_id,
+            client_id: Box::from(""),
         };
         if parked {
             if let Err(held) = self.bridge().queue(link.id, &upstream, held) {
@@ -218,6 +222,10 @@ impl Connection {
             return true;
         };
         let ttl = u64::try_from(self.request_timeout().as_millis()).unwrap_or(u64::MAX);
+        let upstream = ChildCall {
+            client_id: client_id.get().into(),
+            ..upstream
+        };
         let result = self
             .bridge()
             .open(link.id, call.call, upstream, vec![held], now_ms(), ttl);

@@ -484,3 +484,34 @@ fn mrtr_without_the_capability_is_minus_32021_and_expiry_fails_the_childs_reques
     // parked one whose round expired.
     assert_eq!(cancelled.len(), 2, "{r}");
 }
+
+#[test]
+fn cancelling_a_call_answered_input_required_fails_the_childs_request() {
+    let env = Env::new();
+    let _d = one_fixture(&env);
+    let mut c = Client::connect(&env.socket);
+    let (first, _) = ask(&mut c, "elicitation/create", json!({"elicitation": {}}));
+    assert_eq!(first["result"]["resultType"], "input_required", "{first}");
+    // The client gives up instead of retrying.
+    c.send(
+        &json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+        "params": {"requestId": first["id"], "reason": "user closed the dialog"}}),
+    );
+    let r = c.request(
+        "tools/call",
+        modern(json!({"name": "fx__cancelled", "arguments": {}}), json!({})),
+    );
+    let cancelled: Vec<u64> =
+        serde_json::from_str(r["result"]["content"][0]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        cancelled.len(),
+        1,
+        "the parked call was cancelled upstream: {r}"
+    );
+    // And the state of that round is dead.
+    let (again, params) = ask(&mut c, "elicitation/create", json!({"elicitation": {}}));
+    let stale = retry(&params, &first, json!({"action": "accept", "content": {}}));
+    let r = c.request("tools/call", stale);
+    assert_eq!(r["error"]["code"], -32602, "{r}");
+    assert_eq!(again["result"]["resultType"], "input_required");
+}
