@@ -105,6 +105,38 @@ impl Connection {
         ));
     }
 
+    /// Opens (or, with `open` false, cancels) the listen through which a
+    /// modern child reports updates of `uri`. Nobody waits for it.
+    pub(super) fn listen_resource(&self, uri: &str, open: bool) {
+        if !open {
+            let Some(id) = self.routes().uri_listens.remove(uri) else {
+                return;
+            };
+            let params = json!({ "requestId": id, "reason": "no subscriber left" }).to_string();
+            let _ = self.send_line(jsonrpc::notification(
+                "notifications/cancelled",
+                Some(&params),
+            ));
+            return;
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        if self
+            .routes()
+            .uri_listens
+            .insert(uri.to_string(), id)
+            .is_some()
+        {
+            tracing::debug!(server = %self.server(), uri, "replacing a resource listen");
+        }
+        let params = json!({ "notifications": { "resourceSubscriptions": [uri] } }).to_string();
+        let params = self.for_child(Some(params));
+        let _ = self.send_line(jsonrpc::request(
+            id,
+            "subscriptions/listen",
+            params.as_deref(),
+        ));
+    }
+
     /// A modern child's answer to a client's call.
     pub(super) fn modern_response(self: &Arc<Self>, mut req: ClientRequest, env: &Envelope<'_>) {
         let client_id = req.client_id.get().to_string();

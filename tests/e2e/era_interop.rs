@@ -338,3 +338,67 @@ fn list_cache_hints_are_the_minimum_over_children() {
     assert_eq!(r["result"]["ttlMs"], 0, "{r}");
     assert_eq!(r["result"]["cacheScope"], "private", "{r}");
 }
+
+#[test]
+fn resource_updates_of_a_modern_child_reach_subscribers_of_both_eras() {
+    use crate::era::{modern, modern_meta};
+    let env = Env::new();
+    let d = env.start(&format!(
+        "[servers.modern]\ncommand = \"node\"\nargs = [\"{}\"]\n",
+        interop_dir().join("modern_server.mjs").display()
+    ));
+    d.wait_ready(&["modern"]);
+    let updates = |c: &mut Client| {
+        c.received()
+            .iter()
+            .filter(|m| m["method"] == "notifications/resources/updated")
+            .count()
+    };
+    // A legacy client: resources/subscribe (a listen upstream).
+    let mut legacy = Client::initialized(&env.socket);
+    let r = legacy.request("resources/subscribe", json!({"uri": "modern://note"}));
+    assert_eq!(r["result"], json!({}), "{r}");
+    // A modern client: a listen with the URI.
+    let mut m = Client::connect(&env.socket);
+    m.request("server/discover", json!({"_meta": modern_meta(json!({}))}));
+    let listen = m.send_request(
+        "subscriptions/listen",
+        modern(
+            json!({"notifications": {"resourceSubscriptions": ["modern://note"]}}),
+            json!({}),
+        ),
+    );
+    let ack = m.notification("notifications/subscriptions/acknowledged");
+    assert_eq!(
+        ack["params"]["notifications"]["resourceSubscriptions"],
+        json!(["modern://note"]),
+        "{ack}"
+    );
+    // The child's update reaches both: the touch's result comes after it.
+    let r = legacy.call_text("modern__touch", json!({}));
+    assert_eq!(r, "touched");
+    let n = legacy.notification("notifications/resources/updated");
+    assert_eq!(n["params"]["uri"], "modern://note", "{n}");
+    let n = m.notification("notifications/resources/updated");
+    assert_eq!(
+        n["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], listen,
+        "{n}"
+    );
+    // Both leave: the child's listen is cancelled, no more updates.
+    legacy.request("resources/unsubscribe", json!({"uri": "modern://note"}));
+    m.send(&json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": listen}}));
+    m.response(&listen);
+    let (before_l, before_m) = (updates(&mut legacy), updates(&mut m));
+    assert_eq!(legacy.call_text("modern__touch", json!({})), "touched");
+    m.request("tools/list", modern(json!({}), json!({})));
+    assert_eq!(
+        updates(&mut legacy),
+        before_l,
+        "no update after unsubscribe"
+    );
+    assert_eq!(
+        updates(&mut m),
+        before_m,
+        "no update after the listen ended"
+    );
+}

@@ -20,6 +20,9 @@
 //                                "Hello, <name>!" (or "declined")
 //   sample {prompt}           -> MRTR: an embedded sampling request, then
 //                                "model said: <text>"
+//   touch {}                  -> sends notifications/resources/updated for
+//                                modern://note (to the listens that asked
+//                                for it), then "touched"
 // Prompt:  greet {name}       -> one user message "Say hello to <name>"
 // Resource: modern://note     -> text "a note from a modern server"
 
@@ -33,7 +36,7 @@ function factory() {
   const server = new McpServer(
     { name: "modern-fixture", version: "1.0.0" },
     {
-      capabilities: { tools: {}, prompts: {}, resources: {} },
+      capabilities: { tools: {}, prompts: {}, resources: { subscribe: true } },
       instructions: "A modern-only test server.",
       ...(TOOLS_TTL === undefined
         ? {}
@@ -119,6 +122,15 @@ function factory() {
       }
       const text = answer.content?.type === "text" ? answer.content.text : JSON.stringify(answer);
       return { content: [{ type: "text", text: `model said: ${text}` }] };
+    },
+  );
+
+  server.registerTool(
+    "touch",
+    { description: "Reports an update of modern://note", inputSchema: z.object({}) },
+    async () => {
+      await server.server.sendResourceUpdated({ uri: "modern://note" });
+      return { content: [{ type: "text", text: "touched" }] };
     },
   );
 
