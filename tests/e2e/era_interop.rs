@@ -174,6 +174,29 @@ fn ts_v2_auto_client_against_both_children() {
     for want in ["legacy__echo", "modern__echo", "modern__ask-name"] {
         assert!(list.iter().any(|t| t == want), "{want}: {v}");
     }
+    // Calls, progress, cancellation and sampling, on each child.
+    for server in ["legacy", "modern"] {
+        let v = run_preferring(
+            &node(),
+            "ts2_client.mjs",
+            &["auto", "echo,progress,cancel,sample"],
+            &env.socket,
+            Some(server),
+        );
+        let r = &v["results"];
+        assert_eq!(r["echo"], "Echo: hello era", "{server}: {v}");
+        assert_progress(&r["progress"]["progress"], &v);
+        assert_eq!(r["cancel"], "aborted", "{server}: {v}");
+        assert_eq!(r["afterCancel"], "Echo: after cancel", "{server}: {v}");
+        assert_eq!(r["sample"]["asked"], 1, "{server}: {v}");
+        assert!(
+            r["sample"]["text"]
+                .as_str()
+                .unwrap()
+                .contains("canned reply"),
+            "{server}: {v}"
+        );
+    }
 }
 
 #[test]
@@ -282,6 +305,28 @@ fn mcp_server_time_is_detected_as_modern() {
     let mut c = Client::initialized(&env.socket);
     let text = c.call_text("time__get_current_time", json!({"timezone": "UTC"}));
     assert!(text.contains("UTC"), "{text}");
+    // And a modern client, through the same modern child.
+    let mut m = Client::connect(&env.socket);
+    let r = m.request(
+        "tools/call",
+        crate::era::modern(
+            json!({"name": "time__get_current_time", "arguments": {"timezone": "UTC"}}),
+            json!({}),
+        ),
+    );
+    assert_eq!(r["result"]["resultType"], "complete", "{r}");
+    assert_eq!(
+        r["result"]["_meta"]["io.modelcontextprotocol/serverInfo"]["name"], "stdioproxy",
+        "{r}"
+    );
+    assert!(
+        r["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or("")
+            .contains("UTC"),
+        "{r}"
+    );
+    drop(m);
     // The verdict is cached: a restarted daemon does not probe again.
     drop(c);
     let mut d = d;
