@@ -6,8 +6,10 @@
 //! answer it). A discover result offering a modern revision, or the modern
 //! "unsupported version" error naming one, means modern. Any other error,
 //! end of output or silence until the timeout means legacy: the fallback
-//! never keys on one error code, as the spec asks. Lines that are not the
-//! answer (logs on stdout, notifications) are skipped.
+//! never keys on one error code, as the spec asks. Silence is the weakest
+//! evidence (a slow start looks the same), so it is reported apart, for the
+//! caller not to remember it. Lines that are not the answer (logs on
+//! stdout, notifications) are skipped.
 
 use std::time::Duration;
 
@@ -29,6 +31,9 @@ pub enum Verdict {
     Modern(Value),
     /// The child is legacy, and why the daemon thinks so.
     Legacy(String),
+    /// No answer in time: legacy for now (some legacy servers never answer
+    /// an unknown request), but it may only have been slow to start.
+    Silent(String),
 }
 
 /// The probe request, one line.

@@ -2,7 +2,8 @@
 //! "legacy" | "modern"`), else the cached verdict for its command, args,
 //! cwd and env, else a probe: `server/discover` to a throwaway spawn of the
 //! child (see [`crate::era::probe`]), which is then stopped. The verdict is
-//! cached, and corrected when a legacy handshake is refused with -32022
+//! cached (unless the probe got no answer at all, which a slow start looks
+//! like too), and corrected when a legacy handshake is refused with -32022
 //! naming a modern revision (a modern server that answered the probe too
 //! slowly).
 
@@ -30,11 +31,6 @@ fn hint_slot(kind: ListKind) -> usize {
 }
 use crate::error::UpstreamError;
 use crate::wire::{Connection, Reply};
-
-/// Longest wait for a probe's answer (also bounded by `startup_timeout`).
-/// A legacy server that never answers unknown requests costs this once;
-/// the verdict is cached.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where an era verdict came from (for `status`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,7 +74,8 @@ impl Upstream {
             self.lock().era = Some((era, source));
             return (era, source);
         }
-        let limit = PROBE_TIMEOUT.min(self.timeouts().startup_timeout);
+        // As long as a start may take: a slow start is not a legacy server.
+        let limit = self.timeouts().startup_timeout;
         let verdict = match process::spawn(&spec) {
             Ok(mut child) => {
                 let pid = child.pid;
@@ -105,6 +102,13 @@ impl Upstream {
             Verdict::Legacy(why) => {
                 tracing::info!(server = %self.name, "server speaks the legacy era: {why}");
                 Era::Legacy
+            }
+            Verdict::Silent(why) => {
+                // Legacy for this daemon, but not cached: it may only have
+                // been slow (the next daemon probes again).
+                tracing::info!(server = %self.name, "taking the server for a legacy one: {why}");
+                self.lock().era = Some((Era::Legacy, EraSource::Probe));
+                return (Era::Legacy, EraSource::Probe);
             }
         };
         tracing::info!(server = %self.name, era = era.as_str(), "probed the server's era");

@@ -14,6 +14,10 @@ use serde_json::{json, Value};
 use crate::interop::{assert_echo_and_sum, interop_dir, require_node_modules, run_client};
 use crate::support::*;
 
+/// How long a Python child may take to be ready here: two interpreter
+/// starts (the era probe, then the server) on a loaded 2-core machine.
+const SLOW_START: std::time::Duration = std::time::Duration::from_secs(120);
+
 fn everything() -> PathBuf {
     require_node_modules()
 }
@@ -295,7 +299,7 @@ fn mcp_server_time_is_detected_as_modern() {
         "[servers.time]\ncommand = \"{}\"\nargs = [\"-m\", \"mcp_server_time\", \"--local-timezone\", \"UTC\"]\n",
         py.display()
     ));
-    d.wait_ready(&["time"]);
+    d.wait_ready_within(SLOW_START, &["time"]);
     assert_eq!(
         d.server_status("time")["era"],
         "modern",
@@ -335,7 +339,7 @@ fn mcp_server_time_is_detected_as_modern() {
         "[servers.time]\ncommand = \"{}\"\nargs = [\"-m\", \"mcp_server_time\", \"--local-timezone\", \"UTC\"]\n",
         py.display()
     ));
-    d.wait_ready(&["time"]);
+    d.wait_ready_within(SLOW_START, &["time"]);
     assert_eq!(d.server_status("time")["era"], "modern");
     assert_eq!(
         d.server_status("time")["era_source"],
