@@ -299,6 +299,11 @@ pub struct ServerConfig {
     /// set, so a shared server never sees one client's roots (server-filesystem
     /// would replace its allowed directories with them).
     pub roots: Option<Vec<RootPath>>,
+    /// Which MCP era the server speaks: `auto` (probe it with
+    /// `server/discover` in a throwaway spawn, cache the verdict), or
+    /// `legacy` / `modern` to skip the probe.
+    #[serde(default)]
+    pub era: EraSetting,
     // Per-server timeouts, over `[defaults]`. Listed one by one rather than
     // flattened: serde's flatten loses the spans that errors need.
     startup_timeout: Option<ConfigDuration>,
@@ -309,6 +314,19 @@ pub struct ServerConfig {
     restart_backoff_max: Option<ConfigDuration>,
     stop_grace: Option<ConfigDuration>,
     drain_timeout: Option<ConfigDuration>,
+}
+
+/// The `era` key of a server.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EraSetting {
+    /// Probe the child (once per command, args and env; the verdict is cached).
+    #[default]
+    Auto,
+    /// `initialize` (2025-11-25 and before).
+    Legacy,
+    /// `2026-07-28`: stateless, `_meta` on every request.
+    Modern,
 }
 
 fn yes() -> bool {
@@ -340,6 +358,7 @@ impl ServerConfig {
             enabled: true,
             tools: ToolFilter::default(),
             roots: None,
+            era: EraSetting::Auto,
             startup_timeout: None,
             request_timeout: None,
             health_interval: None,
@@ -380,6 +399,7 @@ impl ServerConfig {
             || self.env != other.env
             || self.cwd != other.cwd
             || self.roots.is_some() != other.roots.is_some()
+            || self.era != other.era
     }
 
     /// The `roots/list` result for this server, when roots are configured.
@@ -399,6 +419,7 @@ impl fmt::Debug for ServerConfig {
             .field("enabled", &self.enabled)
             .field("tools", &self.tools)
             .field("roots", &self.roots)
+            .field("era", &self.era)
             .field("timeouts", &self.timeouts())
             .finish()
     }

@@ -18,6 +18,7 @@
 //! While ready, the child is pinged every `health_interval`; a child that does
 //! not answer within `health_timeout` is killed and restarted like a crash.
 
+mod era;
 mod lifecycle;
 mod process;
 
@@ -121,6 +122,10 @@ pub struct ServerStatus {
     pub log_level: Option<&'static str>,
     /// The last lines the child wrote to stderr.
     pub stderr_tail: Vec<String>,
+    /// The MCP era the child speaks (`legacy` or `modern`), once known.
+    pub era: Option<&'static str>,
+    /// How that is known: `config`, `cache`, `probe` or `handshake`.
+    pub era_source: Option<&'static str>,
 }
 
 /// Why a server cannot take a call right now.
@@ -160,6 +165,10 @@ struct Inner {
     init: Option<InitInfo>,
     /// The level last sent to the live child with logging/setLevel.
     applied_level: Option<Level>,
+    /// The era the child speaks, and how that is known.
+    era: Option<(crate::era::Era, era::EraSource)>,
+    /// A modern child's cache hints for its lists (by kind).
+    list_hints: [Option<crate::era::decorate::CacheHint>; 4],
 }
 
 /// What every upstream of a daemon shares.
@@ -424,6 +433,8 @@ impl Upstream {
             subscriptions: self.ctx.subscriptions.len(),
             log_level: inner.applied_level.map(Level::as_str),
             stderr_tail: inner.stderr_tail.iter().cloned().collect(),
+            era: inner.era.map(|(e, _)| e.as_str()),
+            era_source: inner.era.map(|(_, s)| s.as_str()),
         }
     }
 

@@ -32,6 +32,8 @@ pub struct Routes {
     /// Session id -> sequence number of its latest request to this child.
     pub(super) recent: HashMap<u64, u64>,
     seq: u64,
+    /// A modern child's listens for resource updates: URI -> listen id.
+    pub(super) uri_listens: HashMap<String, u64>,
 }
 
 /// Progress routing for a running task.
