@@ -59,7 +59,7 @@ impl Session {
         };
         let params = params.map_or_else(|| "{}".into(), |p| p.get().to_string());
         // read_from_first asks children itself, not through route::send.
-        let params = crate::era::params_for_child(&self.link, false, params);
+        let params = crate::era::params_for_child(self.link.era.is_modern(), false, params);
         let catalog = self.hub.supervisor.catalog();
         if let Some(server) = catalog.resource_owner(&uri, |s| self.visible(s)) {
             return self.dispatch(

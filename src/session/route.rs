@@ -348,7 +348,7 @@ pub(super) fn send(
     params: String,
     rewrite: Rewrite,
 ) {
-    let params = crate::era::params_for_child(link, conn.is_modern(), params);
+    let params = crate::era::params_for_child(link.era.is_modern(), conn.is_modern(), params);
     let call = ClientCall {
         link,
         client_id: id,

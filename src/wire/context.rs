@@ -24,7 +24,7 @@ pub struct Context {
     /// The rendered `roots/list` result, when roots are configured.
     roots: RwLock<Option<Arc<str>>>,
     /// The server's requests held for 2026-07-28 clients (MRTR).
-    pub bridge: super::mrtr::ServerBridge,
+    pub bridge: super::rounds::ServerBridge,
 }
 
 impl Context {
@@ -35,7 +35,7 @@ impl Context {
             registry,
             subscriptions: Subscriptions::default(),
             roots: RwLock::new(roots),
-            bridge: super::mrtr::ServerBridge::new(crate::era::state::StateKey::daemon()),
+            bridge: super::rounds::ServerBridge::new(crate::era::state::StateKey::daemon()),
         }
     }
 

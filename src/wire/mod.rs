@@ -27,7 +27,8 @@
 //!   request, results for either era, its `input_required` turned into real
 //!   requests to a legacy client.
 //! - `mrtr`: a legacy child's requests bridged to a 2026-07-28 client's
-//!   call (`input_required`), the parked call, and the rounds' expiry.
+//!   call (`input_required`), the parked call, and the rounds' expiry;
+//!   `rounds`: the items its bridge holds.
 //!
 //! Lock order: a link's lock is never held while calling into a connection,
 //! and a connection releases its own locks before calling into a link.
@@ -40,6 +41,7 @@ mod modern;
 mod mrtr;
 mod outbox;
 mod progress;
+mod rounds;
 mod routes;
 mod subscriptions;
 mod tasks;
@@ -47,8 +49,9 @@ mod tasks;
 pub use connection::{ClientCall, Connection, Event, Reply, Rewrite};
 pub use context::Context;
 pub use link::{ClientAnswer, ClientCaps, Outgoing, Registry, SessionLink, TaskRef};
-pub use mrtr::{abandon as abandon_rounds, ChildAsk, ChildCall, Resume, ServerBridge};
+pub use mrtr::{abandon as abandon_rounds, Resume};
 pub use outbox::Outbox;
+pub use rounds::{ChildAsk, ChildCall, ServerBridge};
 pub use subscriptions::{SubscribeError, Subscriptions};
 pub use tasks::replace_task_ids;
 
