@@ -17,7 +17,7 @@ use crate::daemon::Daemon;
 use crate::proto::PROTO_VERSION;
 
 /// Answers one control request with a JSON line.
-pub async fn handle(daemon: &Daemon, verb: &str, _request: &Value) -> String {
+pub async fn handle(daemon: &Daemon, verb: &str) -> String {
     let reply = match verb {
         "status" => status(daemon),
         "reload" => match crate::reload::reload(daemon, crate::reload::Trigger::Control).await {

@@ -30,7 +30,7 @@ use crate::daemon::Daemon;
 use crate::error::ListenError;
 use crate::framing::{Frame, LineReader};
 use crate::jsonrpc::{self, Envelope};
-use crate::proto::{self, HelloReply};
+use crate::proto::{Hello, HelloReply};
 use crate::session::{self, SessionOptions, SESSION_BUFFER};
 
 /// How long a new connection may stay silent before its first line, unless
@@ -293,27 +293,22 @@ async fn handle(stream: UnixStream, daemon: Arc<Daemon>, admission: Arc<Admissio
         Ok(Ok(Frame::Line(line))) => line,
     };
     drop(handshake);
-    let hello = if too_long.is_some() {
-        None
-    } else {
-        parse_hello(&first)
+    let hello = match too_long {
+        Some(_) => None,
+        None => match Hello::parse(&first) {
+            None => None,
+            Some(Ok(hello)) => Some(hello),
+            Some(Err(msg)) => {
+                let _ = write.write_all(HelloReply::refusal(&msg).as_bytes()).await;
+                return;
+            }
+        },
     };
-    if let Some(hello) = &hello {
-        if hello["stdioproxy"].as_u64() != Some(u64::from(proto::PROTO_VERSION)) {
-            let msg = format!(
-                "this daemon speaks stdioproxy protocol {}, the client sent {}; use matching versions of stdioproxy and stdioproxy-shim",
-                proto::PROTO_VERSION,
-                hello["stdioproxy"]
-            );
-            let _ = write.write_all(refusal(&msg).as_bytes()).await;
-            return;
-        }
-        if let Some(verb) = hello["control"].as_str() {
-            let reply = crate::control::handle(&daemon, verb, hello).await;
-            let _ = write.write_all(reply.as_bytes()).await;
-            let _ = write.shutdown().await;
-            return;
-        }
+    if let Some(verb) = hello.as_ref().and_then(|h| h.control.as_deref()) {
+        let reply = crate::control::handle(&daemon, verb).await;
+        let _ = write.write_all(reply.as_bytes()).await;
+        let _ = write.shutdown().await;
+        return;
     }
     // From here on the connection is a session: reserve its slot for as long
     // as it lives.
@@ -324,7 +319,7 @@ async fn handle(stream: UnixStream, daemon: Arc<Daemon>, admission: Arc<Admissio
         );
         tracing::warn!(max_sessions, "refused a session: {msg}");
         let line = match &hello {
-            Some(_) => refusal(&msg),
+            Some(_) => HelloReply::refusal(&msg),
             None => {
                 let id = match too_long {
                     Some(_) => jsonrpc::recover_id(&first),
@@ -351,47 +346,7 @@ async fn handle(stream: UnixStream, daemon: Arc<Daemon>, admission: Arc<Admissio
         }
         return session::run(daemon, reader, write, None, Some(first), opts).await;
     };
-    let servers = match hello.get("servers") {
-        None | Some(serde_json::Value::Null) => None,
-        Some(serde_json::Value::Array(items)) => {
-            let names: Option<_> = items
-                .iter()
-                .map(|v| v.as_str().map(str::to_string))
-                .collect();
-            match names {
-                Some(n) => Some(n),
-                None => {
-                    let _ = write
-                        .write_all(refusal("servers must be a list of names").as_bytes())
-                        .await;
-                    return;
-                }
-            }
-        }
-        Some(_) => {
-            let _ = write
-                .write_all(refusal("servers must be a list of names").as_bytes())
-                .await;
-            return;
-        }
-    };
+    let servers = hello.servers.map(|names| names.into_iter().collect());
     let opts = SessionOptions { servers };
     session::run(daemon, reader, write, Some(HelloReply::ok()), None, opts).await;
-}
-
-/// A first line is a hello when it is a JSON object with a `stdioproxy` key
-/// and no `jsonrpc` key; anything else is the first MCP message.
-fn parse_hello(line: &[u8]) -> Option<serde_json::Value> {
-    let key = format!("\"{}\"", proto::HELLO_KEY);
-    if !line.windows(key.len()).any(|w| w == key.as_bytes()) {
-        return None;
-    }
-    let v: serde_json::Value = serde_json::from_slice(line).ok()?;
-    (v.get(proto::HELLO_KEY).is_some() && v.get("jsonrpc").is_none()).then_some(v)
-}
-
-fn refusal(message: &str) -> String {
-    let v =
-        serde_json::json!({ "stdioproxy": proto::PROTO_VERSION, "ok": false, "error": message });
-    format!("{v}\n")
 }

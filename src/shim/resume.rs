@@ -1,0 +1,750 @@
+//! The shim's memory of its client's MCP session, so that the session
+//! outlives one connection to the daemon. Pure: no I/O, no clock, no
+//! threads; the binary feeds it complete lines and events and does what it
+//! returns, and a property test drives it with random interleavings.
+//!
+//! What it remembers, and why:
+//!
+//! - **What defines the session**: the client's `initialize` params (replayed
+//!   verbatim, so the new daemon sees the same capabilities and clientInfo),
+//!   whether the client sent `notifications/initialized`, the last
+//!   successful `logging/setLevel`, and every `resources/subscribe` that
+//!   succeeded and was not unsubscribed. On a new connection these are sent
+//!   again with the shim's own ids, and their answers are swallowed.
+//! - **Requests in flight**, by raw id text (the daemon echoes ids byte for
+//!   byte, so `1` and `"1"` stay apart and nothing is re-encoded). When the
+//!   connection is lost, each gets one error at once (never resent: it may
+//!   already have run). The one exception is an unanswered `initialize`:
+//!   it is sent again on the new connection with the client's own id, since
+//!   running it twice is harmless and the client would otherwise be stuck.
+//! - **Ids the shim answered itself**, so a later `notifications/cancelled`
+//!   for one of them is dropped instead of confusing the new daemon.
+//! - **Requests from the daemon to the client**, with the connection that
+//!   sent them: the client's answer to a request from a lost connection is
+//!   dropped (the new daemon never asked it), and the client is told such
+//!   requests are cancelled. A new daemon numbers its requests from scratch,
+//!   so when one reuses an id the client still holds from the old
+//!   connection, the shim gives it an alias id and maps the answer back:
+//!   the client's late answer to the old request can then never be taken
+//!   for the new one.
+//! - **A queue** of what the client sends while there is no connection,
+//!   bounded ([`QUEUE_MAX_MESSAGES`], [`QUEUE_MAX_BYTES`]), sent in order
+//!   after the replay.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::peek::{self, Line};
+use crate::jsonrpc;
+
+/// Most messages queued while disconnected.
+pub const QUEUE_MAX_MESSAGES: usize = 1000;
+/// Most bytes queued while disconnected.
+pub const QUEUE_MAX_BYTES: usize = 8 << 20;
+/// Ids the shim answered itself that it keeps for matching cancellations.
+const ANSWERED_KEEP: usize = 4096;
+/// Requests from lost connections kept for dropping their late answers.
+const OLD_REQUESTS_KEEP: usize = 4096;
+
+/// The error text for a request in flight on a lost connection.
+pub const IN_FLIGHT_LOST: &str = "stdioproxy: the connection to the daemon was lost (it stopped or restarted) while this request was in flight; the request may or may not have run, and it was not resent";
+
+/// Where the connection stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Connected and resumed: the client's lines go straight through.
+    Live,
+    /// No connection: the client's lines are queued.
+    Down,
+    /// Connected; waiting for the answer to the replayed `initialize`.
+    Replaying,
+    /// Resumed; the queue is being sent (the client's lines still queue
+    /// behind it, so order is kept).
+    Flushing,
+}
+
+/// The bytes to pass on, when they differ from the input.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Pass {
+    /// Pass the input on as it is (the common case: no copy).
+    Unchanged,
+    /// Pass these bytes on instead (possibly empty).
+    Rewritten(Vec<u8>),
+}
+
+impl Pass {
+    /// The bytes to write, given the input.
+    pub fn bytes<'a>(&'a self, input: &'a [u8]) -> &'a [u8] {
+        match self {
+            Pass::Unchanged => input,
+            Pass::Rewritten(b) => b,
+        }
+    }
+}
+
+/// What to do with a chunk of the client's lines.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FromClient {
+    /// Write this to the daemon now.
+    Send(Pass),
+    /// Kept for after the reconnect.
+    Queued,
+    /// The queue is over its bound: write `0` to the client and exit 1.
+    Overflow(Vec<u8>),
+}
+
+/// What to do with a chunk of the daemon's lines.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct FromDaemon {
+    /// Bytes for the client: the input with the shim's own traffic removed
+    /// and its notices added.
+    pub to_client: Option<Pass>,
+    /// The replay is done: start sending the queue ([`Resume::take_batch`]).
+    pub flush: bool,
+    /// The new daemon refused the session: print this, exit 1 (the errors
+    /// for what was pending are already in `to_client`).
+    pub fatal: Option<String>,
+    /// Things for the user's eyes only (stderr).
+    pub notes: Vec<String>,
+}
+
+/// What a new connection needs first.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Reconnect {
+    /// Lines to send right after the hello.
+    pub replay: Vec<u8>,
+    /// Nothing to wait for: start sending the queue at once.
+    pub flush: bool,
+}
+
+/// A request of the client's, pending on the connection.
+#[derive(Debug)]
+enum Pending {
+    Plain,
+    /// `initialize`, with its params and its line (to resend if lost).
+    Initialize { params: Option<String>, line: Vec<u8> },
+    SetLevel(String),
+    Subscribe { uri: String, params: String },
+}
+
+/// A request of the shim's own on the connection.
+#[derive(Debug, PartialEq, Eq)]
+enum Own {
+    Initialize,
+    Other(&'static str),
+}
+
+/// A request from the daemon to the client.
+#[derive(Debug)]
+struct ServerRequest {
+    conn: u64,
+    /// The id the daemon used (differs from the key for an alias).
+    daemon_id: String,
+}
+
+/// What defines the client's session.
+#[derive(Debug, Default)]
+struct Memory {
+    init_params: Option<String>,
+    version: Option<String>,
+    client_name: Option<String>,
+    initialized: bool,
+    log_level: Option<String>,
+    subscriptions: BTreeMap<String, String>,
+}
+
+/// The state machine (see the module docs).
+#[derive(Debug)]
+pub struct Resume {
+    phase: Phase,
+    conn: u64,
+    resumes: u32,
+    memory: Memory,
+    in_flight: HashMap<String, Pending>,
+    own: HashMap<String, Own>,
+    next_own: u64,
+    answered: HashSet<String>,
+    answered_order: VecDeque<String>,
+    server: HashMap<String, ServerRequest>,
+    /// The client's `initialize` line lost in flight, to send again.
+    resend_init: Option<(String, Pending)>,
+    /// Replay lines to send before the queue.
+    front: Option<Vec<u8>>,
+    queue: VecDeque<Vec<u8>>,
+    queued_messages: usize,
+    queued_bytes: usize,
+}
+
+impl Default for Resume {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Resume {
+    /// A session on its first connection (already live).
+    pub fn new() -> Self {
+        Resume {
+            phase: Phase::Live,
+            conn: 1,
+            resumes: 0,
+            memory: Memory::default(),
+            in_flight: HashMap::new(),
+            own: HashMap::new(),
+            next_own: 0,
+            answered: HashSet::new(),
+            answered_order: VecDeque::new(),
+            server: HashMap::new(),
+            resend_init: None,
+            front: None,
+            queue: VecDeque::new(),
+            queued_messages: 0,
+            queued_bytes: 0,
+        }
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// Which connection is current (1 for the first).
+    pub fn connection(&self) -> u64 {
+        self.conn
+    }
+
+    /// How many times the session was resumed on a new connection.
+    pub fn resumes(&self) -> u32 {
+        self.resumes
+    }
+
+    /// `clientInfo.name` from the client's accepted `initialize`.
+    pub fn client_name(&self) -> Option<&str> {
+        self.memory.client_name.as_deref()
+    }
+
+    /// Whether anything waits to be sent to the daemon.
+    pub fn has_queued(&self) -> bool {
+        !self.queue.is_empty() || self.resend_init.is_some()
+    }
+
+    /// Requests of the client's waiting for the daemon's answer.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// A chunk of complete lines from the client.
+    pub fn from_client(&mut self, chunk: &[u8]) -> FromClient {
+        if self.phase == Phase::Live {
+            return FromClient::Send(self.send_lines(chunk));
+        }
+        let messages = lines(chunk).filter(|l| !is_blank(l)).count();
+        self.queued_messages += messages;
+        self.queued_bytes += chunk.len();
+        self.queue.push_back(chunk.to_vec());
+        if self.queued_messages > QUEUE_MAX_MESSAGES || self.queued_bytes > QUEUE_MAX_BYTES {
+            let why = format!(
+                "stdioproxy: more than {QUEUE_MAX_MESSAGES} messages or {} MiB queued while the daemon was unreachable; this request was never sent",
+                QUEUE_MAX_BYTES >> 20
+            );
+            return FromClient::Overflow(self.fail(&why));
+        }
+        FromClient::Queued
+    }
+
+    /// A chunk of complete lines from the daemon.
+    pub fn from_daemon(&mut self, chunk: &[u8]) -> FromDaemon {
+        let mut out = FromDaemon::default();
+        let mut rewritten: Option<Vec<u8>> = None;
+        let mut done = 0;
+        for line in lines(chunk) {
+            let start = done;
+            done += line.len();
+            let (keep, extra) = self.daemon_line(line, &mut out);
+            if keep.is_none() && extra.is_empty() && rewritten.is_none() {
+                continue;
+            }
+            let buf = rewritten.get_or_insert_with(|| chunk[..start].to_vec());
+            match keep {
+                None => buf.extend_from_slice(line),
+                Some(replacement) => buf.extend_from_slice(&replacement),
+            }
+            buf.extend_from_slice(&extra);
+            if out.fatal.is_some() {
+                break;
+            }
+        }
+        out.to_client = Some(match rewritten {
+            Some(b) => Pass::Rewritten(b),
+            None => Pass::Unchanged,
+        });
+        out
+    }
+
+    /// The connection is lost. Returns the lines for the client: one error
+    /// per request in flight, and a cancellation per request the daemon
+    /// had asked the client.
+    pub fn lost(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.phase = Phase::Down;
+        self.own.clear();
+        self.front = None;
+        for (id, pending) in std::mem::take(&mut self.in_flight) {
+            if let Pending::Initialize { .. } = pending {
+                self.resend_init = Some((id, pending));
+                continue;
+            }
+            out.extend_from_slice(
+                jsonrpc::error_response(
+                    Some(&id),
+                    jsonrpc::code::INTERNAL_ERROR,
+                    IN_FLIGHT_LOST,
+                    None,
+                )
+                .as_bytes(),
+            );
+            self.remember_answered(id);
+        }
+        for (id, req) in &self.server {
+            if req.conn == self.conn {
+                out.extend_from_slice(cancelled(id, "the stdioproxy daemon restarted").as_bytes());
+            }
+        }
+        if self.server.len() > OLD_REQUESTS_KEEP {
+            self.server.clear();
+        }
+        out
+    }
+
+    /// A new connection is up (its hello is the binary's business).
+    pub fn reconnected(&mut self) -> Reconnect {
+        self.conn += 1;
+        self.resumes += 1;
+        if let Some((id, pending)) = self.resend_init.take() {
+            let replay = match &pending {
+                Pending::Initialize { line, .. } => line.clone(),
+                _ => Vec::new(),
+            };
+            self.in_flight.insert(id, pending);
+            self.phase = Phase::Replaying;
+            return Reconnect {
+                replay,
+                flush: false,
+            };
+        }
+        let Some(params) = self.memory.init_params.clone() else {
+            self.phase = Phase::Flushing;
+            return Reconnect {
+                replay: Vec::new(),
+                flush: true,
+            };
+        };
+        let id = self.own_id(Own::Initialize);
+        self.phase = Phase::Replaying;
+        Reconnect {
+            replay: request(&id, "initialize", Some(&params)).into_bytes(),
+            flush: false,
+        }
+    }
+
+    /// The next bytes to send while flushing on connection `conn`; `None`
+    /// when there is nothing left (the session is then live) or the
+    /// connection is no longer current.
+    pub fn take_batch(&mut self, conn: u64) -> Option<Vec<u8>> {
+        if conn != self.conn || self.phase != Phase::Flushing {
+            return None;
+        }
+        if let Some(front) = self.front.take() {
+            return Some(front);
+        }
+        while let Some(chunk) = self.queue.pop_front() {
+            self.queued_bytes -= chunk.len();
+            self.queued_messages -= lines(&chunk).filter(|l| !is_blank(l)).count();
+            match self.send_lines(&chunk) {
+                Pass::Unchanged => return Some(chunk),
+                Pass::Rewritten(b) if b.is_empty() => continue,
+                Pass::Rewritten(b) => return Some(b),
+            }
+        }
+        self.phase = Phase::Live;
+        None
+    }
+
+    /// Gives up: one error (`why`) for every request still pending or
+    /// queued. Returns the lines for the client.
+    pub fn fail(&mut self, why: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut error = |id: &str| {
+            out.extend_from_slice(
+                jsonrpc::error_response(Some(id), jsonrpc::code::INTERNAL_ERROR, why, None)
+                    .as_bytes(),
+            );
+        };
+        for (id, _) in std::mem::take(&mut self.in_flight) {
+            error(&id);
+        }
+        if let Some((id, _)) = self.resend_init.take() {
+            error(&id);
+        }
+        for chunk in std::mem::take(&mut self.queue) {
+            for line in lines(&chunk) {
+                if let Line::Request { id, .. } = Line::peek(line) {
+                    error(id.get());
+                }
+            }
+        }
+        self.queued_bytes = 0;
+        self.queued_messages = 0;
+        self.phase = Phase::Down;
+        out
+    }
+
+    /// The client's lines as they go out on the live connection: the
+    /// bookkeeping for each, and the rare rewrite (an answer to a request
+    /// from a lost connection is dropped; one to an aliased request gets
+    /// the daemon's id back).
+    fn send_lines(&mut self, chunk: &[u8]) -> Pass {
+        let mut rewritten: Option<Vec<u8>> = None;
+        let mut done = 0;
+        for line in lines(chunk) {
+            let start = done;
+            done += line.len();
+            let keep = self.client_line(line);
+            if keep.is_none() && rewritten.is_none() {
+                continue;
+            }
+            let buf = rewritten.get_or_insert_with(|| chunk[..start].to_vec());
+            match keep {
+                None => buf.extend_from_slice(line),
+                Some(replacement) => buf.extend_from_slice(&replacement),
+            }
+        }
+        match rewritten {
+            Some(b) => Pass::Rewritten(b),
+            None => Pass::Unchanged,
+        }
+    }
+
+    /// One client line going out: `None` to send it as it is, else what to
+    /// send instead.
+    fn client_line(&mut self, line: &[u8]) -> Option<Vec<u8>> {
+        match Line::peek(line) {
+            Line::Request { id, method } => {
+                let key = id.get().to_string();
+                self.answered.remove(&key);
+                let pending = match &*method {
+                    "initialize" => Pending::Initialize {
+                        params: peek::params(line),
+                        line: line.to_vec(),
+                    },
+                    "logging/setLevel" => match peek::params(line) {
+                        Some(p) => Pending::SetLevel(p),
+                        None => Pending::Plain,
+                    },
+                    "resources/subscribe" => match peek::params(line) {
+                        Some(params) => match peek::uri(&params) {
+                            Some(uri) => Pending::Subscribe { uri, params },
+                            None => Pending::Plain,
+                        },
+                        None => Pending::Plain,
+                    },
+                    "resources/unsubscribe" => {
+                        if let Some(uri) = peek::params(line).as_deref().and_then(peek::uri) {
+                            self.memory.subscriptions.remove(&uri);
+                        }
+                        Pending::Plain
+                    }
+                    _ => Pending::Plain,
+                };
+                self.in_flight.insert(key, pending);
+                None
+            }
+            Line::Notification { method } => match &*method {
+                "notifications/initialized" => {
+                    self.memory.initialized = true;
+                    None
+                }
+                "notifications/cancelled" => {
+                    let id = peek::cancelled_id(line)?;
+                    self.answered.remove(&id).then(Vec::new)
+                }
+                _ => None,
+            },
+            Line::Response { id } => {
+                let req = self.server.remove(id.get())?;
+                if req.conn != self.conn {
+                    return Some(Vec::new());
+                }
+                (req.daemon_id != id.get()).then(|| peek::splice(line, id.get(), &req.daemon_id))
+            }
+            Line::Unknown => None,
+        }
+    }
+
+    /// One daemon line: `None` to pass it to the client as it is, else
+    /// what to pass instead; plus lines to add after it.
+    fn daemon_line(&mut self, line: &[u8], out: &mut FromDaemon) -> (Option<Vec<u8>>, Vec<u8>) {
+        match Line::peek(line) {
+            Line::Response { id } => {
+                let key = id.get();
+                if let Some(own) = self.own.remove(key) {
+                    let extra = match own {
+                        Own::Initialize => self.replayed_initialize(line, out),
+                        Own::Other(what) => {
+                            if let Some(e) = error_message(line) {
+                                out.notes.push(format!("after the reconnect, {what} failed: {e}"));
+                            }
+                            Vec::new()
+                        }
+                    };
+                    return (Some(Vec::new()), extra);
+                }
+                if let Some(pending) = self.in_flight.remove(key) {
+                    self.answered_by_daemon(line, pending, out);
+                }
+                (None, Vec::new())
+            }
+            Line::Request { id, .. } => {
+                let key = id.get();
+                let clash = self.server.get(key).is_some_and(|r| r.conn != self.conn);
+                let entry = ServerRequest {
+                    conn: self.conn,
+                    daemon_id: key.to_string(),
+                };
+                if clash {
+                    let alias = self.alias_id();
+                    let rewritten = peek::splice(line, key, &alias);
+                    self.server.insert(alias, entry);
+                    return (Some(rewritten), Vec::new());
+                }
+                self.server.insert(key.to_string(), entry);
+                (None, Vec::new())
+            }
+            Line::Notification { method } if method == "notifications/cancelled" => {
+                // The daemon withdrew one of its requests: forget it, and
+                // name it the way the client knows it.
+                let Some(id) = peek::cancelled_id(line) else {
+                    return (None, Vec::new());
+                };
+                let key = self
+                    .server
+                    .iter()
+                    .find(|(_, r)| r.conn == self.conn && r.daemon_id == id)
+                    .map(|(k, _)| k.clone());
+                match key {
+                    Some(k) if k != id => {
+                        self.server.remove(&k);
+                        (Some(cancelled(&k, "cancelled by the server").into_bytes()), Vec::new())
+                    }
+                    Some(k) => {
+                        self.server.remove(&k);
+                        (None, Vec::new())
+                    }
+                    None => (None, Vec::new()),
+                }
+            }
+            _ => (None, Vec::new()),
+        }
+    }
+
+    /// The daemon answered a client request: remember what it defines.
+    fn answered_by_daemon(&mut self, line: &[u8], pending: Pending, out: &mut FromDaemon) {
+        let ok = error_message(line).is_none();
+        match pending {
+            Pending::Plain => {}
+            Pending::Initialize { params, .. } => {
+                if ok {
+                    let version = result_of(line).and_then(|r| r.protocol_version);
+                    if self.memory.init_params.is_none() {
+                        self.memory.version = version;
+                    }
+                    self.memory.client_name = params.as_deref().and_then(client_name);
+                    self.memory.init_params = params;
+                }
+                if self.phase == Phase::Replaying {
+                    self.phase = Phase::Flushing;
+                    out.flush = true;
+                }
+            }
+            Pending::SetLevel(params) if ok => self.memory.log_level = Some(params),
+            Pending::Subscribe { uri, params } if ok => {
+                self.memory.subscriptions.insert(uri, params);
+            }
+            Pending::SetLevel(_) | Pending::Subscribe { .. } => {}
+        }
+    }
+
+    /// The answer to the replayed `initialize`: on success, the rest of the
+    /// replay goes first in the queue and the client hears what may have
+    /// changed; on refusal, everything pending fails.
+    fn replayed_initialize(&mut self, line: &[u8], out: &mut FromDaemon) -> Vec<u8> {
+        let refusal = match (error_message(line), result_of(line)) {
+            (Some(e), _) => Some(format!("the restarted daemon refused to resume the session: {e}")),
+            (None, None) => Some("the restarted daemon sent an unreadable initialize result".into()),
+            (None, Some(r)) => match (&self.memory.version, &r.protocol_version) {
+                (Some(was), Some(now)) if was != now => Some(format!(
+                    "the restarted daemon negotiated MCP protocol version {now}, but the client's session uses {was}; restart the client"
+                )),
+                _ => {
+                    self.resumed();
+                    out.flush = true;
+                    return list_changed(&r);
+                }
+            },
+        };
+        let why = refusal.unwrap_or_default();
+        let errors = self.fail(&format!("stdioproxy: {why}; this request was not sent"));
+        out.fatal = Some(why);
+        errors
+    }
+
+    /// Queues the rest of the replay ahead of the client's own lines.
+    fn resumed(&mut self) {
+        let mut front = String::new();
+        if self.memory.initialized {
+            front.push_str("{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n");
+        }
+        if let Some(level) = self.memory.log_level.clone() {
+            let id = self.own_id(Own::Other("logging/setLevel"));
+            front.push_str(&request(&id, "logging/setLevel", Some(&level)));
+        }
+        let subs: Vec<String> = self.memory.subscriptions.values().cloned().collect();
+        for params in subs {
+            let id = self.own_id(Own::Other("resources/subscribe"));
+            front.push_str(&request(&id, "resources/subscribe", Some(&params)));
+        }
+        self.front = (!front.is_empty()).then(|| front.into_bytes());
+        self.phase = Phase::Flushing;
+    }
+
+    fn own_id(&mut self, what: Own) -> String {
+        self.next_own += 1;
+        let id = format!("\"stdioproxy-shim:replay:{}\"", self.next_own);
+        self.own.insert(id.clone(), what);
+        id
+    }
+
+    fn alias_id(&mut self) -> String {
+        self.next_own += 1;
+        format!("\"stdioproxy-shim:alias:{}\"", self.next_own)
+    }
+
+    fn remember_answered(&mut self, id: String) {
+        if self.answered.insert(id.clone()) {
+            self.answered_order.push_back(id);
+        }
+        while self.answered_order.len() > ANSWERED_KEEP {
+            if let Some(old) = self.answered_order.pop_front() {
+                self.answered.remove(&old);
+            }
+        }
+    }
+}
+
+/// The lines of a chunk, each with its newline.
+fn lines(chunk: &[u8]) -> impl Iterator<Item = &[u8]> {
+    chunk.split_inclusive(|&b| b == b'\n')
+}
+
+fn is_blank(line: &[u8]) -> bool {
+    line.iter().all(u8::is_ascii_whitespace)
+}
+
+fn request(id: &str, method: &str, params: Option<&str>) -> String {
+    match params {
+        Some(p) => format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"{method}\",\"params\":{p}}}\n"),
+        None => format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"{method}\"}}\n"),
+    }
+}
+
+fn cancelled(id: &str, reason: &str) -> String {
+    let reason = serde_json::Value::from(reason);
+    format!("{{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\",\"params\":{{\"requestId\":{id},\"reason\":{reason}}}}}\n")
+}
+
+#[derive(Deserialize)]
+struct WithError<'a> {
+    #[serde(borrow, default)]
+    error: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct ErrorObject {
+    #[serde(default)]
+    message: String,
+}
+
+/// The error message of a response, `None` when it is not an error.
+fn error_message(line: &[u8]) -> Option<String> {
+    let e = serde_json::from_slice::<WithError<'_>>(line).ok()?.error?;
+    Some(
+        serde_json::from_str::<ErrorObject>(e.get())
+            .map(|o| o.message)
+            .unwrap_or_else(|_| e.get().to_string()),
+    )
+}
+
+#[derive(Deserialize, Default)]
+struct Declared {
+    #[serde(default, rename = "listChanged")]
+    list_changed: bool,
+}
+
+#[derive(Deserialize, Default)]
+struct Capabilities {
+    #[serde(default)]
+    tools: Option<Declared>,
+    #[serde(default)]
+    prompts: Option<Declared>,
+    #[serde(default)]
+    resources: Option<Declared>,
+}
+
+#[derive(Deserialize)]
+struct InitResult {
+    #[serde(default, rename = "protocolVersion")]
+    protocol_version: Option<String>,
+    #[serde(default)]
+    capabilities: Capabilities,
+}
+
+#[derive(Deserialize)]
+struct WithResult {
+    result: InitResult,
+}
+
+fn result_of(line: &[u8]) -> Option<InitResult> {
+    serde_json::from_slice::<WithResult>(line).ok().map(|w| w.result)
+}
+
+fn client_name(params: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Info {
+        name: String,
+    }
+    #[derive(Deserialize)]
+    struct Params {
+        #[serde(rename = "clientInfo")]
+        client_info: Info,
+    }
+    serde_json::from_str::<Params>(params).ok().map(|p| p.client_info.name)
+}
+
+/// `list_changed` for each list the new daemon declares it announces.
+fn list_changed(r: &InitResult) -> Vec<u8> {
+    let mut out = String::new();
+    let caps = &r.capabilities;
+    for (declared, list) in [
+        (&caps.tools, "tools"),
+        (&caps.prompts, "prompts"),
+        (&caps.resources, "resources"),
+    ] {
+        if declared.as_ref().is_some_and(|d| d.list_changed) {
+            out.push_str(&format!(
+                "{{\"jsonrpc\":\"2.0\",\"method\":\"notifications/{list}/list_changed\"}}\n"
+            ));
+        }
+    }
+    out.into_bytes()
+}
