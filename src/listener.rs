@@ -346,6 +346,13 @@ async fn handle(stream: UnixStream, daemon: Arc<Daemon>, admission: Arc<Admissio
         }
         return session::run(daemon, reader, write, None, Some(first), opts).await;
     };
+    if let Some(resumed) = &hello.resume {
+        tracing::info!(
+            client = resumed.client.as_deref().unwrap_or("(unnamed)"),
+            resumes = resumed.count,
+            "session resumed: a shim reconnected and replays its client's session"
+        );
+    }
     let servers = hello.servers.map(|names| names.into_iter().collect());
     let opts = SessionOptions { servers };
     session::run(daemon, reader, write, Some(HelloReply::ok()), None, opts).await;

@@ -177,7 +177,10 @@ mod tests {
 
     #[test]
     fn what_is_not_a_hello() {
-        assert_eq!(Hello::parse(br#"{"jsonrpc":"2.0","id":1,"method":"initialize"}"#), None);
+        assert_eq!(
+            Hello::parse(br#"{"jsonrpc":"2.0","id":1,"method":"initialize"}"#),
+            None
+        );
         assert_eq!(
             Hello::parse(br#"{"jsonrpc":"2.0","id":1,"method":"x","params":{"stdioproxy":1}}"#),
             None
@@ -188,11 +191,20 @@ mod tests {
 
     #[test]
     fn refusals() {
-        let e = Hello::parse(br#"{"stdioproxy":2,"shim":"9"}"#).unwrap().unwrap_err();
+        let e = Hello::parse(br#"{"stdioproxy":2,"shim":"9"}"#)
+            .unwrap()
+            .unwrap_err();
         assert!(e.contains("protocol 1, the client sent 2"), "{e}");
-        let e = Hello::parse(br#"{"stdioproxy":1,"workspace":"/w"}"#).unwrap().unwrap_err();
-        assert!(e.contains("unknown field `workspace`") && e.contains("restart the daemon"), "{e}");
-        let e = Hello::parse(br#"{"stdioproxy":1,"servers":"a"}"#).unwrap().unwrap_err();
+        let e = Hello::parse(br#"{"stdioproxy":1,"workspace":"/w"}"#)
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            e.contains("unknown field `workspace`") && e.contains("restart the daemon"),
+            "{e}"
+        );
+        let e = Hello::parse(br#"{"stdioproxy":1,"servers":"a"}"#)
+            .unwrap()
+            .unwrap_err();
         assert!(e.starts_with("malformed hello"), "{e}");
     }
 

@@ -247,9 +247,9 @@ fn daemon_side(sh: &Arc<Shared>, first: UnixStream) -> ! {
     loop {
         match relay(sh, &mut stream, flush_on_reply, &mut outage, &mut accepted) {
             Ended::Refused(why) => {
-                let errors = lock(&sh.state)
-                    .resume
-                    .fail(&format!("stdioproxy: the daemon refused the session: {why}"));
+                let errors = lock(&sh.state).resume.fail(&format!(
+                    "stdioproxy: the daemon refused the session: {why}"
+                ));
                 sh.to_client(&errors);
                 sh.exit(1, Some(&format!("the daemon refused the session: {why}")));
             }
@@ -273,7 +273,12 @@ fn daemon_side(sh: &Arc<Shared>, first: UnixStream) -> ! {
                 }
                 let timeout = sh.options.reconnect_timeout;
                 if timeout.is_zero() {
-                    sh.exit(1, Some(&format!("{why} (reconnecting is off: --reconnect-timeout 0)")));
+                    sh.exit(
+                        1,
+                        Some(&format!(
+                            "{why} (reconnecting is off: --reconnect-timeout 0)"
+                        )),
+                    );
                 }
                 if outage.is_none() {
                     eprintln!(
@@ -336,7 +341,7 @@ fn handshake(sh: &Shared, stream: &UnixStream, left: Duration) -> Option<bool> {
         let again = st.resume.reconnected();
         let resumed = Resumed {
             client: st.resume.client_name().map(str::to_string),
-            count: st.resume.resumes(),
+            count: st.resume.resumes() + 1,
         };
         st.conn = Some(writer.clone());
         (sh.options.hello(Some(resumed)).line().into_bytes(), again)
@@ -374,7 +379,12 @@ fn relay(
                 })
             }
             Ok(_) => {}
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 return Ended::Lost(format!(
                     "the daemon at {} accepted the connection but did not answer",
                     sh.path.display()
@@ -426,7 +436,7 @@ fn relay(
 /// the queue goes out on its own thread.
 fn resumed(sh: &Arc<Shared>, stream: &UnixStream, conn: u64, outage: &mut Option<Instant>) {
     if outage.take().is_some() {
-        eprintln!("stdioproxy-shim: reconnected; the session is resumed");
+        eprintln!("stdioproxy-shim: reconnected to {}", sh.path.display());
     }
     let _ = stream.set_read_timeout(None);
     let sh = sh.clone();

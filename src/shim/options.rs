@@ -13,7 +13,8 @@ use std::time::Duration;
 use crate::proto::{Hello, Resumed, PROTO_VERSION};
 
 /// `--help` text.
-pub const USAGE: &str = "usage: stdioproxy-shim [--socket PATH] [--servers a,b,...] [--reconnect-timeout DURATION]
+pub const USAGE: &str =
+    "usage: stdioproxy-shim [--socket PATH] [--servers a,b,...] [--reconnect-timeout DURATION]
 
 Connects an MCP client's stdio to the stdioproxy daemon.
   --socket PATH     daemon socket (default: $STDIOPROXY_SOCKET, else
@@ -86,9 +87,9 @@ impl Options {
                 _ if flag.starts_with('-') => {
                     let value = match inline {
                         Some(v) => v,
-                        None if TAKES_VALUE.contains(&flag.as_str()) => args
-                            .next()
-                            .ok_or_else(|| format!("{flag} needs a value"))?,
+                        None if TAKES_VALUE.contains(&flag.as_str()) => {
+                            args.next().ok_or_else(|| format!("{flag} needs a value"))?
+                        }
                         None => return Err(format!("unknown argument {arg:?}")),
                     };
                     self.set(&flag, value)?;
@@ -163,7 +164,13 @@ mod tests {
         };
         assert_eq!(o.reconnect_timeout, DEFAULT_RECONNECT_TIMEOUT);
         let Ok(Command::Run(o)) = parse(
-            &["--socket", "/s", "--servers=a, b", "--reconnect-timeout", "0"],
+            &[
+                "--socket",
+                "/s",
+                "--servers=a, b",
+                "--reconnect-timeout",
+                "0",
+            ],
             &[(RECONNECT_TIMEOUT_ENV, "5s")],
         ) else {
             panic!("no run")

@@ -14,7 +14,10 @@ use serde_json::value::RawValue;
 #[derive(Debug)]
 pub enum Line<'a> {
     /// A request: `id` and `method`.
-    Request { id: &'a RawValue, method: Cow<'a, str> },
+    Request {
+        id: &'a RawValue,
+        method: Cow<'a, str>,
+    },
     /// A notification: `method` and no `id`.
     Notification { method: Cow<'a, str> },
     /// A response: `id` and no `method`.
@@ -124,7 +127,10 @@ mod tests {
             Line::peek(br#"{"id":7,"result":{}}"#),
             Line::Response { id } if id.get() == "7"
         ));
-        assert!(matches!(Line::peek(br#"{"id":null,"error":{}}"#), Line::Unknown));
+        assert!(matches!(
+            Line::peek(br#"{"id":null,"error":{}}"#),
+            Line::Unknown
+        ));
         assert!(matches!(Line::peek(b"[1,2]"), Line::Unknown));
         assert!(matches!(Line::peek(b"nope"), Line::Unknown));
     }

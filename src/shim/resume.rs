@@ -124,16 +124,26 @@ pub struct Reconnect {
 enum Pending {
     Plain,
     /// `initialize`, with its params and its line (to resend if lost).
-    Initialize { params: Option<String>, line: Vec<u8> },
+    Initialize {
+        params: Option<String>,
+        line: Vec<u8>,
+    },
     SetLevel(String),
-    Subscribe { uri: String, params: String },
+    Subscribe {
+        uri: String,
+        params: String,
+    },
 }
 
 /// A request of the shim's own on the connection.
 #[derive(Debug, PartialEq, Eq)]
 enum Own {
     Initialize,
-    Other(&'static str),
+    SetLevel,
+    /// A subscription (its uri): retried after the next
+    /// `resources/list_changed` if it fails, since a server that is still
+    /// starting does not list the resource yet.
+    Subscribe(String),
 }
 
 /// A request from the daemon to the client.
@@ -170,8 +180,12 @@ pub struct Resume {
     server: HashMap<String, ServerRequest>,
     /// The client's `initialize` line lost in flight, to send again.
     resend_init: Option<(String, Pending)>,
-    /// Replay lines to send before the queue.
+    /// The shim's own lines to send before the queue.
     front: Option<Vec<u8>>,
+    /// Replayed subscriptions that failed, to try again (uri -> params).
+    retry: BTreeMap<String, String>,
+    /// Whether the user was told the current resume is complete.
+    summarized: bool,
     queue: VecDeque<Vec<u8>>,
     queued_messages: usize,
     queued_bytes: usize,
@@ -199,6 +213,8 @@ impl Resume {
             server: HashMap::new(),
             resend_init: None,
             front: None,
+            retry: BTreeMap::new(),
+            summarized: true,
             queue: VecDeque::new(),
             queued_messages: 0,
             queued_bytes: 0,
@@ -214,7 +230,8 @@ impl Resume {
         self.conn
     }
 
-    /// How many times the session was resumed on a new connection.
+    /// How many times the session was resumed on a new connection (a
+    /// resume counts once the new daemon accepted the replay).
     pub fn resumes(&self) -> u32 {
         self.resumes
     }
@@ -290,6 +307,7 @@ impl Resume {
         self.phase = Phase::Down;
         self.own.clear();
         self.front = None;
+        self.retry.clear();
         for (id, pending) in std::mem::take(&mut self.in_flight) {
             if let Pending::Initialize { .. } = pending {
                 self.resend_init = Some((id, pending));
@@ -320,7 +338,7 @@ impl Resume {
     /// A new connection is up (its hello is the binary's business).
     pub fn reconnected(&mut self) -> Reconnect {
         self.conn += 1;
-        self.resumes += 1;
+        self.summarized = false;
         if let Some((id, pending)) = self.resend_init.take() {
             let replay = match &pending {
                 Pending::Initialize { line, .. } => line.clone(),
@@ -452,6 +470,7 @@ impl Resume {
                     "resources/unsubscribe" => {
                         if let Some(uri) = peek::params(line).as_deref().and_then(peek::uri) {
                             self.memory.subscriptions.remove(&uri);
+                            self.retry.remove(&uri);
                         }
                         Pending::Plain
                     }
@@ -489,15 +508,35 @@ impl Resume {
             Line::Response { id } => {
                 let key = id.get();
                 if let Some(own) = self.own.remove(key) {
+                    let failed = error_message(line);
                     let extra = match own {
                         Own::Initialize => self.replayed_initialize(line, out),
-                        Own::Other(what) => {
-                            if let Some(e) = error_message(line) {
-                                out.notes.push(format!("after the reconnect, {what} failed: {e}"));
+                        Own::SetLevel => {
+                            if let Some(e) = failed {
+                                out.notes.push(format!(
+                                    "after the reconnect, logging/setLevel failed: {e}"
+                                ));
+                            }
+                            Vec::new()
+                        }
+                        Own::Subscribe(uri) => {
+                            if let Some(e) = failed {
+                                out.notes.push(format!("after the reconnect, resources/subscribe {uri} failed: {e}; it is tried again when the daemon's resource list changes"));
+                                if let Some(params) = self.memory.subscriptions.get(&uri) {
+                                    self.retry.insert(uri, params.clone());
+                                }
                             }
                             Vec::new()
                         }
                     };
+                    if self.own.is_empty()
+                        && self.retry.is_empty()
+                        && out.fatal.is_none()
+                        && !self.summarized
+                    {
+                        self.summarized = true;
+                        out.notes.push(self.replay_summary());
+                    }
                     return (Some(Vec::new()), extra);
                 }
                 if let Some(pending) = self.in_flight.remove(key) {
@@ -521,6 +560,10 @@ impl Resume {
                 self.server.insert(key.to_string(), entry);
                 (None, Vec::new())
             }
+            Line::Notification { method } if method == "notifications/resources/list_changed" => {
+                self.retry_subscriptions(out);
+                (None, Vec::new())
+            }
             Line::Notification { method } if method == "notifications/cancelled" => {
                 // The daemon withdrew one of its requests: forget it, and
                 // name it the way the client knows it.
@@ -535,7 +578,10 @@ impl Resume {
                 match key {
                     Some(k) if k != id => {
                         self.server.remove(&k);
-                        (Some(cancelled(&k, "cancelled by the server").into_bytes()), Vec::new())
+                        (
+                            Some(cancelled(&k, "cancelled by the server").into_bytes()),
+                            Vec::new(),
+                        )
                     }
                     Some(k) => {
                         self.server.remove(&k);
@@ -606,16 +652,55 @@ impl Resume {
             front.push_str("{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n");
         }
         if let Some(level) = self.memory.log_level.clone() {
-            let id = self.own_id(Own::Other("logging/setLevel"));
+            let id = self.own_id(Own::SetLevel);
             front.push_str(&request(&id, "logging/setLevel", Some(&level)));
         }
-        let subs: Vec<String> = self.memory.subscriptions.values().cloned().collect();
-        for params in subs {
-            let id = self.own_id(Own::Other("resources/subscribe"));
-            front.push_str(&request(&id, "resources/subscribe", Some(&params)));
-        }
+        let subs = self.memory.subscriptions.clone();
+        self.subscribe_lines(subs, &mut front);
         self.front = (!front.is_empty()).then(|| front.into_bytes());
         self.phase = Phase::Flushing;
+        self.resumes += 1;
+    }
+
+    fn subscribe_lines(&mut self, subs: BTreeMap<String, String>, out: &mut String) {
+        for (uri, params) in subs {
+            let id = self.own_id(Own::Subscribe(uri));
+            out.push_str(&request(&id, "resources/subscribe", Some(&params)));
+        }
+    }
+
+    /// The daemon's resources changed: subscriptions that failed in the
+    /// replay are sent again (once live, ahead of the client's next lines).
+    fn retry_subscriptions(&mut self, out: &mut FromDaemon) {
+        let live = self.phase == Phase::Live;
+        if self.retry.is_empty() || !(live || self.phase == Phase::Flushing) {
+            return;
+        }
+        let subs = std::mem::take(&mut self.retry);
+        let mut lines = String::new();
+        self.subscribe_lines(subs, &mut lines);
+        // While flushing, the running flush sends it first.
+        self.front
+            .get_or_insert_with(Vec::new)
+            .extend_from_slice(lines.as_bytes());
+        if live {
+            self.phase = Phase::Flushing;
+            out.flush = true;
+        }
+    }
+
+    /// What the replay restored, for the user (stderr).
+    fn replay_summary(&self) -> String {
+        let mut parts = vec!["initialize".to_string()];
+        if self.memory.log_level.is_some() {
+            parts.push("the log level".into());
+        }
+        match self.memory.subscriptions.len() {
+            0 => {}
+            1 => parts.push("1 resource subscription".into()),
+            n => parts.push(format!("{n} resource subscriptions")),
+        }
+        format!("the session is resumed (replayed {})", parts.join(", "))
     }
 
     fn own_id(&mut self, what: Own) -> String {
@@ -653,7 +738,9 @@ fn is_blank(line: &[u8]) -> bool {
 
 fn request(id: &str, method: &str, params: Option<&str>) -> String {
     match params {
-        Some(p) => format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"{method}\",\"params\":{p}}}\n"),
+        Some(p) => {
+            format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"{method}\",\"params\":{p}}}\n")
+        }
         None => format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"{method}\"}}\n"),
     }
 }
@@ -715,7 +802,9 @@ struct WithResult {
 }
 
 fn result_of(line: &[u8]) -> Option<InitResult> {
-    serde_json::from_slice::<WithResult>(line).ok().map(|w| w.result)
+    serde_json::from_slice::<WithResult>(line)
+        .ok()
+        .map(|w| w.result)
 }
 
 fn client_name(params: &str) -> Option<String> {
@@ -728,7 +817,9 @@ fn client_name(params: &str) -> Option<String> {
         #[serde(rename = "clientInfo")]
         client_info: Info,
     }
-    serde_json::from_str::<Params>(params).ok().map(|p| p.client_info.name)
+    serde_json::from_str::<Params>(params)
+        .ok()
+        .map(|p| p.client_info.name)
 }
 
 /// `list_changed` for each list the new daemon declares it announces.
