@@ -109,6 +109,28 @@ pub fn splice(line: &[u8], old: &str, new: &str) -> Vec<u8> {
     out
 }
 
+#[derive(Deserialize)]
+struct WithError<'a> {
+    #[serde(borrow, default)]
+    error: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct ErrorObject {
+    #[serde(default)]
+    message: String,
+}
+
+/// The error message of a response, `None` when it is not an error.
+pub fn error_message(line: &[u8]) -> Option<String> {
+    let e = serde_json::from_slice::<WithError<'_>>(line).ok()?.error?;
+    Some(
+        serde_json::from_str::<ErrorObject>(e.get())
+            .map(|o| o.message)
+            .unwrap_or_else(|_| e.get().to_string()),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -95,7 +95,7 @@ fn restart_keeps_the_session(kill: impl FnOnce(&mut Daemon)) {
 
     // The same shim, the same session: no new initialize, and it goes on.
     assert_eq!(c.child.id(), pid);
-    assert!(c.child.try_wait().unwrap().is_none(), "the shim exited");
+    assert!(matches!(c.child.try_wait(), Ok(None)), "the shim exited");
     let after = json!("after");
     c.send(&call_line(&after, "alpha__echo", json!({"text": "after"})));
     assert_eq!(c.response(&after)["result"]["content"][0]["text"], "after");
