@@ -23,6 +23,7 @@ mod config;
 mod envelope;
 mod framing;
 mod names;
+mod resume;
 mod routing;
 
 use proptest::test_runner::{Config, RngSeed};

@@ -486,7 +486,14 @@ impl Resume {
                 }
                 "notifications/cancelled" => {
                     let id = peek::cancelled_id(line)?;
-                    self.answered.remove(&id).then(Vec::new)
+                    if self.answered.remove(&id) {
+                        return Some(Vec::new());
+                    }
+                    // The daemon need not answer a cancelled request: it is
+                    // no longer waited for (an answer that comes anyway is
+                    // passed on like any other).
+                    self.in_flight.remove(&id);
+                    None
                 }
                 _ => None,
             },
