@@ -234,3 +234,124 @@ fn reconnect_timeout_zero_turns_resuming_off() {
     assert_eq!(c.wait().code(), Some(1));
     c.stderr.wait_for(&["reconnecting is off"]);
 }
+
+/// An SDK client script (tests/interop/resume_*.{mjs,py}) driving the shim:
+/// it prints `{"phase":"ready"}` after its first call, waits for a line on
+/// stdin, calls again on the same session and prints its report.
+struct Script {
+    child: KillOnDrop,
+    lines: std::sync::mpsc::Receiver<String>,
+    stderr: Log,
+}
+
+impl Script {
+    fn start(program: &std::path::Path, script: &str, socket: &std::path::Path) -> Script {
+        use std::process::{Command, Stdio};
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/interop")
+            .join(script);
+        let mut child = KillOnDrop(
+            Command::new(program)
+                .arg(path)
+                .arg(SHIM)
+                .arg("--socket")
+                .arg(socket)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("start the SDK client"),
+        );
+        let stderr = Log::default();
+        stderr.collect(child.0.stderr.take().expect("stderr"));
+        let stdout = child.0.stdout.take().expect("stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Script {
+            child,
+            lines,
+            stderr,
+        }
+    }
+
+    fn next(&self, what: &str) -> Value {
+        let line = self.lines.recv_timeout(WAIT).unwrap_or_else(|_| {
+            panic!(
+                "the SDK client printed no {what} within {WAIT:?}; its stderr: {:?}",
+                self.stderr.lines()
+            )
+        });
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+    }
+
+    fn go(&mut self) {
+        use std::io::Write;
+        let stdin = self.child.0.stdin.as_mut().expect("stdin");
+        stdin.write_all(b"go\n").expect("write to the SDK client");
+        stdin.flush().expect("flush");
+    }
+}
+
+/// One SDK client session across a SIGKILL of the daemon and a new daemon.
+fn sdk_client_keeps_its_session(program: &std::path::Path, script: &str) {
+    let env = Env::new();
+    let mut d = alpha(&env);
+    let mut client = Script::start(program, script, &env.socket);
+    assert_eq!(client.next("ready line")["phase"], "ready");
+    signal(d.pid(), Signal::SIGKILL);
+    let _ = d.child.wait();
+    client.stderr.wait_for(&["reconnecting to"]);
+    drop(d);
+    let d2 = Daemon::start(&env, &[]);
+    client.go();
+    let report = client.next("report");
+    assert_eq!(report["phase"], "done", "{report}");
+    assert_eq!(report["before"], "before", "{report}");
+    assert_eq!(report["after"], "after", "{report}");
+    assert!(
+        report["listChanged"].as_u64() >= Some(1),
+        "told nothing changed: {report}"
+    );
+    let status = wait_exit(&mut client.child.0, WAIT).expect("the SDK client did not exit");
+    assert!(status.success(), "{:?}", client.stderr.lines());
+    d2.log.wait_for(&["session resumed", "resume-"]);
+}
+
+#[test]
+fn typescript_sdk_client_keeps_one_session_across_a_restart() {
+    let modules = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/interop/node_modules/@modelcontextprotocol/sdk");
+    let Some(node) = ci_tool("node", "nodejs") else {
+        return;
+    };
+    assert!(
+        modules.exists(),
+        "interop packages are missing: run `npm ci --prefix tests/interop` first (see README)"
+    );
+    sdk_client_keeps_its_session(&node, "resume_ts.mjs");
+}
+
+#[test]
+fn python_sdk_client_keeps_one_session_across_a_restart() {
+    let python =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/.venv/bin/python");
+    if !python.exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must create tests/interop/.venv (.ci/run)"
+        );
+        eprintln!("skipped: tests/interop/.venv is missing (python -m venv tests/interop/.venv && tests/interop/.venv/bin/python -m pip install -r tests/interop/requirements.txt)");
+        return;
+    }
+    sdk_client_keeps_its_session(&python, "resume_py.py");
+}
