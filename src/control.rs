@@ -7,63 +7,106 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
-use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::daemon::Daemon;
-use crate::proto::PROTO_VERSION;
+use crate::proto::{Hello, PROTO_VERSION};
+use crate::reload::{Reloader, Trigger};
+use crate::slots::Slots;
+use crate::supervisor::Supervisor;
 
-/// Answers one control request with a JSON line.
-pub async fn handle(daemon: &Daemon, verb: &str) -> String {
-    let reply = match verb {
-        "status" => status(daemon),
-        "reload" => match crate::reload::reload(daemon, crate::reload::Trigger::Control).await {
-            Ok(d) => json!({
-                "ok": true,
-                "changes": d.summary(),
-                "added": d.added,
-                "removed": d.removed,
-                "restarted": d.replaced,
-                "updated": d.updated,
-                "unchanged": d.unchanged,
-            }),
-            Err(e) => json!({ "ok": false, "error": e }),
-        },
-        other => json!({ "ok": false, "error": format!("unknown control request {other:?}") }),
-    };
-    format!("{reply}\n")
+/// What control requests read and drive: the reloader (config state,
+/// reloads), the supervisor (servers, catalog), the open sessions.
+pub struct Control {
+    reloader: Arc<Reloader>,
+    supervisor: Arc<Supervisor>,
+    sessions: Arc<Slots>,
+    socket_path: PathBuf,
+    started: Instant,
+    /// Sessions a shim resumed here after a daemon restart.
+    resumes: AtomicU64,
 }
 
-/// The `status` document. Never contains env values.
-pub fn status(daemon: &Daemon) -> Value {
-    let servers = daemon.supervisor.status();
-    json!({
-        "ok": true,
-        "daemon": {
-            "pid": std::process::id(),
-            "version": env!("CARGO_PKG_VERSION"),
-            "uptime_secs": daemon.started.elapsed().as_secs(),
-            "socket": daemon.socket_path.display().to_string(),
-            // Resource figures, for watching a long-running daemon (and for
-            // the soak test, which checks they return to their baseline).
-            "tasks": tokio::runtime::Handle::try_current()
-                .map(|h| h.metrics().num_alive_tasks())
-                .ok(),
-            "fds": open_fds(),
-            "rss_bytes": rss_bytes(),
-        },
-        "config": {
-            "path": daemon.config_path.display().to_string(),
-            "error": daemon.config_error(),
-            "last_reload": daemon.last_reload(),
-        },
-        "sessions": daemon.sessions.load(Ordering::SeqCst),
-        "tools": daemon.supervisor.catalog().len(),
-        "servers": servers,
-    })
+impl Control {
+    /// The control side of a daemon listening on `socket_path`, started now.
+    pub fn new(
+        reloader: Arc<Reloader>,
+        supervisor: Arc<Supervisor>,
+        sessions: Arc<Slots>,
+        socket_path: PathBuf,
+    ) -> Self {
+        Self {
+            reloader,
+            supervisor,
+            sessions,
+            socket_path,
+            started: Instant::now(),
+            resumes: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts a session that a shim resumed (shown in `status`).
+    pub fn count_resume(&self) {
+        self.resumes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Answers one control request with a JSON line.
+    pub async fn handle(&self, verb: &str, _request: &Hello) -> String {
+        let reply = match verb {
+            "status" => self.status(),
+            "reload" => match self.reloader.reload(Trigger::Control).await {
+                Ok(d) => json!({
+                    "ok": true,
+                    "changes": d.summary(),
+                    "added": d.added,
+                    "removed": d.removed,
+                    "restarted": d.replaced,
+                    "updated": d.updated,
+                    "unchanged": d.unchanged,
+                }),
+                Err(e) => json!({ "ok": false, "error": e }),
+            },
+            other => json!({ "ok": false, "error": format!("unknown control request {other:?}") }),
+        };
+        format!("{reply}\n")
+    }
+
+    /// The `status` document. Never contains env values.
+    pub fn status(&self) -> Value {
+        let servers = self.supervisor.status();
+        json!({
+            "ok": true,
+            "daemon": {
+                "pid": std::process::id(),
+                "version": env!("CARGO_PKG_VERSION"),
+                "uptime_secs": self.started.elapsed().as_secs(),
+                "socket": self.socket_path.display().to_string(),
+                // Resource figures, for watching a long-running daemon (and
+                // for the soak test, which checks they return to their
+                // baseline).
+                "tasks": tokio::runtime::Handle::try_current()
+                    .map(|h| h.metrics().num_alive_tasks())
+                    .ok(),
+                "fds": open_fds(),
+                "rss_bytes": rss_bytes(),
+            },
+            "config": {
+                "path": self.reloader.config_path().display().to_string(),
+                "error": self.reloader.config_error(),
+                "last_reload": self.reloader.last_reload(),
+            },
+            "sessions": self.sessions.taken(),
+            // Sessions resumed by a shim after a daemon restart (since this
+            // daemon started).
+            "resumed_sessions": self.resumes.load(Ordering::Relaxed),
+            "tools": self.supervisor.catalog().len(),
+            "servers": servers,
+        })
+    }
 }
 
 /// Open file descriptors of this process.
@@ -97,7 +140,11 @@ pub fn request(socket: &Path, verb: &str, timeout: Duration) -> Result<Value, St
     stream
         .set_read_timeout(Some(timeout))
         .map_err(|e| e.to_string())?;
-    let hello = json!({ "stdioproxy": PROTO_VERSION, "control": verb });
+    let hello = Hello {
+        stdioproxy: PROTO_VERSION,
+        control: Some(verb.to_string()),
+        ..Hello::default()
+    };
     // The daemon closes at once on connections from another user: before
     // our write (broken pipe), with our request unread (reset) or after it
     // (EOF). All three mean "no answer".
@@ -108,7 +155,7 @@ pub fn request(socket: &Path, verb: &str, timeout: Duration) -> Result<Value, St
         )
     };
     let mut line = String::new();
-    let n = match stream.write_all(format!("{hello}\n").as_bytes()) {
+    let n = match stream.write_all(hello.line().as_bytes()) {
         Err(e) if closed(&e) => 0,
         Err(e) => return Err(format!("cannot send to the daemon: {e}")),
         Ok(()) => match BufReader::new(stream).read_line(&mut line) {

@@ -106,6 +106,7 @@ fn restart_keeps_the_session(kill: impl FnOnce(&mut Daemon)) {
         "the shim's own replay leaked: {by_id:?}"
     );
     d2.log.wait_for(&["session resumed", "e2e"]);
+    assert_eq!(d2.status()["resumed_sessions"], 1);
 }
 
 #[test]

@@ -127,17 +127,17 @@ impl World {
         match self.shim.from_client(chunk.as_bytes()) {
             FromClient::Send(pass) => {
                 let bytes = pass.bytes(chunk.as_bytes()).to_vec();
-                self.to_daemon(&bytes);
+                self.deliver_to_daemon(&bytes);
             }
             FromClient::Queued => {}
             FromClient::Overflow(errors) => {
-                self.to_client(&errors);
+                self.deliver_to_client(&errors);
                 self.over = true;
             }
         }
     }
 
-    fn to_daemon(&mut self, bytes: &[u8]) {
+    fn deliver_to_daemon(&mut self, bytes: &[u8]) {
         let d = self
             .daemon
             .as_mut()
@@ -175,7 +175,7 @@ impl World {
         }
     }
 
-    fn to_client(&mut self, bytes: &[u8]) {
+    fn deliver_to_client(&mut self, bytes: &[u8]) {
         for line in bytes.split_inclusive(|&b| b == b'\n') {
             let v: Value = serde_json::from_slice(line).expect("the client got a broken line");
             match (v.get("id"), v.get("method")) {
@@ -200,11 +200,11 @@ impl World {
         }
     }
 
-    fn from_daemon(&mut self, line: String) {
+    fn daemon_says(&mut self, line: String) {
         let out = self.shim.from_daemon(line.as_bytes());
         if let Some(pass) = &out.to_client {
             let bytes = pass.bytes(line.as_bytes()).to_vec();
-            self.to_client(&bytes);
+            self.deliver_to_client(&bytes);
         }
         if out.fatal.is_some() {
             self.over = true;
@@ -240,7 +240,7 @@ impl World {
         } else {
             format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{{}}}}\n")
         };
-        self.from_daemon(line);
+        self.daemon_says(line);
     }
 
     fn answer_all(&mut self) {
@@ -255,7 +255,7 @@ impl World {
         }
         let conn = self.shim.connection();
         match self.shim.take_batch(conn) {
-            Some(bytes) => self.to_daemon(&bytes),
+            Some(bytes) => self.deliver_to_daemon(&bytes),
             None => self.flushing = false,
         }
     }
@@ -269,7 +269,7 @@ impl World {
             ..Daemon::default()
         });
         let Reconnect { replay, flush } = self.shim.reconnected();
-        self.to_daemon(&replay);
+        self.deliver_to_daemon(&replay);
         self.flushing = flush;
     }
 
@@ -332,7 +332,7 @@ impl World {
                 d.next_ask += 1;
                 let id = d.next_ask.to_string();
                 d.asked.insert(id.clone(), token);
-                self.from_daemon(format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"sampling/createMessage\",\"params\":{{\"token\":{token}}}}}\n"));
+                self.daemon_says(format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"sampling/createMessage\",\"params\":{{\"token\":{token}}}}}\n"));
             }
             Op::Disconnect => {
                 if self.shim.phase() == Phase::Down {
@@ -341,7 +341,7 @@ impl World {
                 self.daemon = None;
                 self.flushing = false;
                 let errors = self.shim.lost();
-                self.to_client(&errors);
+                self.deliver_to_client(&errors);
             }
             Op::Reconnect => self.reconnect(),
             Op::Flush => self.flush_one(),
