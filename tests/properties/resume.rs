@@ -407,3 +407,97 @@ fn a_full_queue_fails_every_queued_request() {
     assert!(w.over, "the queue had no bound");
     w.check_exactly_once();
 }
+
+/// A session whose first connection is lost after `initialize` (answered
+/// with `version`) and a queued call `"q"`; returns the replayed
+/// initialize's id.
+fn lost_after_initialize(shim: &mut Resume, version: &str) -> String {
+    let init = br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"c","version":"1"}}}
+"#;
+    assert!(matches!(shim.from_client(init), FromClient::Send(_)));
+    let answer = format!("{{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{{\"protocolVersion\":\"{version}\",\"capabilities\":{{}}}}}}\n");
+    shim.from_daemon(answer.as_bytes());
+    let initialized = b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n";
+    assert!(matches!(shim.from_client(initialized), FromClient::Send(_)));
+    assert!(shim.lost().is_empty());
+    let call = b"{\"jsonrpc\":\"2.0\",\"id\":\"q\",\"method\":\"tools/call\"}\n";
+    assert_eq!(shim.from_client(call), FromClient::Queued);
+    let Reconnect { replay, flush } = shim.reconnected();
+    assert!(!flush);
+    let v: Value = serde_json::from_slice(&replay).unwrap();
+    assert_eq!(v["method"], "initialize");
+    assert_eq!(
+        v["params"]["clientInfo"]["name"], "c",
+        "params replayed verbatim"
+    );
+    v["id"].to_string()
+}
+
+fn errors_for(bytes: &[u8]) -> Vec<Value> {
+    bytes
+        .split_inclusive(|&b| b == b'\n')
+        .map(|l| serde_json::from_slice::<Value>(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_refused_replay_fails_what_is_pending_and_says_why() {
+    let mut shim = Resume::new();
+    let id = lost_after_initialize(&mut shim, "2025-06-18");
+    let refusal = format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"error\":{{\"code\":-32600,\"message\":\"go away\"}}}}\n");
+    let out = shim.from_daemon(refusal.as_bytes());
+    let why = out.fatal.expect("a refusal is fatal");
+    assert!(
+        why.contains("refused to resume") && why.contains("go away"),
+        "{why}"
+    );
+    let sent = out.to_client.expect("bytes for the client");
+    let errors = errors_for(sent.bytes(refusal.as_bytes()));
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0]["id"], "q");
+    assert_eq!(errors[0]["error"]["code"], -32603);
+}
+
+#[test]
+fn a_replay_on_another_protocol_version_is_refused() {
+    let mut shim = Resume::new();
+    let id = lost_after_initialize(&mut shim, "2025-06-18");
+    let answer = format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{{\"protocolVersion\":\"2024-11-05\",\"capabilities\":{{}}}}}}\n");
+    let out = shim.from_daemon(answer.as_bytes());
+    let why = out.fatal.expect("a version change is fatal");
+    assert!(
+        why.contains("2024-11-05") && why.contains("2025-06-18"),
+        "{why}"
+    );
+}
+
+#[test]
+fn an_accepted_replay_announces_what_may_have_changed() {
+    let mut shim = Resume::new();
+    let id = lost_after_initialize(&mut shim, "2025-06-18");
+    let answer = format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{{\"tools\":{{\"listChanged\":true}},\"prompts\":{{\"listChanged\":true}},\"resources\":{{}}}}}}}}\n");
+    let out = shim.from_daemon(answer.as_bytes());
+    assert!(out.fatal.is_none() && out.flush);
+    let to_client = out.to_client.expect("bytes for the client");
+    let methods: Vec<Value> = errors_for(to_client.bytes(answer.as_bytes()))
+        .iter()
+        .map(|v| v["method"].clone())
+        .collect();
+    assert_eq!(
+        methods,
+        vec![
+            json!("notifications/tools/list_changed"),
+            json!("notifications/prompts/list_changed")
+        ]
+    );
+    // The queued call goes out after the replay's notifications/initialized.
+    let conn = shim.connection();
+    let mut sent = Vec::new();
+    while let Some(b) = shim.take_batch(conn) {
+        sent.extend(b);
+    }
+    let sent = errors_for(&sent);
+    assert_eq!(sent[0]["method"], "notifications/initialized");
+    assert_eq!(sent[1]["id"], "q");
+    assert_eq!(shim.phase(), Phase::Live);
+}
