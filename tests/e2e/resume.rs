@@ -356,3 +356,41 @@ fn python_sdk_client_keeps_one_session_across_a_restart() {
     }
     sdk_client_keeps_its_session(&python, "resume_py.py");
 }
+
+#[test]
+fn a_new_daemon_that_refuses_the_session_fails_what_is_queued() {
+    let env = Env::new();
+    let mut d = alpha(&env);
+    let mut a = Client::connect(&env.socket);
+    a.initialize();
+    signal(d.pid(), Signal::SIGKILL);
+    let _ = d.child.wait();
+    a.stderr.wait_for(&["reconnecting to"]);
+    let queued = a.send_request(
+        "tools/call",
+        json!({"name": "alpha__echo", "arguments": {"text": "x"}}),
+    );
+    // Held still while another client takes the new daemon's only slot.
+    signal(a.child.id(), Signal::SIGSTOP);
+    drop(d);
+    env.write_config(&format!(
+        "[daemon]\nmax_sessions = 1\n\n{}",
+        fixture_server("alpha", &[])
+    ));
+    let d2 = Daemon::start(&env, &[]);
+    let _b = Client::initialized(&env.socket);
+    d2.wait_status("one session", |st| st["sessions"] == 1);
+    signal(a.child.id(), Signal::SIGCONT);
+    let r = a.response(&queued);
+    assert_eq!(r["error"]["code"], -32603, "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("too many client sessions"),
+        "{r}"
+    );
+    assert_eq!(a.wait().code(), Some(1));
+    a.stderr
+        .wait_for(&["refused the session", "too many client sessions"]);
+}
