@@ -38,8 +38,10 @@ use stdioproxy::shim::lines::LineBuf;
 use stdioproxy::shim::options::{Command, Options, USAGE};
 use stdioproxy::shim::resume::{FromClient, Phase, Resume};
 
-/// Size of each direction's buffer (a read never waits for it to fill).
+/// Size of each direction's buffer under load (a read never waits for it
+/// to fill), and at start.
 const BUF: usize = 64 * 1024;
+const BUF_START: usize = 8 * 1024;
 /// First reconnect delay; doubles up to [`BACKOFF_MAX`].
 const BACKOFF_MIN: Duration = Duration::from_millis(20);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
@@ -147,7 +149,7 @@ fn run(options: Options, path: PathBuf, stream: UnixStream) -> Result<(), String
         path,
         options,
     });
-    let mut input = LineBuf::with_capacity(BUF);
+    let mut input = LineBuf::with_capacity(BUF_START, BUF);
     // The client's first message (initialize) is forwarded by this thread,
     // which is already running, before a second thread is started.
     let open = forward(&shared, &mut input, &mut stdin);
@@ -367,7 +369,7 @@ fn relay(
     accepted: &mut bool,
 ) -> Ended {
     let conn = lock(&sh.state).resume.connection();
-    let mut buf = LineBuf::with_capacity(BUF);
+    let mut buf = LineBuf::with_capacity(BUF_START, BUF);
     let mut reply_read = false;
     loop {
         match buf.read_from(stream) {

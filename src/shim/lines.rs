@@ -3,8 +3,11 @@
 //! The shim must never send half a message to a connection (if it is lost
 //! mid-line, the new connection would start with garbage) and reads whatever
 //! is available in one syscall, so it needs a buffer that keeps an
-//! incomplete tail for the next read. The buffer is allocated once and
-//! grows only for a line longer than itself; it is never zeroed again.
+//! incomplete tail for the next read. It starts small (a client that sends
+//! a message now and then never touches more memory than that) and doubles,
+//! up to [`LineBuf::with_capacity`]'s `max`, whenever a read fills it (a
+//! client that pipelines gets big reads); past that it grows only for a line
+//! longer than itself.
 
 use std::io::{self, Read};
 
@@ -12,15 +15,18 @@ use std::io::{self, Read};
 #[derive(Debug)]
 pub struct LineBuf {
     buf: Vec<u8>,
+    max: usize,
     start: usize,
     lines_end: usize,
     end: usize,
 }
 
 impl LineBuf {
-    pub fn with_capacity(n: usize) -> Self {
+    /// A buffer of `start` bytes that grows to `max` under load.
+    pub fn with_capacity(start: usize, max: usize) -> Self {
         LineBuf {
-            buf: vec![0; n.max(1)],
+            buf: vec![0; start.max(1)],
+            max,
             start: 0,
             lines_end: 0,
             end: 0,
@@ -45,6 +51,10 @@ impl LineBuf {
                 Ok(n) => {
                     let from = self.end;
                     self.end += n;
+                    if self.end == self.buf.len() && self.buf.len() < self.max {
+                        let grown = (self.buf.len() * 2).min(self.max);
+                        self.buf.resize(grown, 0);
+                    }
                     if let Some(i) = self.buf[from..self.end].iter().rposition(|&b| b == b'\n') {
                         self.lines_end = from + i + 1;
                     }
@@ -100,7 +110,7 @@ mod tests {
 
     #[test]
     fn keeps_partial_lines_and_grows() {
-        let mut b = LineBuf::with_capacity(4);
+        let mut b = LineBuf::with_capacity(4, 4);
         let mut input: &[u8] = b"ab\ncdefgh\nij";
         b.read_from(&mut input).unwrap();
         assert_eq!(b.lines(), b"ab\n");

@@ -36,8 +36,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 mod replay;
 
 use super::peek::{self, error_message, Line};
-use crate::jsonrpc;
-use replay::{cancelled, request};
+use replay::{cancelled, internal_error, request};
 
 /// Most messages queued while disconnected.
 pub const QUEUE_MAX_MESSAGES: usize = 1000;
@@ -314,12 +313,7 @@ impl Resume {
                 continue;
             }
             out.extend_from_slice(
-                jsonrpc::error_response(
-                    Some(&id),
-                    jsonrpc::code::INTERNAL_ERROR,
-                    IN_FLIGHT_LOST,
-                    None,
-                )
+                internal_error(&id, IN_FLIGHT_LOST)
                 .as_bytes(),
             );
             self.remember_answered(id);
@@ -395,7 +389,7 @@ impl Resume {
         let mut out = Vec::new();
         let mut error = |id: &str| {
             out.extend_from_slice(
-                jsonrpc::error_response(Some(id), jsonrpc::code::INTERNAL_ERROR, why, None)
+                internal_error(id, why)
                     .as_bytes(),
             );
         };

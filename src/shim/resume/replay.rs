@@ -137,8 +137,18 @@ pub(super) fn request(id: &str, method: &str, params: Option<&str>) -> String {
 }
 
 pub(super) fn cancelled(id: &str, reason: &str) -> String {
-    let reason = serde_json::Value::from(reason);
+    let reason = serde_json::to_string(reason).unwrap_or_else(|_| "\"\"".into());
     format!("{{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\",\"params\":{{\"requestId\":{id},\"reason\":{reason}}}}}\n")
+}
+
+/// A -32603 error response with this raw id, built without
+/// `serde_json::Value` (which the shim does not otherwise link).
+pub(super) fn internal_error(id: &str, message: &str) -> String {
+    let message = serde_json::to_string(message).unwrap_or_else(|_| "\"\"".into());
+    format!(
+        "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"error\":{{\"code\":{},\"message\":{message}}}}}\n",
+        crate::jsonrpc::code::INTERNAL_ERROR
+    )
 }
 
 #[derive(Deserialize, Default)]
