@@ -75,7 +75,9 @@ struct Uri {
 
 /// `params.uri` of a `resources/subscribe` or `unsubscribe` params text.
 pub fn uri(params: &str) -> Option<String> {
-    serde_json::from_str::<Uri>(params).ok().map(|u| u.uri)
+    serde_json::from_slice::<Uri>(params.as_bytes())
+        .ok()
+        .map(|u| u.uri)
 }
 
 #[derive(Deserialize)]
@@ -87,7 +89,7 @@ struct Cancelled<'a> {
 /// `params.requestId` (raw) of a `notifications/cancelled` line.
 pub fn cancelled_id(line: &[u8]) -> Option<String> {
     let params = params(line)?;
-    let c: Cancelled<'_> = serde_json::from_str(&params).ok()?;
+    let c: Cancelled<'_> = serde_json::from_slice(params.as_bytes()).ok()?;
     Some(c.request_id.get().to_string())
 }
 
@@ -125,7 +127,7 @@ struct ErrorObject {
 pub fn error_message(line: &[u8]) -> Option<String> {
     let e = serde_json::from_slice::<WithError<'_>>(line).ok()?.error?;
     Some(
-        serde_json::from_str::<ErrorObject>(e.get())
+        serde_json::from_slice::<ErrorObject>(e.get().as_bytes())
             .map(|o| o.message)
             .unwrap_or_else(|_| e.get().to_string()),
     )

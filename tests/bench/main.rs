@@ -1575,6 +1575,11 @@ fn render(ctx: &Ctx, meta: &Value) -> String {
         "ms",
     );
     add(
+        "  ... new daemon listening -> session resumed (a queued ping answered)".into(),
+        r.get("outage", "stdioproxy", "listen_to_resumed_ms"),
+        "ms",
+    );
+    add(
         "  ... daemon killed -> that call answered".into(),
         r.get("outage", "stdioproxy", "kill_to_answer_ms"),
         "ms",

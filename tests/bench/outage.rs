@@ -6,7 +6,11 @@
 //! median over `outage_reps`:
 //!
 //! - `listen_to_answer_ms`: from the new daemon's "listening" log line to
-//!   the call's answer: the shim's backoff tick, its replay, the call.
+//!   the call's answer: the shim's backoff tick, its replay, the call (which
+//!   waits for the new daemon's child to start).
+//! - `listen_to_resumed_ms`: the same to the answer of a `ping` queued just
+//!   before the call (the daemon answers it itself): when the session is
+//!   back.
 //! - `kill_to_listen_ms`, `kill_to_answer_ms`: for context.
 
 use std::time::{Duration, Instant};
@@ -44,13 +48,16 @@ pub fn outage(ctx: &mut Ctx) -> Res<()> {
     let mut kill_to_listen = Vec::new();
     let mut listen_to_answer = Vec::new();
     let mut kill_to_answer = Vec::new();
+    let mut listen_to_resumed = Vec::new();
     for _ in 0..ctx.p.outage_reps {
         // The daemon is gone before the call is written, so it is queued.
         let _ = d.proc.child.kill();
         let _ = d.proc.child.wait();
         let killed = Instant::now();
+        let ping = c.new_id();
         let id = c.new_id();
-        let mut req = Vec::new();
+        let mut req =
+            format!("{{\"jsonrpc\":\"2.0\",\"id\":{ping},\"method\":\"ping\"}}\n").into_bytes();
         call.render(id, &mut req);
         c.write(&req)?;
         d = spawn_daemon(ctx, name, &config)?;
@@ -59,13 +66,26 @@ pub fn outage(ctx: &mut Ctx) -> Res<()> {
             .wait_for(0, "stdioproxy listening", T)
             .map_err(|e| format!("outage: {e}"))?;
         let listening = Instant::now();
-        let (answered, line) = c.wait(id, killed + T)?;
-        if !is_ok(&line) {
-            return Err(format!(
-                "outage: the call failed: {}",
-                String::from_utf8_lossy(&line)
-            ));
+        let (mut pinged, mut answered) = (None, None);
+        while answered.is_none() || pinged.is_none() {
+            let (t, line) = c.next_line(killed + T)?;
+            let v: serde_json::Value = serde_json::from_slice(&line).map_err(|e| e.to_string())?;
+            if v.get("method").is_some() {
+                continue;
+            }
+            if !is_ok(&line) && v.get("error").is_some() {
+                return Err(format!("outage: a request failed: {v}"));
+            }
+            match v["id"].as_u64() {
+                Some(i) if i == ping => pinged = Some(t),
+                Some(i) if i == id => answered = Some(t),
+                _ => {}
+            }
         }
+        let (Some(pinged), Some(answered)) = (pinged, answered) else {
+            return Err("outage: no answer".into());
+        };
+        listen_to_resumed.push(pinged.saturating_duration_since(listening));
         kill_to_listen.push(listening - killed);
         listen_to_answer.push(answered.saturating_duration_since(listening));
         kill_to_answer.push(answered - killed);
@@ -78,6 +98,7 @@ pub fn outage(ctx: &mut Ctx) -> Res<()> {
     for (metric, values) in [
         ("kill_to_listen_ms", &kill_to_listen),
         ("listen_to_answer_ms", &listen_to_answer),
+        ("listen_to_resumed_ms", &listen_to_resumed),
         ("kill_to_answer_ms", &kill_to_answer),
     ] {
         for v in values {

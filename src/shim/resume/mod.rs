@@ -312,10 +312,7 @@ impl Resume {
                 self.resend_init = Some((id, pending));
                 continue;
             }
-            out.extend_from_slice(
-                internal_error(&id, IN_FLIGHT_LOST)
-                .as_bytes(),
-            );
+            out.extend_from_slice(internal_error(&id, IN_FLIGHT_LOST).as_bytes());
             self.remember_answered(id);
         }
         for (id, req) in &self.server {
@@ -388,10 +385,7 @@ impl Resume {
     pub fn fail(&mut self, why: &str) -> Vec<u8> {
         let mut out = Vec::new();
         let mut error = |id: &str| {
-            out.extend_from_slice(
-                internal_error(id, why)
-                    .as_bytes(),
-            );
+            out.extend_from_slice(internal_error(id, why).as_bytes());
         };
         for (id, _) in std::mem::take(&mut self.in_flight) {
             error(&id);

@@ -196,7 +196,7 @@ fn client_name(params: &str) -> Option<String> {
         #[serde(rename = "clientInfo")]
         client_info: Info,
     }
-    serde_json::from_str::<Params>(params)
+    serde_json::from_slice::<Params>(params.as_bytes())
         .ok()
         .map(|p| p.client_info.name)
 }
