@@ -194,7 +194,13 @@ fn forward(sh: &Shared, input: &mut LineBuf, stdin: &mut File) -> bool {
                 let _ = (&*conn).write_all(pass.bytes(chunk));
             }
         }
-        FromClient::Queued => {}
+        FromClient::Queued { first } => {
+            if first {
+                eprintln!(
+                    "stdioproxy-shim: the daemon is not back yet; the client's messages wait in a queue"
+                );
+            }
+        }
         FromClient::Overflow(errors) => {
             sh.to_client(&errors);
             sh.exit(

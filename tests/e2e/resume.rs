@@ -370,7 +370,9 @@ fn a_new_daemon_that_refuses_the_session_fails_what_is_queued() {
         "tools/call",
         json!({"name": "alpha__echo", "arguments": {"text": "x"}}),
     );
-    // Held still while another client takes the new daemon's only slot.
+    // Queued (the shim says so), then held still while another client
+    // takes the new daemon's only slot.
+    a.stderr.wait_for(&["messages wait in a queue"]);
     signal(a.child.id(), Signal::SIGSTOP);
     drop(d);
     env.write_config(&format!(

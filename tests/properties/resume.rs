@@ -129,7 +129,7 @@ impl World {
                 let bytes = pass.bytes(chunk.as_bytes()).to_vec();
                 self.deliver_to_daemon(&bytes);
             }
-            FromClient::Queued => {}
+            FromClient::Queued { .. } => {}
             FromClient::Overflow(errors) => {
                 self.deliver_to_client(&errors);
                 self.over = true;
@@ -421,7 +421,7 @@ fn lost_after_initialize(shim: &mut Resume, version: &str) -> String {
     assert!(matches!(shim.from_client(initialized), FromClient::Send(_)));
     assert!(shim.lost().is_empty());
     let call = b"{\"jsonrpc\":\"2.0\",\"id\":\"q\",\"method\":\"tools/call\"}\n";
-    assert_eq!(shim.from_client(call), FromClient::Queued);
+    assert_eq!(shim.from_client(call), FromClient::Queued { first: true });
     let Reconnect { replay, flush } = shim.reconnected();
     assert!(!flush);
     let v: Value = serde_json::from_slice(&replay).unwrap();

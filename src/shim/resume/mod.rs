@@ -88,8 +88,9 @@ impl Pass {
 pub enum FromClient {
     /// Write this to the daemon now.
     Send(Pass),
-    /// Kept for after the reconnect.
-    Queued,
+    /// Kept for after the reconnect; `first` when the queue was empty
+    /// (worth telling the user once).
+    Queued { first: bool },
     /// The queue is over its bound: write `0` to the client and exit 1.
     Overflow(Vec<u8>),
 }
@@ -266,7 +267,9 @@ impl Resume {
             );
             return FromClient::Overflow(self.fail(&why));
         }
-        FromClient::Queued
+        FromClient::Queued {
+            first: self.queue.len() == 1,
+        }
     }
 
     /// A chunk of complete lines from the daemon.
