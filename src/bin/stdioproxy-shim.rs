@@ -38,10 +38,14 @@ use stdioproxy::shim::lines::LineBuf;
 use stdioproxy::shim::options::{Command, Options, USAGE};
 use stdioproxy::shim::resume::{FromClient, Phase, Resume};
 
-/// Size of each direction's buffer under load (a read never waits for it
-/// to fill), and at start.
-const BUF: usize = 64 * 1024;
-const BUF_START: usize = 8 * 1024;
+/// Size of each direction's buffer (a read never waits for it to fill).
+/// Both are allocated by the main thread before the second thread exists,
+/// so that thread normally allocates nothing and glibc sets up no second
+/// arena. 128 KiB is glibc's mmap threshold: an allocation that size is
+/// fresh zero pages from the kernel, which calloc does not write, so only
+/// the pages reads actually reach count in the shim's memory (a smaller
+/// zeroed buffer would be memset, every page touched at start).
+const BUF: usize = 128 * 1024;
 /// First reconnect delay; doubles up to [`BACKOFF_MAX`].
 const BACKOFF_MIN: Duration = Duration::from_millis(20);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
@@ -149,12 +153,13 @@ fn run(options: Options, path: PathBuf, stream: UnixStream) -> Result<(), String
         path,
         options,
     });
-    let mut input = LineBuf::with_capacity(BUF_START, BUF);
+    let mut input = LineBuf::with_capacity(BUF, BUF);
+    let output = LineBuf::with_capacity(BUF, BUF);
     // The client's first message (initialize) is forwarded by this thread,
     // which is already running, before a second thread is started.
     let open = forward(&shared, &mut input, &mut stdin);
     let sh = shared.clone();
-    std::thread::spawn(move || daemon_side(&sh, stream));
+    std::thread::spawn(move || daemon_side(&sh, stream, output));
     if open {
         while forward(&shared, &mut input, &mut stdin) {}
     }
@@ -246,14 +251,15 @@ enum Ended {
 
 /// The socket -> stdout side, for the first connection and every one after
 /// it. Never returns: it ends the process.
-fn daemon_side(sh: &Arc<Shared>, first: UnixStream) -> ! {
+fn daemon_side(sh: &Arc<Shared>, first: UnixStream, mut buf: LineBuf) -> ! {
     let mut stream = first;
     let mut flush_on_reply = false;
     // Since when the session has had no usable connection.
     let mut outage: Option<Instant> = None;
     let mut accepted = false;
     loop {
-        match relay(sh, &mut stream, flush_on_reply, &mut outage, &mut accepted) {
+        buf.clear();
+        match relay(sh, &mut stream, &mut buf, flush_on_reply, &mut outage, &mut accepted) {
             Ended::Refused(why) => {
                 let errors = lock(&sh.state).resume.fail(&format!(
                     "stdioproxy: the daemon refused the session: {why}"
@@ -370,12 +376,12 @@ fn handshake(sh: &Shared, stream: &UnixStream, left: Duration) -> Option<bool> {
 fn relay(
     sh: &Arc<Shared>,
     stream: &mut UnixStream,
+    buf: &mut LineBuf,
     mut flush_on_reply: bool,
     outage: &mut Option<Instant>,
     accepted: &mut bool,
 ) -> Ended {
     let conn = lock(&sh.state).resume.connection();
-    let mut buf = LineBuf::with_capacity(BUF_START, BUF);
     let mut reply_read = false;
     loop {
         match buf.read_from(stream) {

@@ -33,6 +33,13 @@ impl LineBuf {
         }
     }
 
+    /// Forgets everything (for a new connection), keeping the memory.
+    pub fn clear(&mut self) {
+        self.start = 0;
+        self.lines_end = 0;
+        self.end = 0;
+    }
+
     /// One read from `r` (retried on EINTR); `Ok(0)` at end of file.
     pub fn read_from(&mut self, r: &mut impl Read) -> io::Result<usize> {
         if self.end == self.buf.len() {
@@ -42,8 +49,7 @@ impl LineBuf {
                 self.lines_end -= self.start;
                 self.start = 0;
             } else {
-                let n = self.buf.len() * 2;
-                self.buf.resize(n, 0);
+                self.grow(self.buf.len() * 2);
             }
         }
         loop {
@@ -51,12 +57,11 @@ impl LineBuf {
                 Ok(n) => {
                     let from = self.end;
                     self.end += n;
-                    if self.end == self.buf.len() && self.buf.len() < self.max {
-                        let grown = (self.buf.len() * 2).min(self.max);
-                        self.buf.resize(grown, 0);
-                    }
                     if let Some(i) = self.buf[from..self.end].iter().rposition(|&b| b == b'\n') {
                         self.lines_end = from + i + 1;
+                    }
+                    if self.end == self.buf.len() && self.buf.len() < self.max {
+                        self.grow((self.buf.len() * 2).min(self.max));
                     }
                     return Ok(n);
                 }
@@ -64,6 +69,18 @@ impl LineBuf {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// A new, larger buffer with the unconsumed bytes. Allocated zeroed
+    /// (calloc) rather than resized in place: fresh zeroed memory is not
+    /// written, so its pages cost nothing until a read fills them.
+    fn grow(&mut self, len: usize) {
+        let mut grown = vec![0; len];
+        grown[..self.end - self.start].copy_from_slice(&self.buf[self.start..self.end]);
+        self.end -= self.start;
+        self.lines_end -= self.start;
+        self.start = 0;
+        self.buf = grown;
     }
 
     /// The complete lines read and not yet consumed.
@@ -107,6 +124,22 @@ impl LineBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grows_under_load_and_keeps_what_is_unconsumed() {
+        let mut b = LineBuf::with_capacity(4, 16);
+        let mut input: &[u8] = b"a\nbcdefghij\nk";
+        b.read_from(&mut input).unwrap(); // "a\nbc" fills 4: grows to 8
+        assert_eq!(b.lines(), b"a\n");
+        b.consume(2);
+        while b.lines().is_empty() {
+            b.read_from(&mut input).unwrap();
+        }
+        assert_eq!(b.lines(), b"bcdefghij\n");
+        b.consume_lines();
+        while b.read_from(&mut input).unwrap() > 0 {}
+        assert_eq!(b.tail(), b"k");
+    }
 
     #[test]
     fn keeps_partial_lines_and_grows() {
