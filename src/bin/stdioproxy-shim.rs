@@ -195,8 +195,10 @@ fn forward(sh: &Shared, input: &mut LineBuf, stdin: &mut File) -> bool {
         FromClient::Send(pass) => {
             if let Some(conn) = conn {
                 // A failed write means the connection is gone: the other
-                // thread sees that and answers what was in flight.
-                let _ = (&*conn).write_all(pass.bytes(chunk));
+                // thread sees that and answers what was in flight; what
+                // was not written at all goes out again after the
+                // reconnect.
+                send(sh, &conn, pass.bytes(chunk), false);
             }
         }
         FromClient::Queued { first } => {
@@ -221,6 +223,31 @@ fn forward(sh: &Shared, input: &mut LineBuf, stdin: &mut File) -> bool {
         input.consume_lines();
     }
     open
+}
+
+/// Writes lines to the daemon; on failure, hands the lines not wholly
+/// written back to the session memory (they never reached the daemon;
+/// `ahead` as in `Resume::undelivered`).
+fn send(sh: &Shared, conn: &UnixStream, bytes: &[u8], ahead: bool) -> bool {
+    let mut written = 0;
+    while written < bytes.len() {
+        match (&*conn).write(&bytes[written..]) {
+            Ok(0) => break,
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    if written == bytes.len() {
+        return true;
+    }
+    // From the start of the first line not wholly written.
+    let from = bytes[..written]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    lock(&sh.state).resume.undelivered(&bytes[from..], ahead);
+    false
 }
 
 /// The client closed stdin: finish what is under way, then exit 0.
@@ -259,7 +286,14 @@ fn daemon_side(sh: &Arc<Shared>, first: UnixStream, mut buf: LineBuf) -> ! {
     let mut accepted = false;
     loop {
         buf.clear();
-        match relay(sh, &mut stream, &mut buf, flush_on_reply, &mut outage, &mut accepted) {
+        match relay(
+            sh,
+            &mut stream,
+            &mut buf,
+            flush_on_reply,
+            &mut outage,
+            &mut accepted,
+        ) {
             Ended::Refused(why) => {
                 let errors = lock(&sh.state).resume.fail(&format!(
                     "stdioproxy: the daemon refused the session: {why}"
@@ -475,7 +509,7 @@ fn flush(sh: &Shared, conn: u64) {
             }
         };
         let Some(writer) = writer else { return };
-        if (&*writer).write_all(&batch).is_err() {
+        if !send(sh, &writer, &batch, true) {
             return;
         }
     }

@@ -72,6 +72,11 @@ fn restart_keeps_the_session(kill: impl FnOnce(&mut Daemon)) {
     sent.extend([slow_s.clone(), slow_n.clone(), quick]);
 
     kill(&mut d);
+    // Sent the moment the daemon is gone, maybe before the shim noticed:
+    // it never reached a daemon, so it is queued, not failed.
+    let early = json!(55);
+    c.send(&call_line(&early, "alpha__echo", json!({"text": "early"})));
+    sent.push(early.clone());
     // Answered at once, while there is no daemon at all.
     assert_in_flight_error(&c.response(&slow_s));
     assert_in_flight_error(&c.response(&slow_n));
@@ -86,6 +91,8 @@ fn restart_keeps_the_session(kill: impl FnOnce(&mut Daemon)) {
     drop(d);
 
     let d2 = Daemon::start(&env, &[]);
+    let r = c.response(&early);
+    assert_eq!(r["result"]["content"][0]["text"], "early", "{r}");
     let r = c.response(&q_n);
     assert_eq!(r["result"]["content"][0]["text"], "queued 1", "{r}");
     let r = c.response(&q_s);

@@ -45,6 +45,11 @@ enum Op {
     Reconnect,
     /// One batch of the queue.
     Flush,
+    /// A client request whose write fails because the connection just
+    /// died; `true` when the shim notices the loss before the failed write.
+    FailedSend(bool),
+    /// A batch of the queue whose write fails (the connection just died).
+    FailedFlush,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -62,6 +67,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => Just(Op::Disconnect),
         2 => Just(Op::Reconnect),
         3 => Just(Op::Flush),
+        1 => any::<bool>().prop_map(Op::FailedSend),
+        1 => Just(Op::FailedFlush),
     ]
 }
 
@@ -345,6 +352,41 @@ impl World {
             }
             Op::Reconnect => self.reconnect(),
             Op::Flush => self.flush_one(),
+            Op::FailedSend(lost_first) => {
+                let id = self.fresh_id(false);
+                let line =
+                    format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"tools/call\"}}\n");
+                match self.shim.from_client(line.as_bytes()) {
+                    FromClient::Send(pass) => {
+                        let bytes = pass.bytes(line.as_bytes()).to_vec();
+                        if lost_first {
+                            self.step(Op::Disconnect);
+                            self.shim.undelivered(&bytes, false);
+                        } else {
+                            self.shim.undelivered(&bytes, false);
+                            self.step(Op::Disconnect);
+                        }
+                    }
+                    FromClient::Queued { .. } => {}
+                    FromClient::Overflow(errors) => {
+                        self.deliver_to_client(&errors);
+                        self.over = true;
+                    }
+                }
+            }
+            Op::FailedFlush => {
+                if !self.flushing {
+                    return;
+                }
+                let conn = self.shim.connection();
+                match self.shim.take_batch(conn) {
+                    Some(bytes) => {
+                        self.shim.undelivered(&bytes, true);
+                        self.step(Op::Disconnect);
+                    }
+                    None => self.flushing = false,
+                }
+            }
         }
     }
 

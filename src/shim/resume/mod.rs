@@ -383,6 +383,37 @@ impl Resume {
         None
     }
 
+    /// Writing `bytes` (lines that [`Self::from_client`] or
+    /// [`Self::take_batch`] said to send) to the connection failed before
+    /// they were all written: the daemon never got them, so they did not
+    /// run. Each request among them that is still waited for is queued
+    /// again (sent after the reconnect) instead of failing as "in flight".
+    /// A request the shim already answered (the loss was handled first) is
+    /// left alone, so nothing is answered twice.
+    /// `ahead` puts them before what is queued (a flush that failed: the
+    /// queue holds what the client sent after them); otherwise after (a
+    /// live write that failed: anything queued since came later).
+    pub fn undelivered(&mut self, bytes: &[u8], ahead: bool) {
+        let mut again = Vec::new();
+        for line in lines(bytes) {
+            if let Line::Request { id, .. } = Line::peek(line) {
+                if self.in_flight.remove(id.get()).is_some() {
+                    self.queued_messages += 1;
+                    again.extend_from_slice(line);
+                }
+            }
+        }
+        if again.is_empty() {
+            return;
+        }
+        self.queued_bytes += again.len();
+        if ahead {
+            self.queue.push_front(again);
+        } else {
+            self.queue.push_back(again);
+        }
+    }
+
     /// Gives up: one error (`why`) for every request still pending or
     /// queued. Returns the lines for the client.
     pub fn fail(&mut self, why: &str) -> Vec<u8> {
