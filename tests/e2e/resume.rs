@@ -16,6 +16,12 @@ fn alpha(env: &Env) -> Daemon {
     d
 }
 
+/// Kills the daemon at once (no shutdown of its own) and reaps it.
+fn sigkill(d: &mut Daemon) {
+    signal(d.pid(), Signal::SIGKILL);
+    let _ = d.child.wait();
+}
+
 fn call_line(id: &Value, tool: &str, args: Value) -> Value {
     json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":tool,"arguments":args}})
 }
@@ -118,10 +124,7 @@ fn restart_keeps_the_session(kill: impl FnOnce(&mut Daemon)) {
 
 #[test]
 fn sigkill_with_a_call_in_flight_keeps_the_session() {
-    restart_keeps_the_session(|d| {
-        signal(d.pid(), Signal::SIGKILL);
-        let _ = d.child.wait();
-    });
+    restart_keeps_the_session(sigkill);
 }
 
 #[test]
@@ -147,8 +150,7 @@ fn log_level_subscriptions_and_client_requests_survive_a_restart() {
     let ask = c.send_request("tools/call", json!({"name": "alpha__ask", "arguments": {"method": "sampling/createMessage", "params": {"messages": [], "maxTokens": 5}}}));
     let old = c.incoming_request("sampling/createMessage");
 
-    signal(d.pid(), Signal::SIGKILL);
-    let _ = d.child.wait();
+    sigkill(&mut d);
     assert_in_flight_error(&c.response(&ask));
     let cancelled = c.notification("notifications/cancelled");
     assert_eq!(cancelled["params"]["requestId"], old["id"], "{cancelled}");
@@ -198,8 +200,7 @@ fn reconnect_timeout_expiry_fails_pending_calls_and_names_the_socket() {
     let mut d = alpha(&env);
     let mut c = Client::connect_with(&env.socket, &["--reconnect-timeout", "300ms"]);
     c.initialize();
-    signal(d.pid(), Signal::SIGKILL);
-    let _ = d.child.wait();
+    sigkill(&mut d);
     c.stderr.wait_for(&["reconnecting to"]);
     let id = c.send_request(
         "tools/call",
@@ -236,8 +237,7 @@ fn reconnect_timeout_zero_turns_resuming_off() {
     );
     let quick = c.request("ping", json!({}));
     assert!(quick.get("result").is_some());
-    signal(d.pid(), Signal::SIGKILL);
-    let _ = d.child.wait();
+    sigkill(&mut d);
     assert_in_flight_error(&c.response(&id));
     assert_eq!(c.wait().code(), Some(1));
     c.stderr.wait_for(&["reconnecting is off"]);
@@ -316,8 +316,7 @@ fn sdk_client_keeps_its_session(program: &std::path::Path, script: &str) {
     let mut d = alpha(&env);
     let mut client = Script::start(program, script, &env.socket);
     assert_eq!(client.next("ready line")["phase"], "ready");
-    signal(d.pid(), Signal::SIGKILL);
-    let _ = d.child.wait();
+    sigkill(&mut d);
     client.stderr.wait_for(&["reconnecting to"]);
     drop(d);
     let d2 = Daemon::start(&env, &[]);
@@ -370,8 +369,7 @@ fn a_new_daemon_that_refuses_the_session_fails_what_is_queued() {
     let mut d = alpha(&env);
     let mut a = Client::connect(&env.socket);
     a.initialize();
-    signal(d.pid(), Signal::SIGKILL);
-    let _ = d.child.wait();
+    sigkill(&mut d);
     a.stderr.wait_for(&["reconnecting to"]);
     let queued = a.send_request(
         "tools/call",
