@@ -8,12 +8,13 @@
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::proto::PROTO_VERSION;
+use crate::proto::{Hello, PROTO_VERSION};
 use crate::reload::{Reloader, Trigger};
 use crate::slots::Slots;
 use crate::supervisor::Supervisor;
@@ -26,6 +27,8 @@ pub struct Control {
     sessions: Arc<Slots>,
     socket_path: PathBuf,
     started: Instant,
+    /// Sessions a shim resumed here after a daemon restart.
+    resumes: AtomicU64,
 }
 
 impl Control {
@@ -42,11 +45,17 @@ impl Control {
             sessions,
             socket_path,
             started: Instant::now(),
+            resumes: AtomicU64::new(0),
         }
     }
 
+    /// Counts a session that a shim resumed (shown in `status`).
+    pub fn count_resume(&self) {
+        self.resumes.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Answers one control request with a JSON line.
-    pub async fn handle(&self, verb: &str, _request: &Value) -> String {
+    pub async fn handle(&self, verb: &str, _request: &Hello) -> String {
         let reply = match verb {
             "status" => self.status(),
             "reload" => match self.reloader.reload(Trigger::Control).await {
@@ -91,6 +100,9 @@ impl Control {
                 "last_reload": self.reloader.last_reload(),
             },
             "sessions": self.sessions.taken(),
+            // Sessions resumed by a shim after a daemon restart (since this
+            // daemon started).
+            "resumed_sessions": self.resumes.load(Ordering::Relaxed),
             "tools": self.supervisor.catalog().len(),
             "servers": servers,
         })
@@ -128,7 +140,11 @@ pub fn request(socket: &Path, verb: &str, timeout: Duration) -> Result<Value, St
     stream
         .set_read_timeout(Some(timeout))
         .map_err(|e| e.to_string())?;
-    let hello = json!({ "stdioproxy": PROTO_VERSION, "control": verb });
+    let hello = Hello {
+        stdioproxy: PROTO_VERSION,
+        control: Some(verb.to_string()),
+        ..Hello::default()
+    };
     // The daemon closes at once on connections from another user: before
     // our write (broken pipe), with our request unread (reset) or after it
     // (EOF). All three mean "no answer".
@@ -139,7 +155,7 @@ pub fn request(socket: &Path, verb: &str, timeout: Duration) -> Result<Value, St
         )
     };
     let mut line = String::new();
-    let n = match stream.write_all(format!("{hello}\n").as_bytes()) {
+    let n = match stream.write_all(hello.line().as_bytes()) {
         Err(e) if closed(&e) => 0,
         Err(e) => return Err(format!("cannot send to the daemon: {e}")),
         Ok(()) => match BufReader::new(stream).read_line(&mut line) {

@@ -26,6 +26,8 @@
 //! - [`jsonrpc`] and [`framing`]: the wire format (envelopes on raw JSON, and
 //!   newline-delimited frames with a size limit).
 //! - [`proto`]: the shim/control hello lines that precede MCP on the socket.
+//! - [`shim`]: the shim's options and its session memory (reconnect and
+//!   resume), pure so that it is property-tested; the binary is thin I/O.
 //! - [`daemon`]: wires everything together and owns shutdown.
 //! - [`telemetry`]: tracing setup.
 //!
@@ -54,6 +56,7 @@ pub mod proto;
 pub mod reaper;
 pub mod reload;
 pub mod session;
+pub mod shim;
 pub mod slots;
 pub mod supervisor;
 pub mod systemd;

@@ -50,6 +50,10 @@ pub const SESSION_BUFFER: usize = 8 * 1024;
 pub struct SessionOptions {
     /// Only these servers are visible (all when `None`).
     pub servers: Option<HashSet<String>>,
+    /// Set when a shim resumes its client's session on a new connection
+    /// (the daemon restarted): the client will not initialize again, the
+    /// shim replays its session.
+    pub resumed: Option<crate::proto::Resumed>,
 }
 
 /// The groups of lists a client is told about separately, with the lists
@@ -86,7 +90,16 @@ pub async fn run<R, W>(
     let (outbox, rx) = Outbox::new(id);
     let (closing_tx, closing_rx) = watch::channel(false);
     let writer_task = tokio::spawn(write_loop(writer, rx, closing_rx));
-    tracing::info!(session = id, servers = ?options.servers, "client session opened");
+    match &options.resumed {
+        None => tracing::info!(session = id, servers = ?options.servers, "client session opened"),
+        Some(r) => tracing::info!(
+            session = id,
+            servers = ?options.servers,
+            client = r.client.as_deref().unwrap_or("(unnamed)"),
+            resumes = r.count,
+            "session resumed: a client's shim reconnected after the daemon restarted and replays its session"
+        ),
+    }
     let link = Arc::new(SessionLink::new(id, outbox, options.servers));
     if let Some(g) = greeting {
         link.outbox.send(g);

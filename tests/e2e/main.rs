@@ -11,6 +11,7 @@ mod hostile;
 mod interop;
 mod limits;
 mod reload;
+mod resume;
 mod security;
 mod supervision;
 mod surface;

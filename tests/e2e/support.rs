@@ -402,7 +402,13 @@ pub struct Client {
 impl Client {
     /// Starts a shim on `socket` with extra args.
     pub fn connect_with(socket: &Path, args: &[&str]) -> Client {
-        let mut child = Command::new(SHIM)
+        Self::spawn(Command::new(SHIM), socket, args)
+    }
+
+    /// Starts the shim `cmd` (set up by the caller, e.g. with env) on
+    /// `socket` with extra args.
+    pub fn spawn(mut cmd: Command, socket: &Path, args: &[&str]) -> Client {
+        let mut child = cmd
             .arg("--socket")
             .arg(socket)
             .args(args)
