@@ -32,6 +32,7 @@
 //! See `docs/ARCHITECTURE.md` for the two data flows (a client request; a
 //! config change) and the ownership invariants.
 
+pub mod atomic_file;
 pub mod cache;
 pub mod catalog;
 pub mod client_setup;

@@ -94,10 +94,19 @@ pub fn load(path: &Path) -> Result<Option<(Config, String)>, ConfigError> {
 
 /// Parses config text; `path` is only used in errors.
 pub fn parse_str(path: &Path, text: &str) -> Result<Config, ConfigError> {
-    toml::from_str::<Config>(text).map_err(|e| ConfigError {
-        path: path.to_path_buf(),
-        position: e.span().map(|s| line_col(text, s.start)),
-        message: e.message().trim().to_string(),
+    toml::from_str::<Config>(text).map_err(|e| {
+        let message = e.message().trim();
+        let message = match e.span() {
+            Some(span) if message == "duplicate key" => {
+                super::duplicate::describe(text, span).unwrap_or_else(|| message.to_string())
+            }
+            _ => message.to_string(),
+        };
+        ConfigError {
+            path: path.to_path_buf(),
+            position: e.span().map(|s| line_col(text, s.start)),
+            message,
+        }
     })
 }
 

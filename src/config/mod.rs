@@ -7,6 +7,7 @@
 //! printed: `Debug` redacts them.
 
 mod diff;
+mod duplicate;
 mod duration;
 mod expand;
 mod filter;
