@@ -7,7 +7,9 @@
 //!   and project `.mcp.json` files: `{"mcpServers": {NAME: {...}}, ...}`;
 //! - Claude Code `~/.claude.json`: the user-scope `mcpServers` plus every
 //!   `projects.<path>.mcpServers`;
+//! - Gemini CLI `~/.gemini/settings.json`: `mcpServers` too;
 //! - VS Code `mcp.json`: `{"servers": {NAME: {...}}}`;
+//! - Codex `~/.codex/config.toml`: `[mcp_servers.NAME]` tables (TOML);
 //! - a bare map `{NAME: {"command": ..., "args": [...]}}`.
 //!
 //! Each local (stdio) server becomes one `[servers.NAME]` table with its
@@ -125,15 +127,26 @@ pub enum ImportError {
 /// Converts a client config (see the module docs for the accepted shapes)
 /// into stdioproxy config TOML.
 pub fn import_mcp_servers(json: &str) -> Result<ImportOutcome, ImportError> {
-    let root: Value = serde_json::from_str(json).map_err(|e| ImportError::Json {
-        line: e.line(),
-        column: e.column(),
-        message: strip_position(&e.to_string()),
-    })?;
+    let (root, codex) = match serde_json::from_str::<Value>(json) {
+        Ok(root) => (root, false),
+        Err(e) => match source::codex_servers(json) {
+            Some(root) => (root, true),
+            None => {
+                return Err(ImportError::Json {
+                    line: e.line(),
+                    column: e.column(),
+                    message: strip_position(&e.to_string()),
+                })
+            }
+        },
+    };
     let Value::Object(root) = root else {
         return Err(source::unrecognized("the top level is not a JSON object"));
     };
-    let (format, candidates) = source::collect_candidates(&root)?;
+    let (mut format, candidates) = source::collect_candidates(&root)?;
+    if codex {
+        format = SourceFormat::Codex;
+    }
 
     let mut skipped = Vec::new();
     let mut warnings = Vec::new();

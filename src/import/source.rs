@@ -2,7 +2,8 @@
 //!
 //! Claude Desktop, Cursor and `.mcp.json` keep `mcpServers`; Claude Code's
 //! `~/.claude.json` adds `projects.<path>.mcpServers`; VS Code uses
-//! `servers`; and a bare `{NAME: {...}}` map is accepted too.
+//! `servers`; Codex keeps TOML `[mcp_servers.NAME]` tables; and a bare
+//! `{NAME: {...}}` map is accepted too.
 
 use serde_json::{Map, Value};
 
@@ -19,16 +20,21 @@ pub enum SourceFormat {
     VsCode,
     /// `{NAME: {command, ...}}`.
     BareMap,
+    /// Codex `config.toml`: `[mcp_servers.NAME]`.
+    Codex,
 }
 
 impl SourceFormat {
     /// A short human description.
     pub fn describe(self) -> &'static str {
         match self {
-            SourceFormat::McpServers => "an mcpServers config (Claude Desktop, Cursor, .mcp.json)",
+            SourceFormat::McpServers => {
+                "an mcpServers config (Claude Desktop, Cursor, Gemini CLI, .mcp.json)"
+            }
             SourceFormat::ClaudeCode => "a Claude Code ~/.claude.json",
             SourceFormat::VsCode => "a VS Code mcp.json",
             SourceFormat::BareMap => "a map of MCP servers",
+            SourceFormat::Codex => "a Codex config.toml",
         }
     }
 }
@@ -38,6 +44,14 @@ pub(super) fn unrecognized(what: &str) -> ImportError {
         "{what}; expected a client config with \"mcpServers\" (Claude Desktop, Claude Code, Cursor), \
          a VS Code config with \"servers\", or a map of server name to {{\"command\", \"args\", \"env\"}}"
     ))
+}
+
+/// `{"mcpServers": ...}` from a Codex `config.toml` (TOML holding an
+/// `mcp_servers` table), or `None` when `text` is not that.
+pub(super) fn codex_servers(text: &str) -> Option<Value> {
+    let doc: Value = toml::from_str(text).ok()?;
+    let servers = doc.get("mcp_servers")?.as_object()?;
+    Some(serde_json::json!({ "mcpServers": servers }))
 }
 
 /// One `NAME: {...}` entry found in the input.

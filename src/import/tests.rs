@@ -519,3 +519,28 @@ fn url_origins_drop_credentials_and_paths() {
     );
     assert_eq!(url_origin("host/path"), "host");
 }
+
+#[test]
+fn codex_config_toml() {
+    let out = import(
+        "model = \"o3\"\n\n[mcp_servers.zeta]\ncommand = \"npx\"\nargs = [\"-y\", \"z\"]\nstartup_timeout_sec = 20\n\n[mcp_servers.zeta.env]\nZ_TOKEN = \"t\"\n\n[mcp_servers.alpha]\ncommand = \"uvx\"\n\n[mcp_servers.remote]\nurl = \"https://example.com/mcp\"\n",
+    );
+    assert_eq!(out.format, SourceFormat::Codex);
+    // The file's order, not sorted.
+    assert_eq!(names(&out), vec!["zeta", "alpha"]);
+    let c = parse(&out.toml);
+    assert_eq!(server(&c, "zeta").args, vec!["-y", "z"]);
+    assert_eq!(server(&c, "zeta").env["Z_TOKEN"], "t");
+    assert_eq!(out.skipped.len(), 1);
+    assert!(out.warnings.join("\n").contains("startup_timeout_sec"));
+    // Neither JSON nor a Codex config: the JSON error stands.
+    assert!(matches!(
+        import_mcp_servers("model = \"o3\"\n"),
+        Err(ImportError::Json { .. })
+    ));
+}
+
+#[test]
+fn same_input_same_output() {
+    assert_eq!(import(CURSOR).toml, import(CURSOR).toml);
+}

@@ -158,6 +158,9 @@ fn merge_text(
         .parse()
         .map_err(|e| WriteError::Invalid(format!("the existing config is not valid TOML: {e}")))?;
     let mut next = max_position(doc.as_table()) + 1;
+    // Comments after the last table belong where they are: new tables go
+    // after them, so the existing text stays first, byte for byte.
+    let trailing = doc.trailing().as_str().unwrap_or("").to_string();
     let servers = doc
         .entry("servers")
         .or_insert_with(|| {
@@ -201,7 +204,11 @@ fn merge_text(
             Some(_) => merged.existing.push(s.name.clone()),
             None => {
                 if merged.added.is_empty() {
-                    let mut prefix = String::from("\n");
+                    let mut prefix = trailing.clone();
+                    if !prefix.is_empty() && !prefix.ends_with('\n') {
+                        prefix.push('\n');
+                    }
+                    prefix.push('\n');
                     comment(
                         &mut prefix,
                         &format!("Imported from {source} by `stdioproxy import --write`."),
@@ -221,6 +228,9 @@ fn merge_text(
                 merged.added.push(s.name.clone());
             }
         }
+    }
+    if !merged.added.is_empty() {
+        doc.set_trailing("");
     }
     merged.text = doc.to_string();
     Ok(merged)
@@ -303,9 +313,7 @@ mod tests {
         assert!(out.replaced.is_empty());
         let text = fs::read_to_string(&config).expect("read");
         // Everything that was there is still there, byte for byte, first.
-        let kept = EXISTING.trim_end_matches("# trailing remark\n");
-        assert!(text.starts_with(kept), "{text}");
-        assert!(text.contains("# trailing remark"), "{text}");
+        assert!(text.starts_with(EXISTING), "{text}");
         assert!(text.contains("# Imported from claude.json by `stdioproxy import --write`."));
         let c = crate::config::parse_str(&config, &text).expect("valid");
         let memory = &c.servers[&crate::config::ServerName::new("memory").expect("name")];

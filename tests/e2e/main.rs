@@ -7,6 +7,7 @@ mod core;
 mod hostile;
 mod interop;
 mod limits;
+mod migrate;
 mod reload;
 mod security;
 mod supervision;
