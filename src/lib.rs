@@ -54,6 +54,7 @@ pub mod proto;
 pub mod reaper;
 pub mod reload;
 pub mod session;
+pub mod status_view;
 pub mod supervisor;
 pub mod systemd;
 pub mod telemetry;

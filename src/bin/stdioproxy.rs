@@ -122,7 +122,10 @@ fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Ok(v) => {
-                    print!("{}", control::render_status(&v));
+                    print!(
+                        "{}",
+                        stdioproxy::status_view::render(&v, std::time::SystemTime::now())
+                    );
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(&e),

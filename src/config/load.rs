@@ -193,6 +193,11 @@ enabled = false
         assert_eq!(c.daemon.max_sessions, 3);
         assert_eq!(c.daemon.handshake_timeout.0, Duration::from_secs(2));
         let d = parse("").unwrap().daemon;
+        assert_eq!(d.first_list_wait.0, Duration::from_secs(5));
+        let w = parse("[daemon]\nfirst_list_wait = \"0s\"\n")
+            .unwrap()
+            .daemon;
+        assert_eq!(w.first_list_wait.0, Duration::ZERO);
         assert_eq!(d.max_sessions, 256);
         assert_eq!(d.handshake_timeout.0, Duration::from_secs(60));
         for (bad, line) in [

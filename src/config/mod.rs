@@ -73,6 +73,11 @@ pub struct DaemonSettings {
     /// make the daemon re-read its config. Off by default: a model should
     /// not be able to restart servers unless you decided it may.
     pub reload_tool: bool,
+    /// While the daemon's first start is under way (no cached lists yet),
+    /// how long a session's first `tools/list` may wait for every enabled
+    /// server to be ready or to have failed, so a client that ignores
+    /// `list_changed` does not keep a partial catalog. "0s" answers at once.
+    pub first_list_wait: ConfigDuration,
 }
 
 impl Default for DaemonSettings {
@@ -85,6 +90,7 @@ impl Default for DaemonSettings {
             reload_debounce: ConfigDuration(Duration::from_millis(150)),
             watch_config: true,
             reload_tool: false,
+            first_list_wait: ConfigDuration(Duration::from_secs(5)),
         }
     }
 }

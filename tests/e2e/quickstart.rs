@@ -1,0 +1,76 @@
+//! The README's quick start, as a new user runs it: the example config from
+//! a directory that is not the checkout, with a PATH that does not hold the
+//! build directory, so nothing depends on `./target` or `CARGO_TARGET_DIR`.
+
+use std::process::{Command, Stdio};
+
+use crate::support::*;
+
+const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/config.toml");
+
+#[test]
+fn the_example_config_runs_its_demo_server_from_any_directory() {
+    let env = Env::new();
+    // The example as shipped, with the servers that need the network or
+    // tokens turned off.
+    let text = std::fs::read_to_string(EXAMPLE).expect("read the example");
+    let mut doc: toml_edit::DocumentMut = text.parse().expect("example is TOML");
+    let servers = doc["servers"].as_table_mut().expect("servers");
+    assert_eq!(
+        servers["demo"]["command"].as_str(),
+        Some("stdioproxy-fixture-server"),
+        "the demo server is found by name, not by a path into target/"
+    );
+    for (name, server) in servers.iter_mut() {
+        if name != "demo" {
+            server["enabled"] = toml_edit::value(false);
+        }
+    }
+    env.write_config(&doc.to_string());
+
+    let elsewhere = env.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).expect("mkdir");
+    let mut child = Command::new(DAEMON)
+        .args(["serve", "--config"])
+        .arg(&env.config)
+        .arg("--socket")
+        .arg(&env.socket)
+        .current_dir(&elsewhere)
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", env.path().join("home"))
+        .env("XDG_CACHE_HOME", env.path().join("cache"))
+        .env("RUST_LOG", "info")
+        .env_remove("STDIOPROXY_CONFIG")
+        .env_remove("STDIOPROXY_SOCKET")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn daemon");
+    let log = Log::default();
+    log.collect(child.stderr.take().expect("stderr"));
+    let d = Daemon {
+        child,
+        log,
+        socket: env.socket.clone(),
+        config: env.config.clone(),
+    };
+    d.log.wait_for(&["stdioproxy listening"]);
+    d.wait_ready(&["demo"]);
+    let mut c = Client::initialized(&env.socket);
+    assert_eq!(
+        c.call_text("demo__echo", serde_json::json!({"text": "hi"})),
+        "hi"
+    );
+
+    // And the file as shipped is a valid config.
+    let check = Command::new(DAEMON)
+        .args(["check", "--config", EXAMPLE])
+        .output()
+        .expect("check");
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+}
