@@ -33,6 +33,7 @@
 //! config change) and the ownership invariants.
 
 pub mod atomic_file;
+pub mod builtin;
 pub mod cache;
 pub mod catalog;
 pub mod client_setup;
@@ -48,14 +49,15 @@ pub mod jsonrpc;
 pub mod listener;
 pub mod loglevel;
 pub mod names;
-pub mod outbox;
 pub mod paths;
 pub mod proto;
 pub mod reaper;
 pub mod reload;
 pub mod session;
 pub mod status_view;
+pub mod slots;
 pub mod supervisor;
 pub mod systemd;
 pub mod telemetry;
 pub mod upstream;
+pub mod wire;
