@@ -285,7 +285,8 @@ impl<'de> Deserialize<'de> for ServerName {
 #[derive(Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
-    /// Program to run (looked up in the daemon's PATH).
+    /// Program to run: a bare name is looked up on the daemon's PATH, then
+    /// next to the stdioproxy binary ([`crate::paths::resolve_program`]).
     pub command: Command,
     /// Arguments.
     #[serde(default)]
