@@ -32,7 +32,12 @@ const STABLE_AFTER: Duration = Duration::from_secs(60);
 
 enum InstanceEnd {
     Stopped,
-    Failed { error: String, ran_for: Duration },
+    /// It failed; `was_ready` when it had got ready before.
+    Failed {
+        error: String,
+        ran_for: Duration,
+        was_ready: bool,
+    },
 }
 
 /// Why an instance did not get ready.
@@ -59,7 +64,11 @@ impl Upstream {
             self.set_state(State::Starting);
             match self.run_instance(&mut stop_rx).await {
                 InstanceEnd::Stopped => break,
-                InstanceEnd::Failed { error, ran_for } => {
+                InstanceEnd::Failed {
+                    error,
+                    ran_for,
+                    was_ready,
+                } => {
                     if ran_for >= STABLE_AFTER {
                         failures = 0;
                     }
@@ -70,7 +79,14 @@ impl Upstream {
                     {
                         let mut inner = self.lock();
                         inner.last_error = Some(error);
+                        inner.last_error_at = Some(SystemTime::now());
+                        inner.ready_since = None;
                         inner.restarts += 1;
+                        if was_ready {
+                            inner.failed_starts = 0;
+                        } else {
+                            inner.failed_starts = inner.failed_starts.saturating_add(1);
+                        }
                         inner.pid = None;
                         inner.next_attempt = Some(SystemTime::now() + delay);
                     }
@@ -97,6 +113,7 @@ impl Upstream {
                 return InstanceEnd::Failed {
                     error,
                     ran_for: started.elapsed(),
+                    was_ready: false,
                 }
             }
         };
@@ -128,6 +145,7 @@ impl Upstream {
                 return InstanceEnd::Failed {
                     error,
                     ran_for: started.elapsed(),
+                    was_ready: false,
                 }
             }
         };
@@ -136,6 +154,7 @@ impl Upstream {
             Some(crash) => InstanceEnd::Failed {
                 error: self.reap(spawned, &conn, crash).await,
                 ran_for: started.elapsed(),
+                was_ready: true,
             },
         }
     }
@@ -206,7 +225,12 @@ impl Upstream {
         }
         self.set_lists(lists);
         self.set_conn(Some(conn.clone()));
-        self.lock().last_error = None;
+        {
+            let mut inner = self.lock();
+            inner.last_error = None;
+            inner.failed_starts = 0;
+            inner.ready_since = Some(SystemTime::now());
+        }
         tracing::info!(server = %self.name, pid, tools = counts.0, prompts = counts.1,
             resources = counts.2, "server ready");
         self.set_state(State::Ready);

@@ -45,6 +45,10 @@ use crate::wire::{Connection, Context, Registry, Reply};
 /// Lines of a child's stderr kept for `status`.
 const STDERR_TAIL: usize = 20;
 
+/// Failed starts in a row after which calls fail at once instead of
+/// waiting for the next attempt.
+pub const FAIL_FAST_AFTER: u32 = 3;
+
 /// Lifecycle state of a server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -108,6 +112,13 @@ pub struct ServerStatus {
     pub resource_templates: usize,
     /// Last failure, if any.
     pub last_error: Option<String>,
+    /// When the last failure happened (unix seconds).
+    pub last_error_at_unix: Option<u64>,
+    /// When the running instance became ready (unix seconds).
+    pub started_at_unix: Option<u64>,
+    /// Starts that failed in a row; from [`FAIL_FAST_AFTER`] on, calls fail
+    /// at once instead of waiting.
+    pub failed_starts: u32,
     /// How the last instance ended.
     pub last_exit: Option<String>,
     /// When the next restart attempt is due (unix seconds).
@@ -153,7 +164,13 @@ impl Unavailable {
 struct Inner {
     pid: Option<u32>,
     restarts: u64,
+    /// Starts that failed in a row, with no ready instance in between.
+    failed_starts: u32,
     last_error: Option<String>,
+    /// When `last_error` happened.
+    last_error_at: Option<SystemTime>,
+    /// When the current instance became ready.
+    ready_since: Option<SystemTime>,
     last_exit: Option<String>,
     next_attempt: Option<SystemTime>,
     stderr_tail: VecDeque<String>,
@@ -301,7 +318,8 @@ impl Upstream {
     }
 
     /// Waits up to `limit` for the server to be ready (for calls made while
-    /// it starts or restarts). Fails at once when it is stopping or stopped.
+    /// it starts or restarts). Fails at once when it is stopping or stopped,
+    /// or when waiting is pointless ([`Upstream::hopeless`]).
     pub async fn wait_ready(&self, limit: Duration) -> Result<Arc<Connection>, Unavailable> {
         let mut rx = self.state_tx.subscribe();
         let waited = tokio::time::timeout(limit, async {
@@ -309,6 +327,7 @@ impl Upstream {
                 match self.connection() {
                     Ok(c) => return Ok(c),
                     Err(u) if matches!(u.state, State::Stopping | State::Stopped) => return Err(u),
+                    Err(u) if self.hopeless(limit) => return Err(u),
                     Err(_) => {}
                 }
                 if rx.changed().await.is_err() {
@@ -318,6 +337,31 @@ impl Upstream {
         })
         .await;
         waited.unwrap_or_else(|_| self.connection())
+    }
+
+    /// True when a call should not wait for this server: it failed to start
+    /// [`FAIL_FAST_AFTER`] times in a row with no ready instance in between,
+    /// or its next attempt is further away than the call could wait (its
+    /// `limit`, and never more than `startup_timeout`). Waiting makes sense
+    /// for a server that is starting or recovering from a crash; not for
+    /// one that cannot start (a wrong command, a missing token).
+    pub fn hopeless(&self, limit: Duration) -> bool {
+        let inner = self.lock();
+        if inner.failed_starts >= FAIL_FAST_AFTER {
+            return true;
+        }
+        let useful = limit.min(self.timeouts().startup_timeout);
+        inner.next_attempt.is_some_and(|t| {
+            t.duration_since(SystemTime::now())
+                .is_ok_and(|away| away > useful)
+        })
+    }
+
+    /// True once the server has been ready or has failed at least once: its
+    /// first start is decided (for a session's first `tools/list`).
+    pub fn settled(&self) -> bool {
+        let inner = self.lock();
+        inner.ready_since.is_some() || inner.last_error.is_some() || inner.restarts > 0
     }
 
     /// The config this upstream runs.
@@ -414,12 +458,15 @@ impl Upstream {
             resources: exposed[2],
             resource_templates: exposed[3],
             last_error: inner.last_error.clone(),
+            last_error_at_unix: inner
+                .last_error
+                .as_ref()
+                .and(inner.last_error_at)
+                .and_then(unix_secs),
+            started_at_unix: inner.ready_since.and_then(unix_secs),
+            failed_starts: inner.failed_starts,
             last_exit: inner.last_exit.clone(),
-            next_attempt_unix: inner.next_attempt.and_then(|t| {
-                t.duration_since(SystemTime::UNIX_EPOCH)
-                    .ok()
-                    .map(|d| d.as_secs())
-            }),
+            next_attempt_unix: inner.next_attempt.and_then(unix_secs),
             in_flight: conn.map_or(0, |c| c.in_flight()),
             subscriptions: self.ctx.subscriptions.len(),
             log_level: inner.applied_level.map(Level::as_str),
@@ -519,4 +566,10 @@ impl Upstream {
         }
         inner.stderr_tail.push_back(line);
     }
+}
+
+fn unix_secs(t: SystemTime) -> Option<u64> {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_secs())
 }

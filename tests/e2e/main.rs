@@ -8,6 +8,7 @@ mod hostile;
 mod interop;
 mod limits;
 mod migrate;
+mod newuser;
 mod quickstart;
 mod reload;
 mod security;

@@ -1,0 +1,135 @@
+//! What a new user tripped over (issue 17), each through the real daemon and
+//! shims: calls to a server that can never start, shortened tool names, the
+//! first `tools/list` of a cold daemon, and `status` times.
+
+use std::process::Command;
+
+use serde_json::json;
+
+use crate::support::*;
+
+/// A fixture server with its own timeouts; `broken` makes it exit at start.
+fn server(name: &str, timeouts: &str, broken: bool) -> String {
+    let exit = if broken {
+        ", FIXTURE_EXIT_AT_START = \"1\""
+    } else {
+        ""
+    };
+    format!(
+        "[servers.{name}]\ncommand = \"{FIXTURE}\"\nrequest_timeout = \"5m\"\n{timeouts}\nenv = {{ FIXTURE_NAME = \"{name}\"{exit} }}\n"
+    )
+}
+
+#[test]
+fn a_call_to_a_server_that_cannot_start_fails_fast_with_the_reason() {
+    let env = Env::new();
+    // "again" retries quickly: calls fail once it failed 3 starts in a row.
+    // "later" waits 10 s between attempts, longer than its startup_timeout
+    // of 2 s: calls fail as soon as it is in that backoff.
+    let config = |broken| {
+        format!(
+            "{}\n{}",
+            server("again", "restart_backoff = \"100ms\"", broken),
+            server(
+                "later",
+                "restart_backoff = \"10s\"\nstartup_timeout = \"2s\"",
+                broken
+            )
+        )
+    };
+    // First run: both start, so their tools are cached.
+    let mut d = env.start(&config(false));
+    d.wait_ready(&["again", "later"]);
+    d.stop();
+
+    // Now neither can start, but clients see their cached tools and call one.
+    let d = env.start(&config(true));
+    let mut c = Client::initialized(&env.socket);
+    let names = c.tool_names();
+    assert!(names.contains(&"again__echo".to_string()), "{names:?}");
+    for name in ["again", "later"] {
+        let r = c.request(
+            "tools/call",
+            json!({"name": format!("{name}__echo"), "arguments": {"text": "x"}}),
+        );
+        // Not request_timeout (5 minutes): the response above came within
+        // the client's wait of a few seconds.
+        assert_eq!(r["error"]["code"], -32001, "{r}");
+        let message = r["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.starts_with(&format!("server '{name}' is not ready (state: "))
+                && message.contains("; last error: ")
+                && message.contains("exit status 1"),
+            "{message}"
+        );
+    }
+    let later = d.server_status("later");
+    assert!(
+        later["failed_starts"].as_u64().unwrap_or(0) < 3,
+        "\"later\" failed by its backoff, not by the count: {later}"
+    );
+    let again = d.server_status("again");
+    assert!(again["failed_starts"].as_u64().unwrap_or(0) >= 3, "{again}");
+}
+
+#[test]
+fn a_server_that_crashes_after_running_still_makes_calls_wait() {
+    let env = Env::new();
+    let d = env.start(&server("flaky", "restart_backoff = \"300ms\"", false));
+    d.wait_ready(&["flaky"]);
+    let mut c = Client::initialized(&env.socket);
+    // It ran fine and crashes now: a call made during its backoff waits for
+    // the restart and succeeds.
+    let crash = c.send_request(
+        "tools/call",
+        json!({"name": "flaky__crash", "arguments": {}}),
+    );
+    c.response(&crash);
+    let r = c.request(
+        "tools/call",
+        json!({"name": "flaky__echo", "arguments": {"text": "back"}}),
+    );
+    assert_eq!(r["result"]["content"][0]["text"], "back", "{r}");
+    assert_eq!(d.server_status("flaky")["failed_starts"], 0);
+}
+
+#[test]
+fn status_shows_local_times_and_ages_and_json_keeps_the_numbers() {
+    let env = Env::new();
+    let d = env.start(&fixture_server("alpha", &[]));
+    d.wait_ready(&["alpha"]);
+    let out = Command::new(DAEMON)
+        .args(["reload", "--socket"])
+        .arg(&env.socket)
+        .output()
+        .expect("reload");
+    assert!(out.status.success());
+    let out = Command::new(DAEMON)
+        .args(["status", "--socket"])
+        .arg(&env.socket)
+        .output()
+        .expect("status");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(!text.contains("since epoch"), "{text}");
+    let reload = text
+        .lines()
+        .find(|l| l.starts_with("last reload: "))
+        .unwrap_or_else(|| panic!("no reload line: {text}"));
+    assert!(reload.contains(" s ago)"), "{reload}");
+    assert!(
+        text.lines()
+            .any(|l| l.trim_start().starts_with("started: ") && l.ends_with(" s ago)")),
+        "{text}"
+    );
+    // No raw unix seconds in the table.
+    let json = d.status();
+    let at = json["config"]["last_reload"]["at_unix"]
+        .as_u64()
+        .expect("at_unix in --json");
+    assert!(!text.contains(&at.to_string()), "{text}");
+    let started = json["servers"][0]["started_at_unix"]
+        .as_u64()
+        .expect("started_at_unix");
+    assert!(started <= at, "{json}");
+}
