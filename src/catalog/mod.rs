@@ -112,6 +112,20 @@ impl Catalog {
             .map(move |&slot| self.at(kind, slot))
     }
 
+    /// The exposed names of `server`'s items of `kind` that are not simply
+    /// `<server>__<name>`, with that original (for `status`).
+    pub fn shortened(&self, kind: ListKind, server: &str) -> Vec<(String, String)> {
+        self.items(kind)
+            .filter(|i| &*i.server == server && i.is_shortened())
+            .map(|i| {
+                (
+                    i.key.clone(),
+                    format!("{server}{}{}", crate::names::SEPARATOR, i.original),
+                )
+            })
+            .collect()
+    }
+
     /// Number of servers merged (the daemon's own tools count as one).
     pub fn server_count(&self) -> usize {
         self.servers.len()

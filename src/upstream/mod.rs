@@ -132,6 +132,17 @@ pub struct ServerStatus {
     pub log_level: Option<&'static str>,
     /// The last lines the child wrote to stderr.
     pub stderr_tail: Vec<String>,
+    /// Tools whose exposed name had to be shortened, with the original.
+    pub shortened_tools: Vec<ShortenedName>,
+}
+
+/// An exposed name and the `<server>__<name>` it stands for.
+#[derive(Clone, Debug, Serialize)]
+pub struct ShortenedName {
+    /// What clients see and call.
+    pub name: String,
+    /// `<server>__<name>` as the server named it.
+    pub original: String,
 }
 
 /// Why a server cannot take a call right now.
@@ -471,6 +482,7 @@ impl Upstream {
             subscriptions: self.ctx.subscriptions.len(),
             log_level: inner.applied_level.map(Level::as_str),
             stderr_tail: inner.stderr_tail.iter().cloned().collect(),
+            shortened_tools: Vec::new(),
         }
     }
 

@@ -133,3 +133,36 @@ fn status_shows_local_times_and_ages_and_json_keeps_the_numbers() {
         .expect("started_at_unix");
     assert!(started <= at, "{json}");
 }
+
+#[test]
+fn a_shortened_tool_name_keeps_its_original_in_the_entry_and_in_status() {
+    let env = Env::new();
+    let long = "tool_name_of_forty_seven_characters_long_enough";
+    let server = "twenty_char_server_x";
+    let original = format!("{server}__{long}");
+    let d = env.start(&fixture_server(server, &[("FIXTURE_TOOL_NAMES", long)]));
+    d.wait_ready(&[server]);
+    let mut c = Client::initialized(&env.socket);
+    let tool = c
+        .list_tools()
+        .into_iter()
+        .find(|t| t["_meta"]["stdioproxy/originalName"] == original.as_str())
+        .expect("the shortened tool carries its original name");
+    let name = tool["name"].as_str().expect("name").to_string();
+    assert!(name.len() <= 64 && name != original, "{name}");
+    assert_eq!(tool["title"], original.as_str(), "{tool}");
+    assert_eq!(c.call_text(&name, json!({})), format!("called {long}"));
+
+    let shortened = &d.server_status(server)["shortened_tools"];
+    assert_eq!(shortened, &json!([{"name": name, "original": original}]));
+    let out = Command::new(DAEMON)
+        .args(["status", "--socket"])
+        .arg(&env.socket)
+        .output()
+        .expect("status");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("tool {name} is {original}")),
+        "{text}"
+    );
+}
