@@ -222,6 +222,9 @@ pub struct Upstream {
     rendered: ArcSwap<Rendered>,
     state_tx: watch::Sender<State>,
     stop_tx: watch::Sender<bool>,
+    /// Its lists came from the on-disk cache: clients can see them before
+    /// its first start is decided.
+    from_cache: bool,
 }
 
 impl Upstream {
@@ -236,6 +239,7 @@ impl Upstream {
     ) -> Arc<Self> {
         let cache_key = spec_key(&spec);
         let cached = shared.cache.as_ref().and_then(|c| c.get(name, &cache_key));
+        let from_cache = cached.is_some();
         let mut inner = Inner::default();
         let lists = match cached {
             Some(CachedServer {
@@ -276,6 +280,7 @@ impl Upstream {
             lists: ArcSwap::from_pointee(lists),
             state_tx: watch::channel(State::Starting).0,
             stop_tx: watch::channel(false).0,
+            from_cache,
         })
     }
 
@@ -373,6 +378,25 @@ impl Upstream {
     pub fn settled(&self) -> bool {
         let inner = self.lock();
         inner.ready_since.is_some() || inner.last_error.is_some() || inner.restarts > 0
+    }
+
+    /// True when clients can list what this server offers: its lists came
+    /// from the cache, or its first start is decided (ready, failed, or it
+    /// is being stopped).
+    pub fn is_known(&self) -> bool {
+        self.from_cache
+            || self.settled()
+            || matches!(self.state(), State::Stopping | State::Stopped)
+    }
+
+    /// Waits until [`Upstream::is_known`].
+    pub async fn wait_known(&self) {
+        let mut rx = self.state_tx.subscribe();
+        while !self.is_known() {
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
     }
 
     /// The config this upstream runs.

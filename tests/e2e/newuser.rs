@@ -166,3 +166,54 @@ fn a_shortened_tool_name_keeps_its_original_in_the_entry_and_in_status() {
         "{text}"
     );
 }
+
+/// A daemon whose "slow" server takes `delay_ms` to answer initialize.
+fn slow_pair(delay_ms: u32, daemon: &str) -> String {
+    format!(
+        "{daemon}\n{}\n{}",
+        fixture_server("quick", &[]),
+        fixture_server(
+            "slow",
+            &[("FIXTURE_STARTUP_DELAY_MS", &delay_ms.to_string())]
+        )
+    )
+}
+
+#[test]
+fn a_cold_daemon_holds_the_first_tools_list_until_every_server_started() {
+    let env = Env::new();
+    let mut d = env.start(&slow_pair(1500, ""));
+    // Connected while "slow" is still starting, with no cache yet.
+    let mut c = Client::initialized(&env.socket);
+    let names = c.tool_names();
+    assert!(
+        names.contains(&"quick__echo".to_string()) && names.contains(&"slow__echo".to_string()),
+        "the first list waited for both servers: {names:?}"
+    );
+    d.stop();
+
+    // Warm: the cache answers at once, while "slow" is still starting.
+    let d = env.start(&slow_pair(3000, ""));
+    let mut c = Client::initialized(&env.socket);
+    let names = c.tool_names();
+    assert!(names.contains(&"slow__echo".to_string()), "{names:?}");
+    assert_eq!(d.server_status("slow")["state"], "starting");
+}
+
+#[test]
+fn the_first_list_wait_is_bounded_and_says_what_was_missing() {
+    let env = Env::new();
+    let d = env.start(&slow_pair(
+        20_000,
+        "[daemon]\nfirst_list_wait = \"300ms\"\n",
+    ));
+    d.wait_ready(&["quick"]);
+    let mut c = Client::initialized(&env.socket);
+    let names = c.tool_names();
+    assert!(names.contains(&"quick__echo".to_string()), "{names:?}");
+    assert!(!names.iter().any(|n| n.starts_with("slow__")), "{names:?}");
+    d.log.wait_for(&[
+        "first tools/list answered while these servers were still starting",
+        "missing=slow",
+    ]);
+}
