@@ -59,5 +59,6 @@ pub mod status_view;
 pub mod supervisor;
 pub mod systemd;
 pub mod telemetry;
+pub mod toml_doc;
 pub mod upstream;
 pub mod wire;

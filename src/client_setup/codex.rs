@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use toml_edit::{Array, DocumentMut, Item, Table};
 
 use super::{Edited, Entry};
+use crate::toml_doc;
 
 /// The key of Codex's server tables.
 const SERVERS: &str = "mcp_servers";
@@ -63,15 +64,8 @@ pub(super) fn apply(text: &str, entries: &[Entry], remove: &[String]) -> Result<
     let mut doc: DocumentMut = text
         .parse()
         .map_err(|e: toml_edit::TomlError| format!("not valid TOML ({})", e.message()))?;
-    let mut next = max_position(doc.as_table()) + 1;
-    let servers = doc
-        .entry(SERVERS)
-        .or_insert_with(|| {
-            let mut t = Table::new();
-            t.set_implicit(true);
-            Item::Table(t)
-        })
-        .as_table_mut()
+    let mut next = toml_doc::next_position(&doc);
+    let servers = toml_doc::table_of_tables(&mut doc, SERVERS)
         .ok_or_else(|| format!("\"{SERVERS}\" is not a table of [{SERVERS}.NAME] tables"))?;
 
     let mut edited = Edited::default();
@@ -80,26 +74,14 @@ pub(super) fn apply(text: &str, entries: &[Entry], remove: &[String]) -> Result<
         match servers.get_mut(&e.key) {
             Some(old) if is_wanted(old, e) => {}
             Some(old) => {
-                if let Some(t) = old.as_table() {
-                    new.decor_mut().set_prefix(
-                        t.decor()
-                            .prefix()
-                            .and_then(|p| p.as_str())
-                            .unwrap_or("\n")
-                            .to_string(),
-                    );
-                    new.set_position(t.position());
-                }
-                *old = Item::Table(new);
+                toml_doc::replace_in_place(old, new);
                 edited.replaced.push(e.key.clone());
             }
             None => {
                 if !text.trim().is_empty() {
                     new.decor_mut().set_prefix("\n");
                 }
-                new.set_position(Some(next));
-                next += 1;
-                servers.insert(&e.key, Item::Table(new));
+                toml_doc::append(servers, &e.key, new, &mut next);
                 edited.added.push(e.key.clone());
             }
         }
@@ -116,17 +98,6 @@ pub(super) fn apply(text: &str, entries: &[Entry], remove: &[String]) -> Result<
             doc.to_string()
         };
     Ok(edited)
-}
-
-/// The largest document position of any table in `table`.
-fn max_position(table: &Table) -> isize {
-    let mut max = table.position().unwrap_or(0);
-    for (_, item) in table.iter() {
-        if let Item::Table(t) = item {
-            max = max.max(max_position(t));
-        }
-    }
-    max
 }
 
 #[cfg(test)]

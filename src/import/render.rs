@@ -91,21 +91,8 @@ pub(super) fn servers_document<'a>(
         servers.insert(name, Item::Table(table.clone()));
     }
     doc.insert("servers", Item::Table(servers));
-    renumber(doc.as_table_mut(), &mut 0);
+    crate::toml_doc::renumber(doc.as_table_mut(), &mut 0);
     doc
-}
-
-/// Gives every table a document position in the order it appears in its
-/// parent, children right after their parent, so headers come out in that
-/// order wherever the tables came from.
-pub(super) fn renumber(table: &mut Table, next: &mut isize) {
-    for (_, item) in table.iter_mut() {
-        if let Item::Table(t) = item {
-            t.set_position(Some(*next));
-            *next += 1;
-            renumber(t, next);
-        }
-    }
 }
 
 /// The whole output of a plain `stdioproxy import`: a header, the servers,

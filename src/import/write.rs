@@ -21,11 +21,11 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use toml_edit::{DocumentMut, Item, Table};
+use toml_edit::DocumentMut;
 
-use super::render::{comment, renumber};
+use super::render::comment;
 use super::ImportOutcome;
-use crate::atomic_file;
+use crate::{atomic_file, toml_doc};
 
 /// What [`write_config`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,23 +157,15 @@ fn merge_text(
     let mut doc: DocumentMut = text
         .parse()
         .map_err(|e| WriteError::Invalid(format!("the existing config is not valid TOML: {e}")))?;
-    let mut next = max_position(doc.as_table()) + 1;
+    let mut next = toml_doc::next_position(&doc);
     // Comments after the last table belong where they are: new tables go
     // after them, so the existing text stays first, byte for byte.
     let trailing = doc.trailing().as_str().unwrap_or("").to_string();
-    let servers = doc
-        .entry("servers")
-        .or_insert_with(|| {
-            let mut t = Table::new();
-            t.set_implicit(true);
-            Item::Table(t)
-        })
-        .as_table_mut()
-        .ok_or_else(|| {
-            WriteError::Invalid(
-                "the existing config's \"servers\" is not a table of [servers.NAME] tables".into(),
-            )
-        })?;
+    let servers = toml_doc::table_of_tables(&mut doc, "servers").ok_or_else(|| {
+        WriteError::Invalid(
+            "the existing config's \"servers\" is not a table of [servers.NAME] tables".into(),
+        )
+    })?;
 
     let mut merged = Merged {
         text: String::new(),
@@ -185,20 +177,7 @@ fn merge_text(
         let mut table = s.table.clone();
         match servers.get_mut(&s.name) {
             Some(old) if replace => {
-                // Keep the old table's place in the file and the comment above it.
-                if let Some(old) = old.as_table() {
-                    let prefix = old
-                        .decor()
-                        .prefix()
-                        .and_then(|p| p.as_str())
-                        .unwrap_or("\n");
-                    table.decor_mut().set_prefix(prefix.to_string());
-                    let mut at = old.position().unwrap_or(next);
-                    table.set_position(Some(at));
-                    // Sub-tables (env) sort right after their parent.
-                    renumber(&mut table, &mut at);
-                }
-                *old = Item::Table(table);
+                toml_doc::replace_in_place(old, table);
                 merged.replaced.push(s.name.clone());
             }
             Some(_) => merged.existing.push(s.name.clone()),
@@ -221,10 +200,7 @@ fn merge_text(
                     prefix.push_str(own.strip_prefix('\n').unwrap_or(own));
                     table.decor_mut().set_prefix(prefix);
                 }
-                table.set_position(Some(next));
-                next += 1;
-                renumber(&mut table, &mut next);
-                servers.insert(&s.name, Item::Table(table));
+                toml_doc::append(servers, &s.name, table, &mut next);
                 merged.added.push(s.name.clone());
             }
         }
@@ -234,17 +210,6 @@ fn merge_text(
     }
     merged.text = doc.to_string();
     Ok(merged)
-}
-
-/// The largest document position of any table in `table`.
-fn max_position(table: &Table) -> isize {
-    let mut max = table.position().unwrap_or(0);
-    for (_, item) in table.iter() {
-        if let Item::Table(t) = item {
-            max = max.max(max_position(t));
-        }
-    }
-    max
 }
 
 #[cfg(test)]

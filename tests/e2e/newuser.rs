@@ -8,6 +8,18 @@ use serde_json::json;
 
 use crate::support::*;
 
+/// Runs `stdioproxy VERB --socket ...` to success; its stdout.
+fn cli(env: &Env, verb: &str) -> String {
+    let out = Command::new(DAEMON)
+        .args([verb, "--socket"])
+        .arg(&env.socket)
+        .output()
+        .expect("run stdioproxy");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{verb}: {text}");
+    text
+}
+
 /// A fixture server with its own timeouts; `broken` makes it exit at start.
 fn server(name: &str, timeouts: &str, broken: bool) -> String {
     let exit = if broken {
@@ -98,19 +110,8 @@ fn status_shows_local_times_and_ages_and_json_keeps_the_numbers() {
     let env = Env::new();
     let d = env.start(&fixture_server("alpha", &[]));
     d.wait_ready(&["alpha"]);
-    let out = Command::new(DAEMON)
-        .args(["reload", "--socket"])
-        .arg(&env.socket)
-        .output()
-        .expect("reload");
-    assert!(out.status.success());
-    let out = Command::new(DAEMON)
-        .args(["status", "--socket"])
-        .arg(&env.socket)
-        .output()
-        .expect("status");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}");
+    cli(&env, "reload");
+    let text = cli(&env, "status");
     assert!(!text.contains("since epoch"), "{text}");
     let reload = text
         .lines()
@@ -155,12 +156,7 @@ fn a_shortened_tool_name_keeps_its_original_in_the_entry_and_in_status() {
 
     let shortened = &d.server_status(server)["shortened_tools"];
     assert_eq!(shortened, &json!([{"name": name, "original": original}]));
-    let out = Command::new(DAEMON)
-        .args(["status", "--socket"])
-        .arg(&env.socket)
-        .output()
-        .expect("status");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = cli(&env, "status");
     assert!(
         text.contains(&format!("tool {name} is {original}")),
         "{text}"

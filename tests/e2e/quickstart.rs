@@ -2,7 +2,7 @@
 //! a directory that is not the checkout, with a PATH that does not hold the
 //! build directory, so nothing depends on `./target` or `CARGO_TARGET_DIR`.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use crate::support::*;
 
@@ -30,32 +30,11 @@ fn the_example_config_runs_its_demo_server_from_any_directory() {
 
     let elsewhere = env.path().join("elsewhere");
     std::fs::create_dir(&elsewhere).expect("mkdir");
-    let mut child = Command::new(DAEMON)
-        .args(["serve", "--config"])
-        .arg(&env.config)
-        .arg("--socket")
-        .arg(&env.socket)
-        .current_dir(&elsewhere)
-        .env("PATH", "/usr/bin:/bin")
-        .env("HOME", env.path().join("home"))
-        .env("XDG_CACHE_HOME", env.path().join("cache"))
-        .env("RUST_LOG", "info")
-        .env_remove("STDIOPROXY_CONFIG")
-        .env_remove("STDIOPROXY_SOCKET")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn daemon");
-    let log = Log::default();
-    log.collect(child.stderr.take().expect("stderr"));
-    let d = Daemon {
-        child,
-        log,
-        socket: env.socket.clone(),
-        config: env.config.clone(),
-    };
-    d.log.wait_for(&["stdioproxy listening"]);
+    let d = Daemon::start_with(&env, &[], |cmd| {
+        cmd.current_dir(&elsewhere)
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", env.path().join("home"));
+    });
     d.wait_ready(&["demo"]);
     let mut c = Client::initialized(&env.socket);
     assert_eq!(
