@@ -524,9 +524,14 @@ fn import_next_steps(file: &std::path::Path, out: &import::ImportOutcome, to: &I
     if !to.write {
         next.push(format!("stdioproxy import {} --write", file.display()));
     }
+    // One entry per server keeps every tool's name: the migration default.
     next.push(format!(
-        "stdioproxy setup-client {client_name}{} --write",
-        if to.per_server { " --per-server" } else { "" }
+        "stdioproxy setup-client {client_name} --per-server --write"
     ));
     eprintln!("next: {}", next.join(" && "));
+    if !to.per_server {
+        eprintln!(
+            "(or `stdioproxy setup-client {client_name} --write` for one `stdioproxy` entry with every server, tools named <server>__<tool>)"
+        );
+    }
 }

@@ -73,6 +73,11 @@ fn import_write_creates_a_private_config_on_a_fresh_home_and_merges_again() {
     let h = Home::new();
     let file = claude_code_file(&h.home);
     let (stdout, stderr) = h.ok(&["import", file.to_str().expect("utf8"), "--write"]);
+    // The next step it suggests keeps every tool name.
+    assert!(
+        stderr.contains("next: stdioproxy setup-client claude-code --per-server --write"),
+        "{stderr}"
+    );
     let config = h.config();
     assert!(
         stdout.contains(&format!("created {}", config.display())),
