@@ -373,20 +373,15 @@ impl Upstream {
         })
     }
 
-    /// True once the server has been ready or has failed at least once: its
-    /// first start is decided (for a session's first `tools/list`).
-    pub fn settled(&self) -> bool {
+    /// True when clients can list what this server offers: its lists came
+    /// from the cache, or it is not in its first start (it has been ready
+    /// or has failed at least once, or it is in any state but starting).
+    pub fn is_known(&self) -> bool {
+        if self.from_cache || self.state() != State::Starting {
+            return true;
+        }
         let inner = self.lock();
         inner.ready_since.is_some() || inner.last_error.is_some() || inner.restarts > 0
-    }
-
-    /// True when clients can list what this server offers: its lists came
-    /// from the cache, or its first start is decided (ready, failed, or it
-    /// is being stopped).
-    pub fn is_known(&self) -> bool {
-        self.from_cache
-            || self.settled()
-            || matches!(self.state(), State::Stopping | State::Stopped)
     }
 
     /// Waits until [`Upstream::is_known`].
