@@ -1,18 +1,21 @@
 //! The `mcpServers` JSON of Claude Desktop, Claude Code, Cursor and Gemini
 //! CLI.
 //!
-//! What an edit keeps, exactly: the file is parsed and written back whole.
-//! serde_json is built with `preserve_order`, so every key stays where it
-//! was and every value is kept as parsed; our entries are set in place (a
-//! replaced entry keeps its position, new ones go at the end of
-//! `mcpServers`). The layout is re-rendered: pretty with two-space
-//! indentation (what these clients write themselves) or compact when the
-//! file was on one line, so custom whitespace is not kept. Numbers keep
-//! their value, not necessarily their spelling (`1.0e3` becomes `1000.0`).
+//! What an edit keeps, exactly: the intended document is computed on the
+//! parsed file (serde_json with `preserve_order`, so keys keep their
+//! places), and then the change is spliced into the original text
+//! ([`splice`]): an entry we replace is rewritten where it was, one we
+//! remove goes with its comma, a new one is appended after the last entry
+//! in the file's own indentation (or on the same line in a one-line file).
+//! Every other byte stays as it was: other entries, other keys, whitespace,
+//! the spelling of numbers. The spliced text is parsed again and must equal
+//! the intended document; when it does not, or when there is nothing to
+//! learn the layout from (`{}`), the whole file is rendered instead: pretty
+//! with two-space indentation, or compact when it was on one line.
 
 use serde_json::{Map, Value};
 
-use super::{Edited, Entry};
+use super::{splice, Edited, Entry};
 
 /// The top-level `mcpServers` of `text` (empty when the file is empty or
 /// has none).
@@ -109,6 +112,22 @@ pub(super) fn apply(text: &str, entries: &[Entry], remove: &[String]) -> Result<
     {
         edited.text = text.to_string();
         return Ok(edited);
+    }
+    // In place when possible: every byte we do not change stays.
+    let changed: Vec<(String, Value)> = edited
+        .added
+        .iter()
+        .chain(&edited.replaced)
+        .filter_map(|k| servers.get(k).map(|v| (k.clone(), v.clone())))
+        .collect();
+    if !blank {
+        if let Some(spliced) = splice::edit(text, &changed, &edited.removed) {
+            if serde_json::from_str::<Value>(&spliced).ok().as_ref() == Some(&doc) {
+                edited.text = spliced;
+                return Ok(edited);
+            }
+            tracing::debug!("an in-place JSON edit did not give the intended document; rendering the whole file");
+        }
     }
     let compact = !blank && !text.trim().contains('\n');
     edited.text = if compact {
@@ -234,6 +253,16 @@ mod tests {
         let again = apply(&out.text, &wanted, &["stdioproxy".into()]).expect("merge");
         assert_eq!(again.text, out.text);
         assert!(again.replaced.is_empty() && again.added.is_empty());
+    }
+
+    #[test]
+    fn a_hand_formatted_file_keeps_every_byte_around_the_new_entry() {
+        let original = "{\n\t\"mcpServers\": {\n\t\t\"m\": {\"command\": \"npx\", \"args\": [\"-y\", \"m\"]}\n\t},\n\t\"n\": 1.50\n}\n";
+        let out = merged(original);
+        assert_eq!(
+            out,
+            format!("{{\n\t\"mcpServers\": {{\n\t\t\"m\": {{\"command\": \"npx\", \"args\": [\"-y\", \"m\"]}},\n\t\t\"stdioproxy\": {{\n\t\t\t\"command\": \"{SHIM}\",\n\t\t\t\"args\": []\n\t\t}}\n\t}},\n\t\"n\": 1.50\n}}\n")
+        );
     }
 
     #[test]

@@ -22,8 +22,8 @@
 //! `[mcp_servers.NAME]` TOML tables ([`codex`]). We can print what to paste
 //! ([`snippet`]) or edit the file ourselves ([`merge`]), carefully:
 //!
-//! - only our entries change; every other key and value is kept (how much
-//!   of the formatting survives is the format module's to say);
+//! - only our entries change; every other byte of the file stays as it was
+//!   (spliced into the original text: [`json`], [`codex`]);
 //! - the result is re-parsed and checked to hold exactly the intended
 //!   entries before anything is written;
 //! - the original is copied to `<file>.bak.<unix-seconds>` first, and the
@@ -37,6 +37,7 @@
 mod codex;
 mod json;
 mod layout;
+mod splice;
 #[cfg(test)]
 mod tests;
 
