@@ -55,11 +55,10 @@ impl Layout {
     /// The entries to write, given the client's current top-level entries.
     pub fn entries(&self, client: Client, shim: &str, current: &Map<String, Value>) -> Vec<Entry> {
         let budget = |key: &str| -> Vec<String> {
-            if client.has_name_budget() {
-                vec!["--name-max".into(), name_max(key).to_string()]
-            } else {
-                Vec::new()
-            }
+            client
+                .name_budget(key)
+                .map(|n| vec!["--name-max".into(), n.to_string()])
+                .unwrap_or_default()
         };
         match self {
             Layout::Aggregate => vec![Entry {

@@ -15,7 +15,9 @@
 //!
 //! Claude Code and Codex name a tool `mcp__<entry>__<tool>` and the model
 //! APIs refuse names over 64 characters, so for them each entry's shim gets
-//! `--name-max N` with N = 64 − len(`mcp__<entry>__`) ([`name_max`]).
+//! `--name-max N` with N = 64 − len(`mcp__<entry>__`) ([`name_max`]);
+//! Gemini CLI rewrites names over 63 characters, so its entries get
+//! `--name-max 63`.
 //!
 //! Every client keeps its entries in a file: an `mcpServers` JSON object
 //! (Claude Desktop, Claude Code, Cursor, Gemini CLI; [`json`]) or Codex's
@@ -55,6 +57,9 @@ use crate::atomic_file;
 
 /// The key of the aggregated entry.
 pub const ENTRY_NAME: &str = "stdioproxy";
+
+/// Longest tool name Gemini CLI leaves as it is.
+const GEMINI_NAME_MAX: usize = 63;
 
 /// An MCP client whose config we know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -103,10 +108,16 @@ impl Client {
         }
     }
 
-    /// True when the client names tools `mcp__<entry>__<tool>` within 64
-    /// characters, so entries get `--name-max`.
-    pub fn has_name_budget(self) -> bool {
-        matches!(self, Client::ClaudeCode | Client::Codex)
+    /// The `--name-max` for an entry named `entry`, when the client has a
+    /// name budget: Claude Code and Codex name a tool `mcp__<entry>__<tool>`
+    /// within 64 characters ([`name_max`]); Gemini CLI rewrites any tool
+    /// name over 63 characters.
+    pub fn name_budget(self, entry: &str) -> Option<usize> {
+        match self {
+            Client::ClaudeCode | Client::Codex => Some(name_max(entry)),
+            Client::Gemini => Some(GEMINI_NAME_MAX),
+            Client::ClaudeDesktop | Client::Cursor => None,
+        }
     }
 
     fn is_toml(self) -> bool {

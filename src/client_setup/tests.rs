@@ -105,7 +105,7 @@ fn snippets() {
     .expect("snippet");
     assert_eq!(
         json_entry(&gemini, "github"),
-        serde_json::json!({"command": SHIM, "args": ["--server", "github"]})
+        serde_json::json!({"command": SHIM, "args": ["--server", "github", "--name-max", "63"]})
     );
 }
 
@@ -293,10 +293,11 @@ fn codex_and_gemini_files() {
     assert!(out.created);
     let v: Value =
         serde_json::from_str(&fs::read_to_string(&gemini_file).expect("read")).expect("json");
-    // What `gemini mcp list` reads: mcpServers.<name>.{command,args}; no name budget.
+    // What `gemini mcp list` reads: mcpServers.<name>.{command,args}; names
+    // within the 63 characters Gemini CLI keeps.
     assert_eq!(
         v["mcpServers"]["stdioproxy"],
-        serde_json::json!({"command": SHIM, "args": []})
+        serde_json::json!({"command": SHIM, "args": ["--name-max", "63"]})
     );
 }
 

@@ -222,7 +222,7 @@ fn setup_client_write_hints_per_server_and_knows_codex_and_gemini() {
         serde_json::from_str(&std::fs::read_to_string(&gemini).expect("read")).expect("json");
     assert_eq!(
         v["mcpServers"]["stdioproxy"],
-        json!({"command": SHIM, "args": []})
+        json!({"command": SHIM, "args": ["--name-max", "63"]})
     );
     assert_eq!(mode_of(&gemini), 0o600);
 
