@@ -19,7 +19,7 @@ use tokio::io::BufReader;
 use tokio::sync::{mpsc, watch};
 
 use super::process::{self, describe_exit};
-use super::{InitInfo, State, Upstream};
+use super::{InitInfo, State, Upstream, FAIL_FAST_AFTER};
 use crate::catalog::{ListKind, Lists, RawItem};
 use crate::config::EffectiveTimeouts;
 use crate::error::UpstreamError;
@@ -56,6 +56,45 @@ enum Crash {
 }
 
 impl Upstream {
+    /// True when a call should not wait for this server: it failed to start
+    /// [`FAIL_FAST_AFTER`] times in a row with no ready instance in between,
+    /// or its next attempt is further away than the call could wait (its
+    /// `limit`, and never more than `startup_timeout`). Waiting makes sense
+    /// for a server that is starting or recovering from a crash; not for
+    /// one that cannot start (a wrong command, a missing token).
+    pub fn hopeless(&self, limit: Duration) -> bool {
+        let inner = self.lock();
+        if inner.failed_starts >= FAIL_FAST_AFTER {
+            return true;
+        }
+        let useful = limit.min(self.timeouts().startup_timeout);
+        inner.next_attempt.is_some_and(|t| {
+            t.duration_since(SystemTime::now())
+                .is_ok_and(|away| away > useful)
+        })
+    }
+
+    /// True when clients can list what this server offers: its lists came
+    /// from the cache, or it is not in its first start (it has been ready
+    /// or has failed at least once, or it is in any state but starting).
+    pub fn is_known(&self) -> bool {
+        if self.from_cache || self.state() != State::Starting {
+            return true;
+        }
+        let inner = self.lock();
+        inner.ready_since.is_some() || inner.last_error.is_some() || inner.restarts > 0
+    }
+
+    /// Waits until [`Upstream::is_known`].
+    pub async fn wait_known(&self) {
+        let mut rx = self.state_tx.subscribe();
+        while !self.is_known() {
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
     /// The lifecycle: start, serve, restart with backoff, until stopped.
     pub async fn run(self: Arc<Self>) {
         let mut stop_rx = self.stop_tx.subscribe();
