@@ -1,7 +1,7 @@
 //! `stdioproxy status` for a terminal: the daemon's status document
 //! rendered for a person.
 //!
-//! The document ([`crate::control::status`]) carries times as unix seconds,
+//! The document ([`crate::control::Control::status`]) carries times as unix seconds,
 //! which is what scripts want (`status --json`). A person wants "when" and
 //! "how long ago": every time here is shown as local wall-clock time (the
 //! date only when it is not today) with its age, e.g. `14:02:11 (12 s ago)`.

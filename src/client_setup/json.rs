@@ -4,7 +4,7 @@
 //! What an edit keeps, exactly: the intended document is computed on the
 //! parsed file (serde_json with `preserve_order`, so keys keep their
 //! places), and then the change is spliced into the original text
-//! ([`splice`]): an entry we replace is rewritten where it was, one we
+//! (`splice`): an entry we replace is rewritten where it was, one we
 //! remove goes with its comma, a new one is appended after the last entry
 //! in the file's own indentation (or on the same line in a one-line file).
 //! Every other byte stays as it was: other entries, other keys, whitespace,

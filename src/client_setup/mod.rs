@@ -20,12 +20,12 @@
 //! `--name-max 63`.
 //!
 //! Every client keeps its entries in a file: an `mcpServers` JSON object
-//! (Claude Desktop, Claude Code, Cursor, Gemini CLI; [`json`]) or Codex's
-//! `[mcp_servers.NAME]` TOML tables ([`codex`]). We can print what to paste
+//! (Claude Desktop, Claude Code, Cursor, Gemini CLI; `json`) or Codex's
+//! `[mcp_servers.NAME]` TOML tables (`codex`). We can print what to paste
 //! ([`snippet`]) or edit the file ourselves ([`merge`]), carefully:
 //!
 //! - only our entries change; every other byte of the file stays as it was
-//!   (spliced into the original text: [`json`], [`codex`]);
+//!   (spliced into the original text: `json`, `codex`);
 //! - the result is re-parsed and checked to hold exactly the intended
 //!   entries before anything is written;
 //! - the original is copied to `<file>.bak.<unix-seconds>` first, and the

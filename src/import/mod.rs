@@ -20,18 +20,18 @@
 //! keep connecting to them directly.
 //!
 //! Client names that are not valid stdioproxy names are rewritten
-//! ([`names`]); the original is kept in a comment.
+//! (`names`); the original is kept in a comment.
 //!
 //! Env values are copied verbatim, secrets included, because a working config
 //! is the point of an import; [`ImportOutcome::secret_env`] lists the keys
 //! that look like secrets so the CLI can suggest `${VAR}` references instead.
-//! The TOML is written by `toml_edit` with comments attached ([`render`]).
+//! The TOML is written by `toml_edit` with comments attached (`render`).
 //! `stdioproxy import FILE --write` merges it into the config file itself,
-//! keeping the comments already there ([`write`]).
+//! keeping the comments already there ([`write`](self::write)).
 //!
-//! The work is split by responsibility: [`source`] recognises the input's
-//! shape, [`entry`] turns one entry into a server, [`names`] assigns names,
-//! [`render`] writes TOML and [`write`] merges into an existing config.
+//! The work is split by responsibility: `source` recognises the input's
+//! shape, `entry` turns one entry into a server, `names` assigns names,
+//! `render` writes TOML and [`write`](self::write) merges into an existing config.
 
 mod entry;
 mod names;
