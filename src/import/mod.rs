@@ -27,11 +27,11 @@
 //! that look like secrets so the CLI can suggest `${VAR}` references instead.
 //! The TOML is written by `toml_edit` with comments attached (`render`).
 //! `stdioproxy import FILE --write` merges it into the config file itself,
-//! keeping the comments already there ([`write`](self::write)).
+//! keeping the comments already there ([`write`](mod@write)).
 //!
 //! The work is split by responsibility: `source` recognises the input's
 //! shape, `entry` turns one entry into a server, `names` assigns names,
-//! `render` writes TOML and [`write`](self::write) merges into an existing config.
+//! `render` writes TOML and [`write`](mod@write) merges into an existing config.
 
 mod entry;
 mod names;
