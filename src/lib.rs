@@ -34,6 +34,7 @@
 //! See `docs/ARCHITECTURE.md` for the two data flows (a client request; a
 //! config change) and the ownership invariants.
 
+pub mod atomic_file;
 pub mod builtin;
 pub mod cache;
 pub mod catalog;
@@ -58,8 +59,10 @@ pub mod reload;
 pub mod session;
 pub mod shim;
 pub mod slots;
+pub mod status_view;
 pub mod supervisor;
 pub mod systemd;
 pub mod telemetry;
+pub mod toml_doc;
 pub mod upstream;
 pub mod wire;

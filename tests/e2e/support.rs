@@ -215,6 +215,16 @@ pub struct Daemon {
 impl Daemon {
     /// Starts the daemon and waits until it listens.
     pub fn start(env: &Env, extra_env: &[(&str, &str)]) -> Daemon {
+        Daemon::start_with(env, extra_env, |_| {})
+    }
+
+    /// [`Daemon::start`], with `configure` applied to the command last (a
+    /// working directory, a PATH).
+    pub fn start_with(
+        env: &Env,
+        extra_env: &[(&str, &str)],
+        configure: impl FnOnce(&mut Command),
+    ) -> Daemon {
         let mut cmd = Command::new(DAEMON);
         cmd.arg("serve")
             .arg("--config")
@@ -231,6 +241,7 @@ impl Daemon {
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
+        configure(&mut cmd);
         let mut child = cmd.spawn().expect("spawn daemon");
         let log = Log::default();
         log.collect(child.stderr.take().expect("stderr"));
