@@ -43,13 +43,21 @@
 //!   newline-delimited frames with a size limit).
 //! - [`flag`]: one-way flags (shutdown, stop) on `watch` channels.
 //! - [`error`]: error enums callers branch on.
+//! - [`shim`]: the shim's options and its session memory (reconnect and
+//!   resume), pure so that it is property-tested; the binary is thin I/O.
 //! - [`telemetry`]: tracing setup.
 //! - [`install`], [`client_setup`], [`import`]: the `install`, `setup-client`
 //!   and `import` commands.
+//! - [`atomic_file`]: the one writer of users' files (temp file, persist,
+//!   modes, backups); [`toml_doc`]: editing tables of a user's TOML file.
+//! - [`status_view`]: `stdioproxy status` rendered for a person.
+//! - [`era`]: the two eras of MCP (2025-11-25 and 2026-07-28) and the pieces
+//!   that bridge them.
 //!
 //! See `docs/ARCHITECTURE.md` for the two data flows (a client request; a
 //! config change) and the ownership invariants.
 
+pub mod atomic_file;
 pub mod builtin;
 pub mod cache;
 pub mod catalog;
@@ -72,9 +80,12 @@ pub mod proto;
 pub mod reaper;
 pub mod reload;
 pub mod session;
+pub mod shim;
 pub mod slots;
+pub mod status_view;
 pub mod supervisor;
 pub mod systemd;
 pub mod telemetry;
+pub mod toml_doc;
 pub mod upstream;
 pub mod wire;

@@ -18,6 +18,7 @@
 //! Usage: cargo bench --bench mcp -- [--quick] [--only a,b] [--json F] [--markdown F]
 
 mod client;
+mod outage;
 mod procs;
 mod report;
 
@@ -68,8 +69,8 @@ fn shim_bin() -> String {
 }
 
 const SYSTEMS: [&str; 3] = ["direct", "stdioproxy", "socat"];
-const SCENARIOS: [&str; 9] = [
-    "cold", "seq", "pipe", "multi", "scale", "list", "reload", "memory", "era",
+const SCENARIOS: [&str; 10] = [
+    "cold", "seq", "pipe", "multi", "scale", "list", "reload", "outage", "memory", "era",
 ];
 const UPSTREAMS: [&str; 2] = ["echo", "everything"];
 
@@ -82,7 +83,7 @@ const USAGE: &str = "usage: cargo bench --bench mcp -- [options]
   --quick            small counts, one repetition (about a minute)
   --full             the default: every figure, several repetitions
   --only a,b,...     run only these scenarios, systems and/or upstreams:
-                       scenarios: cold seq pipe multi scale list reload memory era
+                       scenarios: cold seq pipe multi scale list reload outage memory era
                        systems:   direct stdioproxy socat
                        upstreams: echo everything
   --reps N           repetitions (medians are reported)
@@ -111,6 +112,7 @@ struct Params {
     list_tools: usize,
     list_reps: usize,
     reload_reps: usize,
+    outage_reps: usize,
     mem_clients: usize,
     mem_reps: usize,
     mem_calls: usize,
@@ -136,6 +138,7 @@ impl Params {
             list_tools: 100,
             list_reps: if quick { 5 } else { 30 },
             reload_reps: if quick { 3 } else { 10 },
+            outage_reps: if quick { 3 } else { 10 },
             mem_clients: 4,
             mem_reps: if quick { 1 } else { 3 },
             mem_calls: 20,
@@ -314,6 +317,22 @@ impl Daemon {
 }
 
 fn start_daemon(ctx: &Ctx, name: &str, config: &str, servers: usize) -> Res<Daemon> {
+    let d = spawn_daemon(ctx, name, config)?;
+    let line = d
+        .proc
+        .log
+        .wait_for(0, "ready status=", Duration::from_secs(180))
+        .map_err(|e| format!("{name}: {e}"))?;
+    let want = format!("{servers}/{servers} servers ready");
+    if !line.contains(&want) {
+        return Err(format!("{name}: not every server started: {line}"));
+    }
+    Ok(d)
+}
+
+/// Starts a daemon in `ctx.tmp/<name>` (the same dir, socket and cache when
+/// the name is used again) without waiting for it.
+fn spawn_daemon(ctx: &Ctx, name: &str, config: &str) -> Res<Daemon> {
     let dir = ctx.tmp.join(name);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let cfg = dir.join("config.toml");
@@ -342,14 +361,6 @@ fn start_daemon(ctx: &Ctx, name: &str, config: &str, servers: usize) -> Res<Daem
         ("STDIOPROXY_SOCKET".into(), socket.display().to_string()),
     ];
     let proc = Proc::start(name, &argv, &env, &dir.join("daemon.log"))?;
-    let line = proc
-        .log
-        .wait_for(0, "ready status=", Duration::from_secs(180))
-        .map_err(|e| format!("{name}: {e}"))?;
-    let want = format!("{servers}/{servers} servers ready");
-    if !line.contains(&want) {
-        return Err(format!("{name}: not every server started: {line}"));
-    }
     Ok(Daemon {
         proc,
         socket,
@@ -1625,6 +1636,26 @@ fn render(ctx: &Ctx, meta: &Value) -> String {
         "ms",
     );
     add(
+        "outage: new daemon listening -> first call answered (warm cache)".into(),
+        r.get("outage", "stdioproxy", "listen_to_answer_ms"),
+        "ms",
+    );
+    add(
+        "  ... new daemon listening -> session resumed (a queued ping answered)".into(),
+        r.get("outage", "stdioproxy", "listen_to_resumed_ms"),
+        "ms",
+    );
+    add(
+        "  ... daemon killed -> that call answered".into(),
+        r.get("outage", "stdioproxy", "kill_to_answer_ms"),
+        "ms",
+    );
+    add(
+        "  ... daemon killed -> new daemon listening".into(),
+        r.get("outage", "stdioproxy", "kill_to_listen_ms"),
+        "ms",
+    );
+    add(
         "shim binary size".into(),
         r.get("binary", "stdioproxy", "shim_bytes")
             .map(|b| b / 1024.0),
@@ -1751,11 +1782,12 @@ fn run(opts: Opts) -> Res<()> {
     }
     if ctx.f.system("stdioproxy") {
         type Scenario = fn(&mut Ctx) -> Res<()>;
-        let daemon_only: [(&str, Scenario); 4] = [
+        let daemon_only: [(&str, Scenario); 5] = [
             ("scale", scale),
             ("list", list),
             ("reload", reload),
             ("era", era),
+            ("outage", outage::outage),
         ];
         for (name, f) in daemon_only {
             if ctx.f.scenario(name) {
