@@ -25,6 +25,8 @@
 //! - `FIXTURE_RAW_TOOL=<json>`: one more tool definition, given as raw JSON text and
 //!   written into `tools/list` byte for byte (for JSON a `serde_json::Value` cannot hold,
 //!   such as the number `1e999`).
+//! - `FIXTURE_INSTANCE=1`: also list `instance` (below), for the tests of per-client and
+//!   per-workspace instances (unlisted by default, like the hostile tools).
 //! - `FIXTURE_HOSTILE=1`: also list the tools that make the fixture a hostile peer
 //!   (`raw`, `reply`, `flood`; marked (hostile) below). They are unlisted by default so that tool
 //!   counts in other tests do not depend on them.
@@ -76,6 +78,10 @@
 //!   none without one), or `bogus` (progress with tokens nobody issued and params
 //!   that are not objects).
 //! - `client_capabilities {}`: the capabilities the client declared, as JSON text.
+//! - `instance {}` (with `FIXTURE_INSTANCE=1`): which process this is and what it was
+//!   given, as JSON text: `{"name", "pid", "cwd", "roots"}`. `roots` is the client's
+//!   answer to a `roots/list` this tool sends (its `result`, or `{"error": ...}`), or
+//!   `null` when the client did not declare the `roots` capability.
 //! - `cancelled {}`: the JSON array of `requestId`s seen in `notifications/cancelled`.
 //!
 //! An unknown tool gets `-32602 Unknown tool: <name>`; bad arguments to a known tool
@@ -146,6 +152,7 @@ struct Config {
     page_size: Option<usize>,
     instructions: Option<String>,
     hostile: bool,
+    instance_tool: bool,
     raw_tool: Option<String>,
 }
 
@@ -171,6 +178,7 @@ impl Config {
             page_size: env_parse("FIXTURE_PAGE_SIZE").filter(|&n: &usize| n > 0),
             instructions: std::env::var("FIXTURE_INSTRUCTIONS").ok(),
             hostile: env_flag("FIXTURE_HOSTILE"),
+            instance_tool: env_flag("FIXTURE_INSTANCE"),
             raw_tool: env_string("FIXTURE_RAW_TOOL"),
         }
     }
@@ -346,6 +354,7 @@ struct Server {
     page_size: Option<usize>,
     instructions: Option<String>,
     hostile: bool,
+    instance_tool: bool,
     raw_tool: Option<String>,
     stop_reading: AtomicBool,
     ignore_pings: AtomicBool,
@@ -378,6 +387,7 @@ impl Server {
             page_size: config.page_size,
             instructions: config.instructions.clone(),
             hostile: config.hostile,
+            instance_tool: config.instance_tool,
             raw_tool: config.raw_tool.clone(),
             stop_reading: AtomicBool::new(false),
             ignore_pings: AtomicBool::new(config.ignore_ping),
@@ -483,10 +493,19 @@ impl Server {
         } else {
             Vec::new()
         };
+        let instance = self.instance_tool.then(|| {
+            tool_def(
+                "instance",
+                "Reports this process's pid, cwd and the roots the client gives it",
+                json!({}),
+                &[],
+            )
+        });
         builtin_tools()
             .into_iter()
             .chain(surface::tools())
             .chain(hostile)
+            .chain(instance)
             .chain(extra)
             .collect()
     }
@@ -513,6 +532,27 @@ impl Server {
     }
 
     // ----- tools ----------------------------------------------------------
+
+    /// What `instance` answers: who this process is and what it was given.
+    fn instance_report(&self) -> Value {
+        let declared = lock(&self.client_capabilities).get("roots").is_some();
+        let roots = if declared {
+            let answer = self.ask(&json!({"method": "roots/list"}));
+            match serde_json::from_str::<Value>(&answer) {
+                Ok(response) => match response.get("result") {
+                    Some(result) => result.clone(),
+                    None => json!({"error": response.get("error").cloned().unwrap_or(Value::Null)}),
+                },
+                Err(_) => json!({"error": answer}),
+            }
+        } else {
+            Value::Null
+        };
+        let cwd = std::env::current_dir()
+            .map(|d| d.display().to_string())
+            .unwrap_or_else(|e| format!("<error: {e}>"));
+        json!({"name": self.name, "pid": self.pid, "cwd": cwd, "roots": roots})
+    }
 
     fn call_tool(&self, params: &Value) -> Result<Value, RpcError> {
         let Some(name) = params.get("name").and_then(Value::as_str) else {
@@ -556,6 +596,7 @@ impl Server {
             "reply" => tool_reply(args),
             "flood" => self.tool_flood(args, params),
             "client_capabilities" => Ok(text_result(lock(&self.client_capabilities).to_string())),
+            "instance" if self.instance_tool => Ok(text_result(self.instance_report().to_string())),
             "cancelled" => Ok(text_result(
                 Value::Array(lock(&self.cancelled).clone()).to_string(),
             )),
