@@ -23,6 +23,9 @@
 //!   the child sends (notifications, requests to a client).
 //! - [`loglevel`]: MCP log levels, per session and per child.
 //! - [`supervisor`]: owns the set of upstreams and their lifecycles.
+//! - [`pool`] and [`workspace`]: the instances of a per-client or
+//!   per-workspace server, keyed by session or canonical workspace
+//!   (docs/INSTANCES.md).
 //! - [`jsonrpc`] and [`framing`]: the wire format (envelopes on raw JSON, and
 //!   newline-delimited frames with a size limit).
 //! - [`proto`]: the shim/control hello lines that precede MCP on the socket.
@@ -49,6 +52,7 @@ pub mod loglevel;
 pub mod names;
 pub mod outbox;
 pub mod paths;
+pub mod pool;
 pub mod proto;
 pub mod reaper;
 pub mod reload;
@@ -57,3 +61,4 @@ pub mod supervisor;
 pub mod systemd;
 pub mod telemetry;
 pub mod upstream;
+pub mod workspace;

@@ -24,7 +24,7 @@ use serde::{Deserialize, Deserializer};
 
 pub use diff::{diff, ConfigDiff};
 pub use duration::{parse_duration, ConfigDuration};
-pub use expand::{expand_env_table, expand_vars};
+pub use expand::{expand_env_table, expand_env_table_with, expand_vars};
 pub use filter::{Glob, ToolFilter};
 pub use instances::{EffectiveInstances, InstanceLimit, Share, Start, DEFAULT_IDLE_STOP};
 pub use load::{check_permissions, load, parse_str, ConfigError};
