@@ -5,6 +5,7 @@ mod support;
 
 mod core;
 mod hostile;
+mod instances;
 mod interop;
 mod limits;
 mod reload;

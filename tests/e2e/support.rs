@@ -386,10 +386,22 @@ pub struct Client {
 impl Client {
     /// Starts a shim on `socket` with extra args.
     pub fn connect_with(socket: &Path, args: &[&str]) -> Client {
-        let mut child = Command::new(SHIM)
-            .arg("--socket")
-            .arg(socket)
-            .args(args)
+        Self::spawn(Command::new(SHIM).arg("--socket").arg(socket).args(args))
+    }
+
+    /// Starts a shim on `socket` with extra args, in working directory `dir`.
+    pub fn connect_in(socket: &Path, dir: &Path, args: &[&str]) -> Client {
+        Self::spawn(
+            Command::new(SHIM)
+                .arg("--socket")
+                .arg(socket)
+                .args(args)
+                .current_dir(dir),
+        )
+    }
+
+    fn spawn(cmd: &mut Command) -> Client {
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
