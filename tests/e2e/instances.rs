@@ -496,3 +496,112 @@ fn a_reload_swaps_every_instance_and_a_new_share_drains_the_old_ones() {
     assert_eq!(insts.len(), 1, "{st:#}");
     assert_eq!(insts[0]["key"], "shared");
 }
+
+// ----- interop: real servers, the official TypeScript SDK client ---------
+
+fn interop_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
+}
+
+/// The entry point of an installed npm server package.
+fn npm_server(package: &str) -> PathBuf {
+    let entry = interop_dir().join(format!(
+        "node_modules/@modelcontextprotocol/{package}/dist/index.js"
+    ));
+    assert!(
+        entry.exists(),
+        "interop packages are missing: run `npm ci --prefix tests/interop` first (see README)"
+    );
+    entry
+}
+
+/// Runs ts_instances.mjs: two SDK clients, in `dir1` and `dir2`.
+fn two_ts_clients(mode: &str, dir1: &Path, dir2: &Path, socket: &Path) -> Value {
+    let out = Command::new("node")
+        .arg(interop_dir().join("ts_instances.mjs"))
+        .arg(mode)
+        .arg(dir1)
+        .arg(dir2)
+        .arg(SHIM)
+        .arg("--socket")
+        .arg(socket)
+        .output()
+        .expect("run node");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "ts_instances.mjs {mode} failed: {stderr}"
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not one JSON line ({e}); stderr: {stderr}"))
+}
+
+#[test]
+fn interop_server_memory_per_client_keeps_two_graphs() {
+    let memory = npm_server("server-memory");
+    let env = Env::new();
+    let store = mkdir(env.path(), "memory");
+    let d = env.start(&format!(
+        "[servers.memory]\ncommand = \"node\"\nargs = [\"{}\"]\nshare = \"per-client\"\nenv = {{ MEMORY_FILE_PATH = \"{}/graph-${{STDIOPROXY_INSTANCE}}.json\" }}\n",
+        memory.display(),
+        store.display()
+    ));
+    let mut probe = Client::initialized(&env.socket);
+    probe.wait_for_tool("memory__read_graph");
+    drop(probe);
+    let v = two_ts_clients("memory", env.path(), env.path(), &env.socket);
+    assert_eq!(v["one"], json!(["made-by-one"]), "{v}");
+    assert_eq!(v["two"], json!(["made-by-two"]), "{v}");
+    // Two graphs, two files.
+    let files = std::fs::read_dir(&store).unwrap().count();
+    assert!(files >= 2, "{files} memory files");
+    drop(d);
+}
+
+#[test]
+fn interop_server_filesystem_per_workspace_sees_only_its_directory() {
+    let fs = npm_server("server-filesystem");
+    let env = Env::new();
+    let (one, two) = (mkdir(env.path(), "one"), mkdir(env.path(), "two"));
+    std::fs::write(one.join("secret.txt"), "one's").unwrap();
+    std::fs::write(one.join("only-in-one.txt"), "").unwrap();
+    std::fs::write(two.join("secret.txt"), "two's").unwrap();
+    let d = env.start(&format!(
+        "[servers.fs]\ncommand = \"node\"\nargs = [\"{}\"]\nshare = \"per-workspace\"\n",
+        fs.display()
+    ));
+    let mut probe = Client::initialized(&env.socket);
+    probe.wait_for_tool("fs__list_allowed_directories");
+    drop(probe);
+    let v = two_ts_clients("filesystem", &one, &two, &env.socket);
+    for (who, own, other) in [("one", &one, &two), ("two", &two, &one)] {
+        let r = &v[who];
+        let allowed = r["allowed"].as_str().unwrap_or_default();
+        assert!(allowed.contains(&own.display().to_string()), "{who}: {r}");
+        assert!(
+            !allowed.contains(&other.display().to_string()),
+            "{who}: {r}"
+        );
+        assert_eq!(
+            r["other"]["isError"], true,
+            "{who} read the other's file: {r}"
+        );
+        assert!(
+            r["listing"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("secret.txt"),
+            "{r}"
+        );
+    }
+    assert!(v["one"]["listing"]
+        .as_str()
+        .unwrap()
+        .contains("only-in-one.txt"));
+    assert!(!v["two"]["listing"]
+        .as_str()
+        .unwrap()
+        .contains("only-in-one.txt"));
+    let st = d.status();
+    assert_eq!(running(&st, "fs").len(), 2, "{st:#}");
+}
