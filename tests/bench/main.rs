@@ -18,6 +18,7 @@
 //! Usage: cargo bench --bench mcp -- [--quick] [--only a,b] [--json F] [--markdown F]
 
 mod client;
+mod instances;
 mod procs;
 mod report;
 
@@ -68,8 +69,16 @@ fn shim_bin() -> String {
 }
 
 const SYSTEMS: [&str; 3] = ["direct", "stdioproxy", "socat"];
-const SCENARIOS: [&str; 8] = [
-    "cold", "seq", "pipe", "multi", "scale", "list", "reload", "memory",
+const SCENARIOS: [&str; 9] = [
+    "cold",
+    "seq",
+    "pipe",
+    "multi",
+    "scale",
+    "list",
+    "reload",
+    "memory",
+    "instances",
 ];
 const UPSTREAMS: [&str; 2] = ["echo", "everything"];
 
@@ -83,6 +92,7 @@ const USAGE: &str = "usage: cargo bench --bench mcp -- [options]
   --full             the default: every figure, several repetitions
   --only a,b,...     run only these scenarios, systems and/or upstreams:
                        scenarios: cold seq pipe multi scale list reload memory
+                                  instances
                        systems:   direct stdioproxy socat
                        upstreams: echo everything
   --reps N           repetitions (medians are reported)
@@ -314,6 +324,17 @@ impl Daemon {
 }
 
 fn start_daemon(ctx: &Ctx, name: &str, config: &str, servers: usize) -> Res<Daemon> {
+    let d = start_daemon_with(ctx, name, config, "ready status=")?;
+    let want = format!("{servers}/{servers} servers ready");
+    let line = d.proc.log.wait_for(0, "ready status=", T)?;
+    if !line.contains(&want) {
+        return Err(format!("{name}: not every server started: {line}"));
+    }
+    Ok(d)
+}
+
+/// Starts a daemon and waits for its log line containing `ready`.
+fn start_daemon_with(ctx: &Ctx, name: &str, config: &str, ready: &str) -> Res<Daemon> {
     let dir = ctx.tmp.join(name);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let cfg = dir.join("config.toml");
@@ -342,14 +363,9 @@ fn start_daemon(ctx: &Ctx, name: &str, config: &str, servers: usize) -> Res<Daem
         ("STDIOPROXY_SOCKET".into(), socket.display().to_string()),
     ];
     let proc = Proc::start(name, &argv, &env, &dir.join("daemon.log"))?;
-    let line = proc
-        .log
-        .wait_for(0, "ready status=", Duration::from_secs(180))
+    proc.log
+        .wait_for(0, ready, Duration::from_secs(180))
         .map_err(|e| format!("{name}: {e}"))?;
-    let want = format!("{servers}/{servers} servers ready");
-    if !line.contains(&want) {
-        return Err(format!("{name}: not every server started: {line}"));
-    }
     Ok(Daemon {
         proc,
         socket,
@@ -1609,8 +1625,9 @@ fn render(ctx: &Ctx, meta: &Value) -> String {
         s.push_str(&t.render());
         s.push('\n');
     }
+    s.push_str(&instances::render(r, p.scale_servers));
     let mut t = Table::new(&["issue 7 target", "measured", "met"]);
-    for tg in targets(r) {
+    for tg in targets(r).into_iter().chain(instances::targets(r)) {
         t.row(vec![
             tg.what.into(),
             tg.figure,
@@ -1685,8 +1702,12 @@ fn run(opts: Opts) -> Res<()> {
     }
     if ctx.f.system("stdioproxy") {
         type Scenario = fn(&mut Ctx) -> Res<()>;
-        let daemon_only: [(&str, Scenario); 3] =
-            [("scale", scale), ("list", list), ("reload", reload)];
+        let daemon_only: [(&str, Scenario); 4] = [
+            ("scale", scale),
+            ("list", list),
+            ("reload", reload),
+            ("instances", instances::instances),
+        ];
         for (name, f) in daemon_only {
             if ctx.f.scenario(name) {
                 if let Err(e) = f(&mut ctx) {
