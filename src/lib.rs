@@ -35,6 +35,7 @@
 //! See `docs/ARCHITECTURE.md` for the two data flows (a client request; a
 //! config change) and the ownership invariants.
 
+pub mod builtin;
 pub mod cache;
 pub mod catalog;
 pub mod client_setup;
@@ -50,15 +51,16 @@ pub mod jsonrpc;
 pub mod listener;
 pub mod loglevel;
 pub mod names;
-pub mod outbox;
 pub mod paths;
 pub mod pool;
 pub mod proto;
 pub mod reaper;
 pub mod reload;
 pub mod session;
+pub mod slots;
 pub mod supervisor;
 pub mod systemd;
 pub mod telemetry;
 pub mod upstream;
+pub mod wire;
 pub mod workspace;
