@@ -215,6 +215,41 @@ pub fn render_status(v: &Value) -> String {
         if let Some(e) = s["last_error"].as_str() {
             out.push_str(&format!("      last error: {e}\n"));
         }
+        render_instances(&mut out, &s);
     }
     out
+}
+
+/// The instances of a per-client or per-workspace server, one line each.
+/// Keys are escaped by the daemon (a workspace path cannot break a line).
+fn render_instances(out: &mut String, s: &Value) {
+    let share = s["share"].as_str().unwrap_or("shared");
+    if share == "shared" {
+        return;
+    }
+    let instances = s["instances"].as_array().cloned().unwrap_or_default();
+    let max = s["max_instances"]
+        .as_u64()
+        .map_or(String::new(), |m| format!(" (max {m})"));
+    out.push_str(&format!(
+        "      {share}: {} instance{}{max}\n",
+        instances.len(),
+        if instances.len() == 1 { "" } else { "s" }
+    ));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    for i in instances {
+        let client = i["owner"]["client"]
+            .as_str()
+            .map_or(String::new(), |c| format!(" ({})", c.escape_debug()));
+        out.push_str(&format!(
+            "        {}{client} {} pid {} restarts {} last used {}s ago\n",
+            i["key"].as_str().unwrap_or("?"),
+            i["state"].as_str().unwrap_or("?"),
+            i["pid"].as_u64().map_or("-".to_string(), |p| p.to_string()),
+            i["restarts"],
+            now.saturating_sub(i["last_used_unix"].as_u64().unwrap_or(now)),
+        ));
+    }
 }

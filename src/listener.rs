@@ -422,9 +422,15 @@ fn read_hello(line: &[u8]) -> Option<Hello> {
             .ok_or_else(|| "servers must be a list of names".to_string()),
         Some(_) => Err("servers must be a list of names".to_string()),
     };
-    Some(Hello::Session(
-        servers.map(|servers| SessionOptions { servers }),
-    ))
+    // A workspace that is not an existing directory refuses this session
+    // only, with the reason.
+    let workspace = crate::workspace::Workspace::from_hello(hello.get("workspace"));
+    Some(Hello::Session(servers.and_then(|servers| {
+        Ok(SessionOptions {
+            servers,
+            workspace: workspace?,
+        })
+    })))
 }
 
 fn refusal(message: &str) -> String {

@@ -23,8 +23,14 @@ pub const PROTO_VERSION: u32 = 1;
 pub const HELLO_KEY: &str = "stdioproxy";
 
 /// Builds the shim's hello line (with trailing newline). `servers` limits the
-/// session's view to those servers when non-empty.
-pub fn shim_hello(version: &str, servers: &[String]) -> String {
+/// session's view to those servers when non-empty; `workspace` is the
+/// session's workspace (a string, or an array of bytes when the path is not
+/// UTF-8; see `crate::workspace`).
+pub fn shim_hello(
+    version: &str,
+    servers: &[String],
+    workspace: Option<&std::path::Path>,
+) -> String {
     let mut line = format!("{{\"stdioproxy\":{PROTO_VERSION},\"shim\":\"{version}\"");
     if !servers.is_empty() {
         line.push_str(",\"servers\":[");
@@ -45,8 +51,44 @@ pub fn shim_hello(version: &str, servers: &[String]) -> String {
         }
         line.push(']');
     }
+    if let Some(path) = workspace {
+        line.push_str(",\"workspace\":");
+        push_path(&mut line, path);
+    }
     line.push_str("}\n");
     line
+}
+
+/// A path as JSON: a string when it is UTF-8, else the array of its bytes.
+fn push_path(line: &mut String, path: &std::path::Path) {
+    use std::fmt::Write;
+    use std::os::unix::ffi::OsStrExt;
+    match path.to_str() {
+        Some(text) => {
+            line.push('"');
+            for c in text.chars() {
+                match c {
+                    '"' => line.push_str("\\\""),
+                    '\\' => line.push_str("\\\\"),
+                    c if (c as u32) < 0x20 => {
+                        let _ = write!(line, "\\u{:04x}", c as u32);
+                    }
+                    c => line.push(c),
+                }
+            }
+            line.push('"');
+        }
+        None => {
+            line.push('[');
+            for (i, b) in path.as_os_str().as_bytes().iter().enumerate() {
+                if i > 0 {
+                    line.push(',');
+                }
+                let _ = write!(line, "{b}");
+            }
+            line.push(']');
+        }
+    }
 }
 
 /// The daemon's answer to a shim hello: `{"stdioproxy":1,"ok":true}` or
@@ -97,10 +139,22 @@ mod tests {
 
     #[test]
     fn shim_hello_roundtrips_as_json() {
-        let line = shim_hello("0.1.0", &["a".into(), "b-c".into()]);
+        let line = shim_hello("0.1.0", &["a".into(), "b-c".into()], None);
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["stdioproxy"], 1);
         assert_eq!(v["servers"], serde_json::json!(["a", "b-c"]));
+        assert!(v.get("workspace").is_none());
+        use std::os::unix::ffi::OsStrExt;
+        for raw in [&b"/tmp/a \"q\" \\ \n\x1b"[..], b"/tmp/\xff\xfe"] {
+            let path = std::path::Path::new(std::ffi::OsStr::from_bytes(raw));
+            let line = shim_hello("0.1.0", &[], Some(path));
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            assert_eq!(
+                v["workspace"],
+                crate::workspace::Workspace::hello_value(path),
+                "{line}"
+            );
+        }
     }
 
     #[test]

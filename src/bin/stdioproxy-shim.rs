@@ -25,16 +25,19 @@ use std::sync::Arc;
 use stdioproxy::paths;
 use stdioproxy::proto::{shim_hello, HelloReply};
 
-const USAGE: &str = "usage: stdioproxy-shim [--socket PATH] [--servers a,b,...]
+const USAGE: &str = "usage: stdioproxy-shim [--socket PATH] [--servers a,b,...] [--workspace DIR]
 
 Connects an MCP client's stdio to the stdioproxy daemon.
   --socket PATH     daemon socket (default: $STDIOPROXY_SOCKET, else
                     $XDG_RUNTIME_DIR/stdioproxy/stdioproxy.sock)
-  --servers a,b     only show this client the listed servers";
+  --servers a,b     only show this client the listed servers
+  --workspace DIR   the project per-workspace servers run in (default: the
+                    current directory)";
 
 fn main() -> ExitCode {
     let mut socket: Option<PathBuf> = None;
     let mut servers: Vec<String> = Vec::new();
+    let mut workspace: Option<PathBuf> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -42,13 +45,15 @@ fn main() -> ExitCode {
             _ => (arg.clone(), None),
         };
         match flag.as_str() {
-            "--socket" | "--servers" => {
+            "--socket" | "--servers" | "--workspace" => {
                 let Some(value) = inline.or_else(|| args.next()) else {
                     eprintln!("stdioproxy-shim: {flag} needs a value\n{USAGE}");
                     return ExitCode::from(2);
                 };
                 if flag == "--socket" {
                     socket = Some(PathBuf::from(value));
+                } else if flag == "--workspace" {
+                    workspace = Some(PathBuf::from(value));
                 } else {
                     servers.extend(
                         value
@@ -84,7 +89,8 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match relay(stream, &servers) {
+    let workspace = session_workspace(workspace);
+    match relay(stream, &servers, workspace.as_deref()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("stdioproxy-shim: {message}");
@@ -93,7 +99,25 @@ fn main() -> ExitCode {
     }
 }
 
-fn relay(stream: UnixStream, servers: &[String]) -> Result<(), String> {
+/// The workspace sent in the hello: `--workspace DIR` or the current
+/// directory, canonicalised. A directory that cannot be resolved is sent as
+/// an absolute path anyway, so the daemon refuses the session with the
+/// reason (the client sees it as this process's error).
+fn session_workspace(flag: Option<PathBuf>) -> Option<PathBuf> {
+    let dir = match flag {
+        Some(dir) => dir,
+        None => std::env::current_dir().ok()?,
+    };
+    std::fs::canonicalize(&dir)
+        .ok()
+        .or_else(|| std::path::absolute(&dir).ok())
+}
+
+fn relay(
+    stream: UnixStream,
+    servers: &[String],
+    workspace: Option<&std::path::Path>,
+) -> Result<(), String> {
     // Raw duplicates of fds 0 and 1 behind our own buffers: every read and
     // write is one syscall (stdout's LineWriter would split a chunk that
     // ends mid-line in two writes and copy the tail), nothing else buffers
@@ -113,7 +137,7 @@ fn relay(stream: UnixStream, servers: &[String]) -> Result<(), String> {
 
     // The hello goes out at once, so the daemon sets the session up while
     // the client is still writing its first message.
-    let hello = shim_hello(env!("CARGO_PKG_VERSION"), servers);
+    let hello = shim_hello(env!("CARGO_PKG_VERSION"), servers, workspace);
     up.write_all(hello.as_bytes())
         .map_err(|e| format!("cannot talk to the daemon: {e}"))?;
     // The client's first message (initialize) is forwarded by this thread,

@@ -49,6 +49,9 @@ pub const SESSION_BUFFER: usize = 8 * 1024;
 pub struct SessionOptions {
     /// Only these servers are visible (all when `None`).
     pub servers: Option<HashSet<String>>,
+    /// The session's workspace (per-workspace servers run one instance per
+    /// workspace; docs/INSTANCES.md).
+    pub workspace: Option<crate::workspace::Workspace>,
 }
 
 /// The groups of lists a client is told about separately, with the lists
@@ -86,7 +89,11 @@ pub async fn run<R, W>(
     let (closing_tx, closing_rx) = watch::channel(false);
     let writer_task = tokio::spawn(write_loop(writer, rx, closing_rx));
     tracing::info!(session = id, servers = ?options.servers, "client session opened");
-    let link = Arc::new(SessionLink::new(id, outbox, options.servers));
+    if let Some(w) = &options.workspace {
+        tracing::info!(session = id, workspace = %w, "session workspace");
+    }
+    let link =
+        Arc::new(SessionLink::new(id, outbox, options.servers).with_workspace(options.workspace));
     if let Some(g) = greeting {
         link.outbox.send(g);
     }
@@ -297,11 +304,13 @@ impl Session {
         match env.method.as_deref().unwrap_or_default() {
             "notifications/initialized" if !self.link.is_initialized() => {
                 self.link.set_initialized();
+                self.start_eager_instances();
                 let catalog = self.hub.supervisor.catalog();
                 for (i, kinds) in ANNOUNCED.iter().enumerate() {
                     self.announced[i] = Some(catalog.view_fingerprint(kinds, |s| self.visible(s)));
                 }
             }
+            "notifications/roots/list_changed" => self.roots_changed(),
             "notifications/cancelled" => {
                 let params = env.params.and_then(RawObject::parse);
                 let Some(request) = params.as_ref().and_then(|p| p.get("requestId")) else {
@@ -407,20 +416,11 @@ impl Drop for Closing {
                 conn.client_gone(&outgoing.child_id);
             }
         }
-        let ups: Vec<_> = self
-            .hub
-            .supervisor
-            .upstreams()
-            .into_iter()
-            .filter(|u| self.link.visible(&u.name))
-            .collect();
-        let session = self.link.id;
+        let (supervisor, link) = (self.hub.supervisor.clone(), self.link.clone());
         let had_level = self.link.log_level().is_some();
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
-                for up in ups {
-                    up.session_gone(session, had_level).await;
-                }
+                supervisor.session_closed(&link, had_level).await;
             });
         }
     }

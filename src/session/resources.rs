@@ -110,13 +110,16 @@ impl Session {
         let owner = catalog
             .resource_owner(&uri, |s| self.visible(s))
             .or_else(|| self.only_server_with("resources"));
-        let Some(up) = owner.and_then(|s| self.hub.supervisor.upstream(&s)) else {
+        let Some(server) = owner else {
             return self.error(
                 Some(id),
                 RESOURCE_NOT_FOUND,
                 &format!("Resource not found: {uri} (no server lists it)"),
                 Some(json!({ "uri": uri })),
             );
+        };
+        let Some(up) = self.instance(&server, id) else {
+            return;
         };
         let subscribe = method == "resources/subscribe";
         if subscribe

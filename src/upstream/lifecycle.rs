@@ -32,7 +32,13 @@ const STABLE_AFTER: Duration = Duration::from_secs(60);
 
 enum InstanceEnd {
     Stopped,
-    Failed { error: String, ran_for: Duration },
+    /// Stopped gracefully for idleness (or, for a server that only learns
+    /// its catalog, once learnt): not a failure.
+    Idle,
+    Failed {
+        error: String,
+        ran_for: Duration,
+    },
 }
 
 /// Why an instance did not get ready.
@@ -45,20 +51,37 @@ enum Started {
 
 /// Why a ready instance stopped serving.
 enum Crash {
+    /// Not a crash: stopped gracefully because nobody used it.
+    Idle,
     Closed,
     Exited(Option<std::process::ExitStatus>),
     Unhealthy(String),
 }
 
 impl Upstream {
-    /// The lifecycle: start, serve, restart with backoff, until stopped.
+    /// The lifecycle: (wait until wanted,) start, serve, restart with
+    /// backoff, stop when idle, until stopped.
     pub async fn run(self: Arc<Self>) {
         let mut stop_rx = self.stop_tx.subscribe();
+        let mut wanted_rx = self.wanted.subscribe();
         let mut failures: u32 = 0;
         while !*stop_rx.borrow() {
+            if !*wanted_rx.borrow_and_update() {
+                self.set_state(State::Idle);
+                tokio::select! {
+                    w = wanted_rx.wait_for(|w| *w) => if w.is_err() { break },
+                    _ = crate::flag::raised(&mut stop_rx) => break,
+                }
+            }
             self.set_state(State::Starting);
             match self.run_instance(&mut stop_rx).await {
                 InstanceEnd::Stopped => break,
+                InstanceEnd::Idle => {
+                    self.lock().pid = None;
+                    if self.is_member() {
+                        break;
+                    }
+                }
                 InstanceEnd::Failed { error, ran_for } => {
                     if ran_for >= STABLE_AFTER {
                         failures = 0;
@@ -91,7 +114,8 @@ impl Upstream {
     async fn run_instance(self: &Arc<Self>, stop_rx: &mut watch::Receiver<bool>) -> InstanceEnd {
         let started = Instant::now();
         let spec = self.spec();
-        let mut spawned = match process::spawn(&spec) {
+        let workspace = self.workspace_dir();
+        let mut spawned = match process::spawn(&spec, workspace.as_deref(), &self.instance_vars()) {
             Ok(s) => s,
             Err(error) => {
                 return InstanceEnd::Failed {
@@ -101,7 +125,11 @@ impl Upstream {
             }
         };
         let pid = spawned.pid;
-        self.lock().pid = Some(pid);
+        {
+            let mut inner = self.lock();
+            inner.pid = Some(pid);
+            inner.started = Some(SystemTime::now());
+        }
         let reaper = self.shared.reaper.clone();
         if let Some(r) = &reaper {
             r.track(pid);
@@ -131,8 +159,16 @@ impl Upstream {
                 }
             }
         };
+        if self.learns_only() {
+            // A per-client or per-workspace server's own process only
+            // learns the catalog; its instances serve the calls.
+            self.going_idle();
+            self.stop_gracefully(&conn, spawned, "catalog learnt").await;
+            return InstanceEnd::Idle;
+        }
         match self.serve_ready(&conn, &mut events, spawned, stop_rx).await {
             None => InstanceEnd::Stopped,
+            Some(Crash::Idle) => InstanceEnd::Idle,
             Some(crash) => InstanceEnd::Failed {
                 error: self.reap(spawned, &conn, crash).await,
                 ran_for: started.elapsed(),
@@ -226,17 +262,32 @@ impl Upstream {
     /// Serves a ready child: health pings, list refreshes, until it crashes
     /// (returned) or a stop request stops it gracefully (`None`).
     async fn serve_ready(
-        &self,
+        self: &Arc<Self>,
         conn: &Arc<Connection>,
         events: &mut mpsc::UnboundedReceiver<Event>,
         spawned: &mut process::Spawned,
         stop_rx: &mut watch::Receiver<bool>,
     ) -> Option<Crash> {
-        let pid = spawned.pid;
         let health = self.timeouts().health_interval;
         let mut next_ping = tokio::time::Instant::now() + health;
         loop {
+            // Re-read each time: a reload may change idle_stop in place.
+            let idle_stop = self.settings().idle_stop;
+            let idle_check = tokio::time::Instant::now()
+                + idle_stop.map_or(Duration::ZERO, |d| {
+                    d.saturating_sub(self.idle_for())
+                        .clamp(Duration::from_millis(20), Duration::from_secs(1))
+                });
             tokio::select! {
+                _ = tokio::time::sleep_until(idle_check), if idle_stop.is_some() => {
+                    if conn.in_flight() > 0 {
+                        self.touch();
+                    } else if idle_stop.is_some_and(|d| self.idle_for() >= d) {
+                        self.going_idle();
+                        self.stop_gracefully(conn, spawned, "idle").await;
+                        return Some(Crash::Idle);
+                    }
+                }
                 _ = tokio::time::sleep_until(next_ping), if !health.is_zero() => {
                     match conn.request("ping", None, self.timeouts().health_timeout).await {
                         // An error reply still proves the child is responsive.
@@ -267,15 +318,32 @@ impl Upstream {
                 },
                 status = spawned.child.wait() => return Some(Crash::Exited(status.ok())),
                 _ = crate::flag::raised(stop_rx) => {
-                    self.set_state(State::Stopping);
-                    self.set_conn(None);
-                    conn.close_stdin();
-                    let exit = process::stop(&mut spawned.child, pid, self.timeouts().stop_grace).await;
-                    tracing::info!(server = %self.name, pid, exit = %describe_exit(exit), "server stopped");
+                    self.stop_gracefully(conn, spawned, "stop requested").await;
                     return None;
                 }
             }
         }
+    }
+
+    /// Before an idle stop: a call from now on starts the instance again (a
+    /// pooled one: makes a new instance for its key).
+    fn going_idle(self: &Arc<Self>) {
+        if self.is_member() {
+            self.leave_pool();
+        }
+        self.wanted.send_replace(false);
+    }
+
+    /// Stops a ready child gracefully (stdin close, grace, SIGTERM,
+    /// SIGKILL), routing nothing to it any more.
+    async fn stop_gracefully(&self, conn: &Connection, spawned: &mut process::Spawned, why: &str) {
+        let pid = spawned.pid;
+        self.set_state(State::Stopping);
+        self.set_conn(None);
+        conn.close_stdin();
+        let exit = process::stop(&mut spawned.child, pid, self.timeouts().stop_grace).await;
+        tracing::info!(server = %self.name, instance = %self.key(), pid, reason = why,
+            exit = %describe_exit(exit), "server stopped");
     }
 
     /// After a crash: stops routing to the child, makes sure its whole group
@@ -294,7 +362,7 @@ impl Upstream {
                 process::signal_group(pid, nix::sys::signal::Signal::SIGKILL);
                 (status, None)
             }
-            Crash::Closed => (process::kill(&mut spawned.child, pid).await, None),
+            Crash::Closed | Crash::Idle => (process::kill(&mut spawned.child, pid).await, None),
             Crash::Unhealthy(why) => {
                 tracing::warn!(server = %self.name, pid, "{why}; killing it");
                 (process::kill(&mut spawned.child, pid).await, Some(why))
@@ -333,7 +401,7 @@ impl Upstream {
             "sampling": {},
             "elicitation": { "form": {}, "url": {} },
         });
-        if self.ctx.roots().is_some() {
+        if self.ctx.roots().is_some() || self.ctx.roots_owner().is_some() {
             capabilities["roots"] = serde_json::json!({ "listChanged": true });
         }
         let params = serde_json::json!({

@@ -34,7 +34,7 @@ mod subscriptions;
 mod tasks;
 
 pub use connection::{ClientCall, Connection, Event, Reply, Rewrite};
-pub use context::Context;
+pub use context::{Context, Owner};
 pub use link::{ClientCaps, Outgoing, Registry, SessionLink, TaskRef};
 pub use outbox::Outbox;
 pub use subscriptions::{SubscribeError, Subscriptions};

@@ -229,6 +229,11 @@ fn bad_workspaces_fail_only_their_own_session_and_odd_bytes_stay_escaped() {
 
     // A workspace that does not exist: a clear error for that session only.
     let mut bad = Client::connect_in(&env.socket, env.path(), &["--workspace", "no/such/dir"]);
+    bad.send_request(
+        "initialize",
+        json!({"protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "e2e", "version": "1"}}),
+    );
     let status = bad.wait();
     assert!(!status.success());
     let err = bad.stderr.lines().join("\n");

@@ -56,7 +56,14 @@ async function memory(one, two) {
 
 async function filesystem(one, two, dir1, dir2) {
   const probe = async (client, own, other) => {
-    const allowed = await client.callTool({ name: "fs__list_allowed_directories", arguments: {} });
+    // server-filesystem asks for its roots after it initialized and
+    // answers calls meanwhile: wait (bounded) until it has them.
+    let allowed;
+    for (let i = 0; i < 100; i++) {
+      allowed = await client.callTool({ name: "fs__list_allowed_directories", arguments: {} });
+      if (text(allowed).includes("/")) break;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
     const listing = await client.callTool({ name: "fs__list_directory", arguments: { path: own } });
     const foreign = await client.callTool({
       name: "fs__read_text_file",
