@@ -388,7 +388,7 @@ impl Session {
         self.link.set_log_level(level);
         for up in self.hub.supervisor.upstreams() {
             if self.visible(&up.name) {
-                up.sync_log_level();
+                up.sync_log_level_all();
             }
         }
         self.send(jsonrpc::response(id.get(), "{}"));

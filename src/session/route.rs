@@ -452,9 +452,16 @@ pub(super) async fn ready_for(
 /// Waits (up to its `request_timeout`) for `up` to be ready: its
 /// connection, or the error line answering request `id`.
 pub(super) async fn wait_ready(up: &Upstream, id: &RawValue) -> Result<Arc<Connection>, String> {
-    up.wait_ready(up.timeouts().request_timeout)
-        .await
-        .map_err(|u| unavailable(id, &u))
+    let t = up.timeouts();
+    // A lazy start is bounded by the start's own timeout: a server that
+    // cannot start fails the call then, not after request_timeout.
+    let limit = if up.is_cold() {
+        t.request_timeout
+            .min(t.startup_timeout + std::time::Duration::from_secs(1))
+    } else {
+        t.request_timeout
+    };
+    up.wait_ready(limit).await.map_err(|u| unavailable(id, &u))
 }
 
 /// The error for a server that is not ready.

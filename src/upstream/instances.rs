@@ -206,6 +206,23 @@ impl Upstream {
         }
     }
 
+    /// [`Upstream::sync_log_level`] for the server and every instance.
+    pub fn sync_log_level_all(self: &Arc<Self>) {
+        for (_, m) in self.pool.snapshot() {
+            m.sync_log_level();
+        }
+        self.sync_log_level();
+    }
+
+    /// True while a call to this lazy or pooled instance waits for its
+    /// first start since it was woken (bounded by `startup_timeout`, not
+    /// `request_timeout`).
+    pub fn is_cold(&self) -> bool {
+        (self.is_member() || self.settings().start == crate::config::Start::Lazy)
+            && matches!(self.state(), State::Idle | State::Starting)
+            && !self.lock().served
+    }
+
     /// The running instance for `key`, if any.
     pub fn member(&self, key: &InstanceKey) -> Option<Arc<Upstream>> {
         self.pool.get(key)

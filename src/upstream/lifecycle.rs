@@ -245,6 +245,7 @@ impl Upstream {
         self.lock().last_error = None;
         tracing::info!(server = %self.name, pid, tools = counts.0, prompts = counts.1,
             resources = counts.2, "server ready");
+        self.lock().served = true;
         self.set_state(State::Ready);
         self.sync_log_level();
         if !self.ctx.subscriptions.is_empty() {
@@ -328,6 +329,7 @@ impl Upstream {
     /// Before an idle stop: a call from now on starts the instance again (a
     /// pooled one: makes a new instance for its key).
     fn going_idle(self: &Arc<Self>) {
+        self.lock().served = false;
         if self.is_member() {
             self.leave_pool();
         }

@@ -182,6 +182,8 @@ struct Inner {
     applied_level: Option<Level>,
     /// When the running child was spawned.
     started: Option<SystemTime>,
+    /// True once the instance got ready since it was last woken.
+    served: bool,
 }
 
 /// What every upstream of a daemon shares.

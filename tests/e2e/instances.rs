@@ -610,3 +610,48 @@ fn interop_server_filesystem_per_workspace_sees_only_its_directory() {
     let st = d.status();
     assert_eq!(running(&st, "fs").len(), 2, "{st:#}");
 }
+
+#[test]
+fn eager_per_client_starts_with_the_session_and_no_workspace_is_a_clear_error() {
+    let env = Env::new();
+    let d = env.start(&format!(
+        "{}\n{}",
+        server("b", "share = \"per-client\"\nstart = \"eager\""),
+        server("git", "share = \"per-workspace\"")
+    ));
+    let mut c = Client::initialized(&env.socket);
+    c.wait_for_tool("b__instance");
+    // Eager: the session's instance starts at `initialized`, before any call.
+    let st = d.wait_status("b's eager instance", |st| {
+        running(st, "b").iter().any(|i| i["state"] == "ready")
+    });
+    let pid = running(&st, "b")[0]["pid"].as_u64().unwrap() as u32;
+    assert_eq!(pid_of(&report(&mut c, "b__instance")), pid);
+
+    // A plain socket client has no workspace: per-workspace calls say why,
+    // everything else works.
+    let mut raw = RawConn::connect(&env.socket);
+    raw.send_line(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#);
+    assert!(raw.read_json().get("result").is_some());
+    raw.send_line(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    raw.send_line(r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"git__echo","arguments":{"text":"x"}}}"#);
+    let r = loop {
+        let v = raw.read_json();
+        if v["id"] == 2 {
+            break v;
+        }
+    };
+    let msg = r["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("'git'") && msg.contains("no workspace") && msg.contains("--workspace"),
+        "{r}"
+    );
+    raw.send_line(r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"b__echo","arguments":{"text":"fine"}}}"#);
+    let r = loop {
+        let v = raw.read_json();
+        if v["id"] == 3 {
+            break v;
+        }
+    };
+    assert!(r.to_string().contains("fine"), "{r}");
+}
