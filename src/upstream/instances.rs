@@ -223,6 +223,20 @@ impl Upstream {
             && !self.lock().served
     }
 
+    /// What this instance answers `roots/list` with under `spec`: the
+    /// configured roots, else (per-workspace) exactly its workspace.
+    pub(super) fn roots_for(&self, spec: &ServerConfig) -> Option<Arc<str>> {
+        spec.roots_result()
+            .or_else(|| match self.key.workspace() {
+                Some(w) => Some(w.roots_result()),
+                None if self.learns_only() && self.settings().share == Share::PerWorkspace => {
+                    probe_workspace().map(|w| w.roots_result())
+                }
+                None => None,
+            })
+            .map(Arc::from)
+    }
+
     /// The running instance for `key`, if any.
     pub fn member(&self, key: &InstanceKey) -> Option<Arc<Upstream>> {
         self.pool.get(key)

@@ -317,8 +317,7 @@ impl Upstream {
         if let Some(c) = &conn {
             c.set_request_timeout(timeouts.request_timeout);
         }
-        let roots = spec.roots_result().map(Arc::<str>::from);
-        let roots_changed = self.ctx.set_roots(roots);
+        let roots_changed = self.ctx.set_roots(self.roots_for(&spec));
         let filter_changed = self.spec().tools != spec.tools;
         self.spec.store(spec);
         if filter_changed {

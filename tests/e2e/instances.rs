@@ -198,6 +198,9 @@ fn per_workspace_shares_a_directory_and_runs_there_with_it_as_the_only_root() {
         "share = \"per-workspace\"\nidle_stop = \"1s\"",
     ));
     d.log.wait_for(&["updated in place"]);
+    // The workspace is still its only root.
+    let r = report(&mut again, "git__instance");
+    assert_eq!(r["roots"]["roots"][0]["uri"], file_uri(&ws1), "{r}");
     again.close();
     again.wait();
     wait_gone(pid1);
