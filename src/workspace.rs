@@ -86,15 +86,7 @@ impl Workspace {
 
     /// The `file://` URI of the directory, percent-encoded from its bytes.
     pub fn uri(&self) -> String {
-        let mut uri = String::from("file://");
-        for &b in self.0.as_os_str().as_bytes() {
-            if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
-                uri.push(char::from(b));
-            } else {
-                uri.push_str(&format!("%{b:02X}"));
-            }
-        }
-        uri
+        file_uri(&self.0)
     }
 
     /// The `roots/list` result naming exactly this directory.
@@ -119,6 +111,20 @@ impl Workspace {
             crate::names::fnv1a64(self.0.as_os_str().as_bytes())
         )
     }
+}
+
+/// The `file://` URI of an absolute path, percent-encoded from its bytes
+/// (so a name that is not UTF-8 keeps its exact bytes).
+pub fn file_uri(path: &Path) -> String {
+    let mut uri = String::from("file://");
+    for &b in path.as_os_str().as_bytes() {
+        if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
+            uri.push(char::from(b));
+        } else {
+            uri.push_str(&format!("%{b:02X}"));
+        }
+    }
+    uri
 }
 
 /// Logs and `status` print the escaped form: `"/tmp/a\nb"`.

@@ -525,23 +525,8 @@ fn npm_server(package: &str) -> PathBuf {
 
 /// Runs ts_instances.mjs: two SDK clients, in `dir1` and `dir2`.
 fn two_ts_clients(mode: &str, dir1: &Path, dir2: &Path, socket: &Path) -> Value {
-    let out = Command::new("node")
-        .arg(interop_dir().join("ts_instances.mjs"))
-        .arg(mode)
-        .arg(dir1)
-        .arg(dir2)
-        .arg(SHIM)
-        .arg("--socket")
-        .arg(socket)
-        .output()
-        .expect("run node");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "ts_instances.mjs {mode} failed: {stderr}"
-    );
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("not one JSON line ({e}); stderr: {stderr}"))
+    let dirs = [dir1.display().to_string(), dir2.display().to_string()];
+    crate::interop::run_ts_client("ts_instances.mjs", &[mode, &dirs[0], &dirs[1]], socket)
 }
 
 #[test]

@@ -26,7 +26,7 @@ fn require_node_modules() -> PathBuf {
 
 /// Runs `node tests/interop/<script> <args...> <shim> --socket <socket>` and
 /// returns the one JSON report it prints.
-fn run_ts_client(script: &str, args: &[&str], socket: &Path) -> Value {
+pub(crate) fn run_ts_client(script: &str, args: &[&str], socket: &Path) -> Value {
     let out = Command::new("node")
         .arg(interop_dir().join(script))
         .args(args)
