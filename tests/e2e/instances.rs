@@ -372,13 +372,25 @@ fn max_instances_refuses_another_instance_at_once() {
 #[test]
 fn a_per_client_instance_asks_only_its_owner() {
     let env = Env::new();
-    let _d = env.start(&server("s", "share = \"per-client\""));
+    let d = env.start(&server("s", "share = \"per-client\""));
     let mut c1 = capable_client(&env.socket);
     c1.wait_for_tool("s__ask");
     let mut c2 = capable_client(&env.socket);
 
     sample_through_owner(&mut c1, &mut c2, "one");
     sample_through_owner(&mut c2, &mut c1, "two");
+
+    // Its log messages reach its owner only.
+    c1.call_text("s__log", json!({"level": "info", "data": "from one"}));
+    let m = c1.notification("notifications/message");
+    assert_eq!(m["params"]["data"], "from one", "{m}");
+    c2.request("ping", json!({}));
+    assert!(
+        !c2.received()
+            .iter()
+            .any(|m| m["method"] == "notifications/message"),
+        "another client got the owner's log message"
+    );
 
     // roots/list goes to the owner, which declared roots.
     let id = c1.send_request(
@@ -397,6 +409,10 @@ fn a_per_client_instance_asks_only_its_owner() {
     );
     c2.request("ping", json!({}));
     assert!(!c2.received().iter().any(|m| m["method"] == "roots/list"));
+    // The owner's roots/list_changed reaches its instance.
+    c1.send(&json!({"jsonrpc": "2.0", "method": "notifications/roots/list_changed"}));
+    d.log
+        .wait_for(&[&format!("pid={}: roots changed", report["pid"])]);
 }
 
 /// `me` makes its instance ask for sampling: `me` gets the request and

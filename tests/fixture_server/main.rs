@@ -37,7 +37,8 @@
 //! capabilities), `ping`, `tools/list`, `tools/call` (with `params.task`: as a
 //! task), and the requests of [`surface`]. Anything else gets
 //! `-32601 Method not found: <method>`. Ids (string or integer) are echoed back
-//! exactly as received. Notifications are never answered; `notifications/cancelled`
+//! exactly as received. Notifications are never answered (`notifications/roots/list_changed`
+//! prints `fixture <NAME> pid=<pid>: roots changed` to stderr); `notifications/cancelled`
 //! is only recorded: the call it names still completes and answers, so tests can
 //! check that the proxy drops late responses.
 //!
@@ -477,6 +478,9 @@ impl Server {
     }
 
     fn handle_notification(&self, method: &str, params: &Value) {
+        if method == "notifications/roots/list_changed" {
+            eprintln!("fixture {} pid={}: roots changed", self.name, self.pid);
+        }
         if method == "notifications/cancelled" {
             let request_id = params.get("requestId").cloned().unwrap_or(Value::Null);
             eprintln!("fixture {}: cancelled {request_id}", self.name);
