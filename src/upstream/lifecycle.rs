@@ -3,12 +3,18 @@
 //!
 //! Handshake: `initialize` (as client `stdioproxy`, declaring `sampling` and
 //! `elicitation`, which the daemon routes to a client, and `roots` only when
-//! the server has configured roots), `notifications/initialized`, then every
+//! the daemon answers `roots/list`: configured roots, a per-workspace
+//! instance's workspace, or a per-client instance's owner that declared
+//! `roots`), `notifications/initialized`, then every
 //! page of each list the server declares, all within `startup_timeout`.
 //! Serving: a health `ping` every `health_interval`; a list refreshed when
 //! the child says it changed (bursts coalesced); a crash (exit, closed
 //! stdout, missed ping) fails in-flight calls, kills the process group and
-//! goes to backoff.
+//! goes to backoff. Idle: a lazy instance waits (state `idle`) until a call
+//! wants it; a ready one that nobody used for `idle_stop` (nothing in
+//! flight) is stopped gracefully and goes back to waiting, which is not a
+//! failure (no backoff, no restart count). A pool member that goes idle
+//! leaves its server's pool instead, so the next call makes a new one.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

@@ -17,6 +17,12 @@
 //! subscriptions, roots, the session registry) lives in a [`Context`].
 //! While ready, the child is pinged every `health_interval`; a child that does
 //! not answer within `health_timeout` is killed and restarted like a crash.
+//!
+//! An `Upstream` is one *instance* of a server (docs/INSTANCES.md): the one
+//! in the supervisor's map is the server itself (and, when shared, its only
+//! instance); per-client and per-workspace instances live in its pool (see
+//! `instances`). A lazy or idle-stopped instance waits in state `idle`, with
+//! no process, until a call wants it.
 
 mod instances;
 mod lifecycle;
