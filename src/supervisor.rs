@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use crate::builtin::SERVER as BUILTIN_SERVER;
 use crate::catalog::{Catalog, ListKind, Lists, RawItem, Rendered};
 use crate::config::{Config, ConfigDiff};
-use crate::upstream::{InstanceRefusal, ServerStatus, Shared, State, Upstream};
+use crate::upstream::{supervise, InstanceRefusal, ServerStatus, Shared, State, Upstream};
 use crate::wire::SessionLink;
 
 /// Owns the upstreams.
@@ -271,21 +271,5 @@ impl Supervisor {
 
     fn write(&self) -> parking_lot::RwLockWriteGuard<'_, BTreeMap<String, Arc<Upstream>>> {
         self.upstreams.write()
-    }
-}
-
-/// Runs an upstream's lifecycle; if it panics (a bug), logs it and runs it
-/// again, so one server's bug never leaves it dead or takes the daemon down.
-/// The panicked task's `Child` is dropped with it, which kills the process.
-pub(crate) async fn supervise(up: Arc<Upstream>) {
-    loop {
-        match tokio::spawn(up.clone().run()).await {
-            Ok(()) => return,
-            Err(e) if e.is_panic() => {
-                tracing::error!(server = %up.name, "server lifecycle task panicked; restarting it");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            Err(_) => return,
-        }
     }
 }

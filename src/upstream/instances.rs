@@ -200,7 +200,7 @@ impl Upstream {
                     other => other.to_string(),
                 };
                 tracing::info!(server = %self.name, instance = %key, "new instance for {owner}");
-                tokio::spawn(crate::supervisor::supervise(m.clone()));
+                tokio::spawn(super::supervise(m.clone()));
                 Ok(m)
             }
         }
@@ -376,7 +376,7 @@ impl Upstream {
     pub fn prestart(self: &Arc<Self>, key: InstanceKey) -> Arc<Upstream> {
         let m = self.new_member(key.clone());
         self.pool.insert(key, m.clone());
-        tokio::spawn(crate::supervisor::supervise(m.clone()));
+        tokio::spawn(super::supervise(m.clone()));
         m
     }
 

@@ -462,6 +462,22 @@ impl Upstream {
     }
 }
 
+/// Runs an upstream's lifecycle; if it panics (a bug), logs it and runs it
+/// again, so one server's bug never leaves it dead or takes the daemon down.
+/// The panicked task's `Child` is dropped with it, which kills the process.
+pub async fn supervise(up: Arc<Upstream>) {
+    loop {
+        match tokio::spawn(up.clone().run()).await {
+            Ok(()) => return,
+            Err(e) if e.is_panic() => {
+                tracing::error!(server = %up.name, "server lifecycle task panicked; restarting it");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(_) => return,
+        }
+    }
+}
+
 /// Exponential backoff with jitter: `base * 2^failures`, capped, +-20%.
 pub fn backoff_delay(failures: u32, t: &EffectiveTimeouts) -> Duration {
     let exp = t

@@ -40,7 +40,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 pub use instances::{InstanceRefusal, InstanceStatus};
-pub use lifecycle::backoff_delay;
+pub use lifecycle::{backoff_delay, supervise};
 pub use process::{describe_exit, raise_fd_limit};
 
 use crate::cache::{spec_key, CachedServer, ToolCache};
