@@ -65,7 +65,7 @@ pub fn spawn(
         .or_else(|| workspace.map(std::path::Path::to_path_buf))
     {
         if !cwd.is_dir() {
-            return Err(format!("cwd {} is not a directory", cwd.display()));
+            return Err(format!("cwd {cwd:?} is not a directory"));
         }
         cmd.current_dir(cwd);
     }
