@@ -57,16 +57,10 @@ fn mkdir(base: &Path, name: &str) -> PathBuf {
     std::fs::canonicalize(&dir).expect("canonicalize")
 }
 
+/// The root URI of a directory (checked against literal URIs in the
+/// library's own tests).
 fn file_uri(path: &Path) -> String {
-    let mut uri = String::from("file://");
-    for &b in path.as_os_str().as_bytes() {
-        if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
-            uri.push(char::from(b));
-        } else {
-            uri.push_str(&format!("%{b:02X}"));
-        }
-    }
-    uri
+    stdioproxy::workspace::file_uri(path)
 }
 
 /// A client that declared sampling and roots, so it can answer both.
