@@ -653,3 +653,29 @@ fn eager_per_client_starts_with_the_session_and_no_workspace_is_a_clear_error() 
     };
     assert!(r.to_string().contains("fine"), "{r}");
 }
+
+#[test]
+fn health_checks_run_per_instance() {
+    let env = Env::new();
+    let d = env.start(&server(
+        "b",
+        "share = \"per-client\"\nhealth_interval = \"300ms\"\nhealth_timeout = \"2s\"",
+    ));
+    let mut c1 = Client::initialized(&env.socket);
+    c1.wait_for_tool("b__instance");
+    let mut c2 = Client::initialized(&env.socket);
+    let (p1, p2) = (
+        pid_of(&report(&mut c1, "b__instance")),
+        pid_of(&report(&mut c2, "b__instance")),
+    );
+    // c1's instance stops answering pings: it alone is killed and restarted.
+    c1.call_text("b__hang_pings", json!({}));
+    wait_gone(p1);
+    d.wait_status("c1's hung instance restarted", |st| {
+        running(st, "b")
+            .iter()
+            .any(|i| i["restarts"] == 1 && i["state"] == "ready")
+    });
+    assert_ne!(pid_of(&report(&mut c1, "b__instance")), p1);
+    assert_eq!(pid_of(&report(&mut c2, "b__instance")), p2);
+}
