@@ -69,15 +69,6 @@ impl InstanceRefusal {
             ),
         }
     }
-
-    /// The server it is about.
-    pub fn server(&self) -> &str {
-        match self {
-            InstanceRefusal::Limit { server, .. } | InstanceRefusal::NoWorkspace { server } => {
-                server
-            }
-        }
-    }
 }
 
 /// One instance in `status`.
