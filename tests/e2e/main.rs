@@ -3,6 +3,7 @@
 
 mod support;
 
+mod clients;
 mod core;
 mod hostile;
 mod instances;
