@@ -204,8 +204,14 @@ pub fn render_status(v: &Value) -> String {
     }
     for s in servers {
         let pid = s["pid"].as_u64().map_or("-".to_string(), |p| p.to_string());
+        // Only a modern child is marked: legacy is what MCP servers speak.
+        let era = if s["era"] == "modern" {
+            "  (MCP 2026-07-28)"
+        } else {
+            ""
+        };
         out.push_str(&format!(
-            "  {:<20} {:<9} pid {:<8} tools {:<4} restarts {}\n",
+            "  {:<20} {:<9} pid {:<8} tools {:<4} restarts {}{era}\n",
             s["name"].as_str().unwrap_or("?"),
             s["state"].as_str().unwrap_or("?"),
             pid,

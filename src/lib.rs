@@ -42,6 +42,7 @@ pub mod client_setup;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod era;
 pub mod error;
 pub mod flag;
 pub mod framing;

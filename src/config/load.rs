@@ -212,3 +212,33 @@ enabled = false
         assert_eq!(line_col("ab\ncéd", 6), (2, 3));
     }
 }
+
+#[cfg(test)]
+mod era_tests {
+    use super::*;
+    use crate::config::{EraSetting, ServerName};
+
+    #[test]
+    fn the_era_key() {
+        let c = parse_str(
+            Path::new("c.toml"),
+            "[servers.a]\ncommand = \"x\"\n[servers.b]\ncommand = \"x\"\nera = \"modern\"\n[servers.c]\ncommand = \"x\"\nera = \"legacy\"\n",
+        )
+        .unwrap();
+        let era = |n: &str| c.servers[&ServerName::new(n).unwrap()].era;
+        assert_eq!(era("a"), EraSetting::Auto);
+        assert_eq!(era("b"), EraSetting::Modern);
+        assert_eq!(era("c"), EraSetting::Legacy);
+        let e = parse_str(
+            Path::new("c.toml"),
+            "[servers.a]\ncommand = \"x\"\nera = \"2026\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("auto") && e.contains("c.toml:3"), "{e}");
+        // Another era is another process.
+        let b = &c.servers[&ServerName::new("b").unwrap()];
+        let a = &c.servers[&ServerName::new("a").unwrap()];
+        assert!(a.needs_new_process(b) && !a.needs_new_process(a));
+    }
+}

@@ -311,6 +311,11 @@ pub struct ServerConfig {
     /// set, so a shared server never sees one client's roots (server-filesystem
     /// would replace its allowed directories with them).
     pub roots: Option<Vec<RootPath>>,
+    /// Which MCP era the server speaks: `auto` (probe it with
+    /// `server/discover` in a throwaway spawn, cache the verdict), or
+    /// `legacy` / `modern` to skip the probe.
+    #[serde(default)]
+    pub era: EraSetting,
     // Per-server timeouts, over `[defaults]`. Listed one by one rather than
     // flattened: serde's flatten loses the spans that errors need.
     startup_timeout: Option<ConfigDuration>,
@@ -327,6 +332,19 @@ pub struct ServerConfig {
     start: Option<Start>,
     idle_stop: Option<instances::SpannedDuration>,
     max_instances: Option<toml::Spanned<InstanceLimit>>,
+}
+
+/// The `era` key of a server.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EraSetting {
+    /// Probe the child (once per command, args and env; the verdict is cached).
+    #[default]
+    Auto,
+    /// `initialize` (2025-11-25 and before).
+    Legacy,
+    /// `2026-07-28`: stateless, `_meta` on every request.
+    Modern,
 }
 
 fn yes() -> bool {
@@ -358,6 +376,7 @@ impl ServerConfig {
             enabled: true,
             tools: ToolFilter::default(),
             roots: None,
+            era: EraSetting::Auto,
             startup_timeout: None,
             request_timeout: None,
             health_interval: None,
@@ -404,6 +423,7 @@ impl ServerConfig {
             || self.env != other.env
             || self.cwd != other.cwd
             || self.roots.is_some() != other.roots.is_some()
+            || self.era != other.era
     }
 
     /// The `roots/list` result for this server, when roots are configured.
@@ -423,6 +443,7 @@ impl fmt::Debug for ServerConfig {
             .field("enabled", &self.enabled)
             .field("tools", &self.tools)
             .field("roots", &self.roots)
+            .field("era", &self.era)
             .field("timeouts", &self.timeouts())
             .field("share", &self.share.as_ref().map(|s| *s.get_ref()))
             .field("start", &self.start)

@@ -19,6 +19,7 @@
 mod hub;
 mod initialize;
 mod lists;
+mod modern;
 mod resources;
 mod route;
 mod tasks;
@@ -287,6 +288,16 @@ impl Session {
             );
             return;
         };
+        if let Some(reply) = outgoing.reply {
+            // The daemon asked on a modern child's behalf.
+            let answer = match (env.result, env.error) {
+                (Some(r), _) => crate::wire::ClientAnswer::Result(r.to_owned()),
+                (None, Some(e)) => crate::wire::ClientAnswer::Error(e.to_owned()),
+                (None, None) => return,
+            };
+            let _ = reply.send(answer);
+            return;
+        }
         match outgoing.conn.upgrade() {
             Some(conn) => conn.answer_child(
                 &outgoing.child_id,
@@ -302,7 +313,9 @@ impl Session {
 
     fn on_notification(&mut self, env: &Envelope<'_>) {
         match env.method.as_deref().unwrap_or_default() {
-            "notifications/initialized" if !self.link.is_initialized() => {
+            "notifications/initialized"
+                if !self.link.is_initialized() && !self.link.era.is_modern() =>
+            {
                 self.link.set_initialized();
                 self.start_eager_instances();
                 let catalog = self.hub.supervisor.catalog();
@@ -316,6 +329,9 @@ impl Session {
                 let Some(request) = params.as_ref().and_then(|p| p.get("requestId")) else {
                     return;
                 };
+                if self.link.era.is_modern() && self.end_listen(request.get()) {
+                    return;
+                }
                 let reason = params
                     .as_ref()
                     .and_then(|p| p.get_str("reason"))
@@ -330,6 +346,9 @@ impl Session {
                         );
                         conn.cancel(upstream_id, &reason);
                     }
+                } else if self.link.era.is_modern() {
+                    // A call answered input_required that will not be retried.
+                    self.end_round(request.get());
                 }
             }
             // Roots come from the config, never from a client; progress for
@@ -345,8 +364,13 @@ impl Session {
     fn on_request(&mut self, env: &Envelope<'_>) {
         let Some(id) = env.id else { return };
         let method = env.method.as_deref().unwrap_or_default();
+        if !self.era_gate(id, method, env.params) {
+            return;
+        }
         match method {
             "initialize" => self.initialize(id, env.params),
+            "server/discover" => self.discover(id),
+            "subscriptions/listen" => self.listen(id, env.params),
             "ping" => self.send(jsonrpc::response(id.get(), "{}")),
             "tools/list" => self.list(ListKind::Tools, id, env.params),
             "prompts/list" => self.list(ListKind::Prompts, id, env.params),
@@ -417,6 +441,15 @@ impl Drop for Closing {
             }
         }
         let (supervisor, link) = (self.hub.supervisor.clone(), self.link.clone());
+        // Rounds held for this session by any instance it used end now.
+        for up in supervisor.upstreams() {
+            if link.visible(&up.name) {
+                for inst in up.with_instances() {
+                    let rounds = inst.context().bridge.drain_session(link.id);
+                    crate::wire::abandon_rounds(rounds, "the client disconnected");
+                }
+            }
+        }
         let had_level = self.link.log_level().is_some();
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {

@@ -228,6 +228,13 @@ impl Upstream {
             .map(Arc::from)
     }
 
+    /// The server and every instance in its pool.
+    pub fn with_instances(self: &Arc<Self>) -> Vec<Arc<Upstream>> {
+        let mut all: Vec<_> = self.pool.snapshot().into_iter().map(|(_, m)| m).collect();
+        all.push(self.clone());
+        all
+    }
+
     /// The running instance for `key`, if any.
     pub fn member(&self, key: &InstanceKey) -> Option<Arc<Upstream>> {
         self.pool.get(key)
@@ -261,7 +268,11 @@ impl Upstream {
             timeouts: RwLock::new(self.timeouts()),
             shared: self.shared.clone(),
             ctx: Arc::new(ctx),
-            inner: Mutex::new(Inner::default()),
+            // The era the server speaks is the server's, known once.
+            inner: Mutex::new(Inner {
+                era: self.lock().era,
+                ..Inner::default()
+            }),
             conn: ArcSwapOption::empty(),
             rendered: ArcSwap::new(self.rendered()),
             lists: ArcSwap::new(lists),

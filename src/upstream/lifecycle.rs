@@ -28,6 +28,7 @@ use super::process::{self, describe_exit};
 use super::{InitInfo, State, Upstream};
 use crate::catalog::{ListKind, Lists, RawItem};
 use crate::config::EffectiveTimeouts;
+use crate::era::decorate::CacheHint;
 use crate::error::UpstreamError;
 use crate::framing::{Frame, LineReader};
 use crate::jsonrpc::RawObject;
@@ -119,6 +120,8 @@ impl Upstream {
 
     async fn run_instance(self: &Arc<Self>, stop_rx: &mut watch::Receiver<bool>) -> InstanceEnd {
         let started = Instant::now();
+        // The era to speak (config, cache, or a probe in a throwaway spawn).
+        self.child_era().await;
         let spec = self.spec();
         let workspace = self.workspace_dir();
         let mut spawned = match process::spawn(&spec, workspace.as_deref(), &self.instance_vars()) {
@@ -211,6 +214,9 @@ impl Upstream {
             self.timeouts().request_timeout,
             ev_tx,
         );
+        if self.era() == Some(crate::era::Era::Modern) {
+            conn.set_modern();
+        }
 
         let handshake = tokio::select! {
             r = tokio::time::timeout(self.timeouts().startup_timeout, self.handshake(&conn)) => r,
@@ -296,7 +302,9 @@ impl Upstream {
                     }
                 }
                 _ = tokio::time::sleep_until(next_ping), if !health.is_zero() => {
-                    match conn.request("ping", None, self.timeouts().health_timeout).await {
+                    // A modern child has no ping: discover is as cheap.
+                    let ping = if conn.is_modern() { "server/discover" } else { "ping" };
+                    match conn.request(ping, None, self.timeouts().health_timeout).await {
                         // An error reply still proves the child is responsive.
                         Ok(_) => next_ping = tokio::time::Instant::now() + health,
                         Err(UpstreamError::Timeout(t)) => {
@@ -389,7 +397,7 @@ impl Upstream {
         let mut lists = (*self.lists()).clone();
         let timeout = self.timeouts().request_timeout;
         for &kind in kinds {
-            match list_all(conn, kind, timeout).await {
+            match self.list_with_hint(conn, kind, timeout).await {
                 Ok(items) => {
                     tracing::info!(server = %self.name, list = kind.method(), items = items.len(),
                         "server's list changed");
@@ -404,7 +412,55 @@ impl Upstream {
         self.set_lists(lists);
     }
 
+    /// Every page of a list; a modern child's cache hint for it is kept.
+    async fn list_with_hint(
+        &self,
+        conn: &Connection,
+        kind: ListKind,
+        timeout: Duration,
+    ) -> Result<Vec<RawItem>, UpstreamError> {
+        if !conn.is_modern() {
+            return list_all(conn, kind, timeout, None).await;
+        }
+        let mut hint = CacheHint {
+            ttl_ms: u64::MAX,
+            scope: crate::era::decorate::Scope::Public,
+        };
+        let items = list_all(conn, kind, timeout, Some(&mut hint)).await?;
+        self.set_list_hint(kind, hint);
+        Ok(items)
+    }
+
     async fn handshake(&self, conn: &Connection) -> Result<(InitInfo, Lists), UpstreamError> {
+        let init = if conn.is_modern() {
+            self.discover(conn).await?
+        } else {
+            self.initialize(conn).await?
+        };
+        // The outer startup timeout bounds the whole handshake.
+        let forever = Duration::from_secs(24 * 3600);
+        let mut lists = Lists::default();
+        for kind in ListKind::ALL {
+            if init.capabilities.get(kind.capability()).is_none() {
+                continue;
+            }
+            match self.list_with_hint(conn, kind, forever).await {
+                Ok(items) => *lists.get_mut(kind) = items,
+                // Tools are what clients come for: a server that cannot list
+                // them is not ready. The other lists are optional extras.
+                Err(e) if kind == ListKind::Tools => return Err(e),
+                Err(e) => tracing::warn!(server = %self.name, list = kind.method(),
+                    "cannot read the list; serving none: {e}"),
+            }
+        }
+        if conn.is_modern() {
+            conn.listen_upstream();
+        }
+        Ok((init, lists))
+    }
+
+    /// The legacy handshake: `initialize`, `notifications/initialized`.
+    async fn initialize(&self, conn: &Connection) -> Result<InitInfo, UpstreamError> {
         let mut capabilities = serde_json::json!({
             "sampling": {},
             "elicitation": { "form": {}, "url": {} },
@@ -422,7 +478,10 @@ impl Upstream {
         let forever = Duration::from_secs(24 * 3600);
         let result = match conn.request("initialize", Some(&params), forever).await? {
             Reply::Result(r) => r,
-            Reply::Error(e) => return Err(UpstreamError::Rpc(e.get().to_string())),
+            Reply::Error(e) => {
+                self.refused_initialize(e.get());
+                return Err(UpstreamError::Rpc(e.get().to_string()));
+            }
         };
         // Only the members the daemon reads are parsed, so an odd value
         // elsewhere (a number no f64 holds) does not fail the handshake.
@@ -444,21 +503,7 @@ impl Upstream {
                 "server answered with a protocol version stdioproxy does not know; continuing");
         }
         conn.notify("notifications/initialized", None).await?;
-        let mut lists = Lists::default();
-        for kind in ListKind::ALL {
-            if init.capabilities.get(kind.capability()).is_none() {
-                continue;
-            }
-            match list_all(conn, kind, forever).await {
-                Ok(items) => *lists.get_mut(kind) = items,
-                // Tools are what clients come for: a server that cannot list
-                // them is not ready. The other lists are optional extras.
-                Err(e) if kind == ListKind::Tools => return Err(e),
-                Err(e) => tracing::warn!(server = %self.name, list = kind.method(),
-                    "cannot read the list; serving none: {e}"),
-            }
-        }
-        Ok((init, lists))
+        Ok(init)
     }
 }
 
@@ -492,10 +537,13 @@ pub fn backoff_delay(failures: u32, t: &EffectiveTimeouts) -> Duration {
 }
 
 /// Pulls every page of one list. Items stay raw JSON.
+/// A modern child's pages carry cache hints: `hint` ends as the combination
+/// of every page's (pass `None` for a legacy child).
 async fn list_all(
     conn: &Connection,
     kind: ListKind,
     timeout: Duration,
+    mut hint: Option<&mut CacheHint>,
 ) -> Result<Vec<RawItem>, UpstreamError> {
     let mut items = Vec::new();
     let mut cursor: Option<String> = None;
@@ -508,6 +556,9 @@ async fn list_all(
             Reply::Result(r) => r,
             Reply::Error(e) => return Err(UpstreamError::Rpc(e.get().to_string())),
         };
+        if let Some(h) = hint.as_mut() {
+            **h = h.combine(CacheHint::of_result(raw.get()).unwrap_or(CacheHint::UNKNOWN));
+        }
         let protocol =
             |what: &str| UpstreamError::Protocol(format!("{} result {what}", kind.method()));
         let page = RawObject::parse(&raw).ok_or_else(|| protocol("is not an object"))?;

@@ -24,6 +24,7 @@
 //! `instances`). A lazy or idle-stopped instance waits in state `idle`, with
 //! no process, until a call wants it.
 
+mod era;
 mod instances;
 mod lifecycle;
 mod process;
@@ -147,6 +148,10 @@ pub struct ServerStatus {
     /// The processes that run this server (for a shared one: its one
     /// instance, also when idle).
     pub instances: Vec<InstanceStatus>,
+    /// The MCP era the child speaks (`legacy` or `modern`), once known.
+    pub era: Option<&'static str>,
+    /// How that is known: `config`, `cache`, `probe` or `handshake`.
+    pub era_source: Option<&'static str>,
 }
 
 /// Why a server cannot take a call right now.
@@ -190,6 +195,10 @@ struct Inner {
     started: Option<SystemTime>,
     /// True once the instance got ready since it was last woken.
     served: bool,
+    /// The era the child speaks, and how that is known.
+    era: Option<(crate::era::Era, era::EraSource)>,
+    /// A modern child's cache hints for its lists (by kind).
+    list_hints: [Option<crate::era::decorate::CacheHint>; 4],
 }
 
 /// What every upstream of a daemon shares.
@@ -487,6 +496,8 @@ impl Upstream {
             idle_stop_ms: self.settings().idle_stop.map(|d| d.as_millis() as u64),
             max_instances: self.settings().max_instances,
             instances: Vec::new(),
+            era: inner.era.map(|(e, _)| e.as_str()),
+            era_source: inner.era.map(|(_, s)| s.as_str()),
         }
     }
 

@@ -1,7 +1,7 @@
 //! What one configured server's child instances share with the rest of the
 //! daemon across restarts: its name, the session registry (fan-out, routing
 //! a child's requests to a client), its resource subscriptions and its
-//! configured roots. Every [`Connection`] of the server holds it, and the
+//! configured roots, and its requests held for 2026-07-28 clients. Every [`Connection`] of the server holds it, and the
 //! upstream updates it in place on reload.
 //!
 //! An instance of a per-client or per-workspace server has its own context
@@ -52,6 +52,8 @@ pub struct Context {
     roots: RwLock<Option<Arc<str>>>,
     /// Whom the instance belongs to.
     pub owner: Owner,
+    /// The server's requests held for 2026-07-28 clients (MRTR).
+    pub bridge: super::mrtr::ServerBridge,
 }
 
 impl Context {
@@ -63,6 +65,7 @@ impl Context {
             subscriptions: Subscriptions::default(),
             roots: RwLock::new(roots),
             owner: Owner::Anyone,
+            bridge: super::mrtr::ServerBridge::new(crate::era::state::StateKey::daemon()),
         }
     }
 

@@ -69,7 +69,7 @@ fn shim_bin() -> String {
 }
 
 const SYSTEMS: [&str; 3] = ["direct", "stdioproxy", "socat"];
-const SCENARIOS: [&str; 9] = [
+const SCENARIOS: [&str; 10] = [
     "cold",
     "seq",
     "pipe",
@@ -78,6 +78,7 @@ const SCENARIOS: [&str; 9] = [
     "list",
     "reload",
     "memory",
+    "era",
     "instances",
 ];
 const UPSTREAMS: [&str; 2] = ["echo", "everything"];
@@ -91,7 +92,7 @@ const USAGE: &str = "usage: cargo bench --bench mcp -- [options]
   --quick            small counts, one repetition (about a minute)
   --full             the default: every figure, several repetitions
   --only a,b,...     run only these scenarios, systems and/or upstreams:
-                       scenarios: cold seq pipe multi scale list reload memory
+                       scenarios: cold seq pipe multi scale list reload memory era
                                   instances
                        systems:   direct stdioproxy socat
                        upstreams: echo everything
@@ -1067,6 +1068,72 @@ impl Conn {
     }
 }
 
+/// Per-call latency on a 2026-07-28 session against a legacy one, through
+/// the same daemon to the same echo server: what the modern era costs
+/// (reading and checking every request's `_meta`, stripping it for the
+/// legacy child, decorating every result). Sessions alternate each round.
+fn era(ctx: &mut Ctx) -> Res<()> {
+    let g = "era";
+    let servers = server_toml(
+        "echo",
+        &[python(), format!("{REPO}/tests/bench/echo_server.py")],
+        &[],
+    );
+    let d = start_daemon(ctx, "daemon-era", &format!("{DEFAULTS}{servers}"), 1)?;
+    let argv = vec![
+        shim_bin(),
+        "--socket".into(),
+        d.socket.display().to_string(),
+    ];
+    let mut legacy = Conn::spawn(&argv, &[], &ctx.errlog, "era/legacy")?;
+    let tools = legacy.handshake(T)?.tools;
+    let tool = echo_tool(&tools).ok_or("era: the echo server lists no echo tool")?;
+    let mut modern = Conn::spawn(&argv, &[], &ctx.errlog, "era/modern")?;
+    let (_, _, discover) = modern.request(
+        "server/discover",
+        json!({ "_meta": client::modern_meta() }),
+        T,
+    )?;
+    if !discover.to_string().contains("2026-07-28") {
+        return Err(format!(
+            "era: server/discover did not offer 2026-07-28: {discover}"
+        ));
+    }
+    let text = "hello era";
+    let mut calls = [
+        ("legacy", Call::new(&tool, text), legacy),
+        ("modern", Call::modern(&tool, text), modern),
+    ];
+    for (_, call, conn) in calls.iter_mut() {
+        call_checked(conn, call, text, T)?;
+        sequential(conn, call, ctx.p.warmup, T)?;
+    }
+    let rounds = ctx.p.reps.max(3);
+    for _ in 0..rounds {
+        for (label, call, conn) in calls.iter_mut() {
+            let (lats, errors) = sequential(conn, call, ctx.p.k, T)?;
+            if errors > 0 {
+                return Err(format!("era: {errors} {label} calls failed"));
+            }
+            ctx.res.add(g, label, "p50_us", lat_us(&lats, 50.0));
+            ctx.res.add(g, label, "p99_us", lat_us(&lats, 99.0));
+        }
+    }
+    for label in ["legacy", "modern"] {
+        let p50 = ctx.res.get(g, label, "p50_us").unwrap_or(f64::NAN);
+        let p99 = ctx.res.get(g, label, "p99_us").unwrap_or(f64::NAN);
+        log(&format!(
+            "era: {label} session: p50 {p50:.1} us, p99 {p99:.1} us ({rounds} rounds of {} calls)",
+            ctx.p.k
+        ));
+    }
+    for (_, _, conn) in calls {
+        conn.close(Duration::from_millis(300));
+    }
+    drop(d);
+    Ok(())
+}
+
 /// Config renamed over the old one -> notifications/tools/list_changed.
 fn reload(ctx: &mut Ctx) -> Res<()> {
     let g = "reload";
@@ -1702,11 +1769,12 @@ fn run(opts: Opts) -> Res<()> {
     }
     if ctx.f.system("stdioproxy") {
         type Scenario = fn(&mut Ctx) -> Res<()>;
-        let daemon_only: [(&str, Scenario); 4] = [
+        let daemon_only: [(&str, Scenario); 5] = [
             ("scale", scale),
             ("list", list),
             ("reload", reload),
             ("instances", instances::instances),
+            ("era", era),
         ];
         for (name, f) in daemon_only {
             if ctx.f.scenario(name) {

@@ -10,13 +10,13 @@ use serde_json::Value;
 
 use crate::support::*;
 
-fn interop_dir() -> PathBuf {
+pub fn interop_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
 }
 
 /// server-everything's entry point, when `npm ci --prefix tests/interop`
 /// installed it (and node is there to run it).
-fn require_node_modules() -> Option<PathBuf> {
+pub fn require_node_modules() -> Option<PathBuf> {
     ci_tool("node", "nodejs")?;
     let dir = interop_dir();
     let everything = dir.join("node_modules/@modelcontextprotocol/server-everything/dist/index.js");
@@ -31,7 +31,7 @@ fn require_node_modules() -> Option<PathBuf> {
 }
 
 /// The Python of the venv .ci/run makes from tests/interop/requirements.txt.
-fn require_python_sdk() -> Option<PathBuf> {
+pub fn require_python_sdk() -> Option<PathBuf> {
     let python = interop_dir().join(".venv/bin/python");
     if python.exists() {
         Some(python)
@@ -47,17 +47,46 @@ fn require_python_sdk() -> Option<PathBuf> {
 /// Runs `node tests/interop/<script> <args...> <shim> --socket <socket>` and
 /// returns the one JSON report it prints.
 pub(crate) fn run_ts_client(script: &str, args: &[&str], socket: &Path) -> Value {
-    let out = Command::new("node")
+    run_client(Path::new("node"), script, args, socket, &[])
+}
+
+/// Runs `<program> tests/interop/<script> <args...> <shim> --socket
+/// <socket>` with extra `env` and returns the one JSON report it prints.
+pub fn run_client(
+    program: &Path,
+    script: &str,
+    args: &[&str],
+    socket: &Path,
+    env: &[(&str, &str)],
+) -> Value {
+    let out = Command::new(program)
+        .envs(env.iter().copied())
         .arg(interop_dir().join(script))
         .args(args)
         .arg(SHIM)
         .arg("--socket")
         .arg(socket)
         .output()
-        .expect("run node");
+        .expect("run the client");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{script} failed: {stderr}");
-    serde_json::from_slice(&out.stdout).expect("one JSON line")
+    assert!(out.status.success(), "{script} {args:?} failed: {stderr}");
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{script}: not one JSON line ({e}); stderr: {stderr}"))
+}
+
+/// ts_client.mjs's report has the echo and the sum of its calls.
+pub fn assert_echo_and_sum(v: &Value) {
+    assert_eq!(
+        v["echo"]["content"][0]["text"], "Echo: hello interop",
+        "{v}"
+    );
+    assert!(
+        v["sum"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains('5'),
+        "{v}"
+    );
 }
 
 #[test]
@@ -89,17 +118,7 @@ fn typescript_sdk_client_lists_and_calls_server_everything_through_the_shim() {
     ] {
         assert!(tools.contains(&want), "{want} missing: {tools:?}");
     }
-    assert_eq!(
-        v["echo"]["content"][0]["text"], "Echo: hello interop",
-        "{v}"
-    );
-    assert!(
-        v["sum"]["content"][0]["text"]
-            .as_str()
-            .unwrap()
-            .contains('5'),
-        "{v}"
-    );
+    assert_echo_and_sum(&v);
 }
 
 #[test]

@@ -5,6 +5,8 @@ mod support;
 
 mod clients;
 mod core;
+mod era;
+mod era_interop;
 mod hostile;
 mod instances;
 mod interop;

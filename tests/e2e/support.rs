@@ -277,7 +277,18 @@ impl Daemon {
     /// re-read whenever the daemon logs a new line (every state change is
     /// logged), so this waits on events rather than on a clock.
     pub fn wait_status(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + WAIT;
+        self.wait_status_within(WAIT, what, pred)
+    }
+
+    /// [`Daemon::wait_status`] with another bound, for children that are
+    /// slow to start on a loaded machine (Python servers).
+    pub fn wait_status_within(
+        &self,
+        limit: Duration,
+        what: &str,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + limit;
         loop {
             let seen = self.log.len();
             let st = self.status();
@@ -285,7 +296,7 @@ impl Daemon {
                 return st;
             }
             if Instant::now() >= deadline {
-                panic!("status never showed {what} within {WAIT:?}; last: {st:#}");
+                panic!("status never showed {what} within {limit:?}; last: {st:#}");
             }
             // Wait for the next log line (or a short tick), then look again.
             let (lines, cv) = &*self.log.inner;
@@ -298,7 +309,12 @@ impl Daemon {
 
     /// Waits until every named server is ready.
     pub fn wait_ready(&self, names: &[&str]) -> Value {
-        self.wait_status(&format!("{names:?} ready"), |st| {
+        self.wait_ready_within(WAIT, names)
+    }
+
+    /// [`Daemon::wait_ready`] with another bound.
+    pub fn wait_ready_within(&self, limit: Duration, names: &[&str]) -> Value {
+        self.wait_status_within(limit, &format!("{names:?} ready"), |st| {
             names.iter().all(|n| {
                 st["servers"]
                     .as_array()

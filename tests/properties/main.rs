@@ -22,6 +22,7 @@ mod support;
 mod config;
 mod envelope;
 mod framing;
+mod mrtr;
 mod names;
 mod routing;
 
