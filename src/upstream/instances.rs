@@ -129,6 +129,16 @@ impl Upstream {
         !self.is_member() && self.settings().is_pooled()
     }
 
+    /// Before an idle stop: a call from now on starts the instance again (a
+    /// pooled one: makes a new instance for its key).
+    pub(super) fn going_idle(self: &Arc<Self>) {
+        self.lock().served = false;
+        if self.is_member() {
+            self.leave_pool();
+        }
+        self.wanted.send_replace(false);
+    }
+
     /// Marks the instance used now.
     pub fn touch(&self) {
         self.last_used.store(now_ms(), Ordering::Relaxed);
@@ -464,4 +474,20 @@ pub(super) fn probe_workspace() -> Option<crate::workspace::Workspace> {
         return None;
     }
     crate::workspace::Workspace::resolve(&dir).ok()
+}
+
+/// Runs an upstream's lifecycle; if it panics (a bug), logs it and runs it
+/// again, so one server's bug never leaves it dead or takes the daemon down.
+/// The panicked task's `Child` is dropped with it, which kills the process.
+pub async fn supervise(up: Arc<Upstream>) {
+    loop {
+        match tokio::spawn(up.clone().run()).await {
+            Ok(()) => return,
+            Err(e) if e.is_panic() => {
+                tracing::error!(server = %up.name, "server lifecycle task panicked; restarting it");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(_) => return,
+        }
+    }
 }

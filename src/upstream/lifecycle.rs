@@ -340,16 +340,6 @@ impl Upstream {
         }
     }
 
-    /// Before an idle stop: a call from now on starts the instance again (a
-    /// pooled one: makes a new instance for its key).
-    fn going_idle(self: &Arc<Self>) {
-        self.lock().served = false;
-        if self.is_member() {
-            self.leave_pool();
-        }
-        self.wanted.send_replace(false);
-    }
-
     /// Stops a ready child gracefully (stdin close, grace, SIGTERM,
     /// SIGKILL), routing nothing to it any more.
     async fn stop_gracefully(&self, conn: &Connection, spawned: &mut process::Spawned, why: &str) {
@@ -504,22 +494,6 @@ impl Upstream {
         }
         conn.notify("notifications/initialized", None).await?;
         Ok(init)
-    }
-}
-
-/// Runs an upstream's lifecycle; if it panics (a bug), logs it and runs it
-/// again, so one server's bug never leaves it dead or takes the daemon down.
-/// The panicked task's `Child` is dropped with it, which kills the process.
-pub async fn supervise(up: Arc<Upstream>) {
-    loop {
-        match tokio::spawn(up.clone().run()).await {
-            Ok(()) => return,
-            Err(e) if e.is_panic() => {
-                tracing::error!(server = %up.name, "server lifecycle task panicked; restarting it");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            Err(_) => return,
-        }
     }
 }
 

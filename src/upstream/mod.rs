@@ -40,8 +40,8 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::watch;
 
-pub use instances::{InstanceRefusal, InstanceStatus};
-pub use lifecycle::{backoff_delay, supervise};
+pub use instances::{supervise, InstanceRefusal, InstanceStatus};
+pub use lifecycle::backoff_delay;
 pub use process::{describe_exit, raise_fd_limit};
 
 use crate::cache::{spec_key, CachedServer, ToolCache};
