@@ -432,17 +432,22 @@ fn sample_through_owner(me: &mut Client, other: &mut Client, tag: &str) {
     );
 }
 
-#[test]
-fn a_crash_restarts_only_that_instance() {
-    let env = Env::new();
-    let d = env.start(&server("b", "share = \"per-client\""));
+/// A daemon running per-client server `b` (with `extra` lines), and two
+/// clients that called it once: their instances' pids.
+fn two_per_client_sessions(env: &Env, extra: &str) -> (Daemon, Client, Client, u32, u32) {
+    let d = env.start(&server("b", &format!("share = \"per-client\"\n{extra}")));
     let mut c1 = Client::initialized(&env.socket);
     c1.wait_for_tool("b__instance");
     let mut c2 = Client::initialized(&env.socket);
-    let (p1, p2) = (
-        pid_of(&report(&mut c1, "b__instance")),
-        pid_of(&report(&mut c2, "b__instance")),
-    );
+    let p1 = pid_of(&report(&mut c1, "b__instance"));
+    let p2 = pid_of(&report(&mut c2, "b__instance"));
+    (d, c1, c2, p1, p2)
+}
+
+#[test]
+fn a_crash_restarts_only_that_instance() {
+    let env = Env::new();
+    let (d, mut c1, mut c2, p1, p2) = two_per_client_sessions(&env, "");
     let r = c1.call("b__crash", json!({}));
     assert!(r.get("error").is_some(), "{r}");
     wait_gone(p1);
@@ -657,17 +662,8 @@ fn eager_per_client_starts_with_the_session_and_no_workspace_is_a_clear_error() 
 #[test]
 fn health_checks_run_per_instance() {
     let env = Env::new();
-    let d = env.start(&server(
-        "b",
-        "share = \"per-client\"\nhealth_interval = \"300ms\"\nhealth_timeout = \"2s\"",
-    ));
-    let mut c1 = Client::initialized(&env.socket);
-    c1.wait_for_tool("b__instance");
-    let mut c2 = Client::initialized(&env.socket);
-    let (p1, p2) = (
-        pid_of(&report(&mut c1, "b__instance")),
-        pid_of(&report(&mut c2, "b__instance")),
-    );
+    let (d, mut c1, mut c2, p1, p2) =
+        two_per_client_sessions(&env, "health_interval = \"300ms\"\nhealth_timeout = \"2s\"");
     // c1's instance stops answering pings: it alone is killed and restarted.
     c1.call_text("b__hang_pings", json!({}));
     wait_gone(p1);
