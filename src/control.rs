@@ -8,12 +8,13 @@
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::proto::PROTO_VERSION;
+use crate::proto::{Hello, PROTO_VERSION};
 use crate::reload::{Reloader, Trigger};
 use crate::slots::Slots;
 use crate::supervisor::Supervisor;
@@ -26,6 +27,8 @@ pub struct Control {
     sessions: Arc<Slots>,
     socket_path: PathBuf,
     started: Instant,
+    /// Sessions a shim resumed here after a daemon restart.
+    resumes: AtomicU64,
 }
 
 impl Control {
@@ -42,11 +45,17 @@ impl Control {
             sessions,
             socket_path,
             started: Instant::now(),
+            resumes: AtomicU64::new(0),
         }
     }
 
+    /// Counts a session that a shim resumed (shown in `status`).
+    pub fn count_resume(&self) {
+        self.resumes.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Answers one control request with a JSON line.
-    pub async fn handle(&self, verb: &str, _request: &Value) -> String {
+    pub async fn handle(&self, verb: &str, _request: &Hello) -> String {
         let reply = match verb {
             "status" => self.status(),
             "reload" => match self.reloader.reload(Trigger::Control).await {
@@ -91,6 +100,9 @@ impl Control {
                 "last_reload": self.reloader.last_reload(),
             },
             "sessions": self.sessions.taken(),
+            // Sessions resumed by a shim after a daemon restart (since this
+            // daemon started).
+            "resumed_sessions": self.resumes.load(Ordering::Relaxed),
             "tools": self.supervisor.catalog().len(),
             "servers": servers,
         })
@@ -128,7 +140,11 @@ pub fn request(socket: &Path, verb: &str, timeout: Duration) -> Result<Value, St
     stream
         .set_read_timeout(Some(timeout))
         .map_err(|e| e.to_string())?;
-    let hello = json!({ "stdioproxy": PROTO_VERSION, "control": verb });
+    let hello = Hello {
+        stdioproxy: PROTO_VERSION,
+        control: Some(verb.to_string()),
+        ..Hello::default()
+    };
     // The daemon closes at once on connections from another user: before
     // our write (broken pipe), with our request unread (reset) or after it
     // (EOF). All three mean "no answer".
@@ -139,7 +155,7 @@ pub fn request(socket: &Path, verb: &str, timeout: Duration) -> Result<Value, St
         )
     };
     let mut line = String::new();
-    let n = match stream.write_all(format!("{hello}\n").as_bytes()) {
+    let n = match stream.write_all(hello.line().as_bytes()) {
         Err(e) if closed(&e) => 0,
         Err(e) => return Err(format!("cannot send to the daemon: {e}")),
         Ok(()) => match BufReader::new(stream).read_line(&mut line) {
@@ -164,98 +180,4 @@ pub fn request(socket: &Path, verb: &str, timeout: Duration) -> Result<Value, St
             .to_string());
     }
     Ok(v)
-}
-
-/// Renders `status` for a terminal.
-pub fn render_status(v: &Value) -> String {
-    let mut out = String::new();
-    let d = &v["daemon"];
-    out.push_str(&format!(
-        "stdioproxy {} (pid {}), up {}s, socket {}\n",
-        d["version"].as_str().unwrap_or("?"),
-        d["pid"],
-        d["uptime_secs"],
-        d["socket"].as_str().unwrap_or("?")
-    ));
-    out.push_str(&format!(
-        "config: {}",
-        v["config"]["path"].as_str().unwrap_or("?")
-    ));
-    match v["config"]["error"].as_str() {
-        Some(e) => out.push_str(&format!("\n  ERROR (running the previous config): {e}\n")),
-        None => out.push_str(" (ok)\n"),
-    }
-    if let Some(r) = v["config"]["last_reload"].as_object() {
-        out.push_str(&format!(
-            "last reload: {} ({}, {}s since epoch): {}\n",
-            r.get("result").and_then(Value::as_str).unwrap_or("?"),
-            r.get("trigger").and_then(Value::as_str).unwrap_or("?"),
-            r.get("at_unix").and_then(Value::as_u64).unwrap_or(0),
-            r.get("detail").and_then(Value::as_str).unwrap_or("")
-        ));
-    }
-    out.push_str(&format!(
-        "sessions: {}, tools: {}\n",
-        v["sessions"], v["tools"]
-    ));
-    let servers = v["servers"].as_array().cloned().unwrap_or_default();
-    if servers.is_empty() {
-        out.push_str("no servers configured\n");
-    }
-    for s in servers {
-        let pid = s["pid"].as_u64().map_or("-".to_string(), |p| p.to_string());
-        // Only a modern child is marked: legacy is what MCP servers speak.
-        let era = if s["era"] == "modern" {
-            "  (MCP 2026-07-28)"
-        } else {
-            ""
-        };
-        out.push_str(&format!(
-            "  {:<20} {:<9} pid {:<8} tools {:<4} restarts {}{era}\n",
-            s["name"].as_str().unwrap_or("?"),
-            s["state"].as_str().unwrap_or("?"),
-            pid,
-            s["tools"],
-            s["restarts"]
-        ));
-        if let Some(e) = s["last_error"].as_str() {
-            out.push_str(&format!("      last error: {e}\n"));
-        }
-        render_instances(&mut out, &s);
-    }
-    out
-}
-
-/// The instances of a per-client or per-workspace server, one line each.
-/// Keys are escaped by the daemon (a workspace path cannot break a line).
-fn render_instances(out: &mut String, s: &Value) {
-    let share = s["share"].as_str().unwrap_or("shared");
-    if share == "shared" {
-        return;
-    }
-    let instances = s["instances"].as_array().cloned().unwrap_or_default();
-    let max = s["max_instances"]
-        .as_u64()
-        .map_or(String::new(), |m| format!(" (max {m})"));
-    out.push_str(&format!(
-        "      {share}: {} instance{}{max}\n",
-        instances.len(),
-        if instances.len() == 1 { "" } else { "s" }
-    ));
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    for i in instances {
-        let client = i["owner"]["client"]
-            .as_str()
-            .map_or(String::new(), |c| format!(" ({})", c.escape_debug()));
-        out.push_str(&format!(
-            "        {}{client} {} pid {} restarts {} last used {}s ago\n",
-            i["key"].as_str().unwrap_or("?"),
-            i["state"].as_str().unwrap_or("?"),
-            i["pid"].as_u64().map_or("-".to_string(), |p| p.to_string()),
-            i["restarts"],
-            now.saturating_sub(i["last_used_unix"].as_u64().unwrap_or(now)),
-        ));
-    }
 }

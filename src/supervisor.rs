@@ -225,7 +225,15 @@ impl Supervisor {
         let catalog = self.catalog();
         self.upstreams()
             .iter()
-            .map(|u| u.server_status(ListKind::ALL.map(|k| catalog.count(k, &u.name))))
+            .map(|u| {
+                let mut s = u.server_status(ListKind::ALL.map(|k| catalog.count(k, &u.name)));
+                s.shortened_tools = catalog
+                    .shortened(ListKind::Tools, &u.name)
+                    .into_iter()
+                    .map(|(name, original)| crate::upstream::ShortenedName { name, original })
+                    .collect();
+                s
+            })
             .collect()
     }
 

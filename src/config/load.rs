@@ -93,10 +93,19 @@ pub fn load(path: &Path) -> Result<Option<(Config, String)>, ConfigError> {
 
 /// Parses config text; `path` is only used in errors.
 pub fn parse_str(path: &Path, text: &str) -> Result<Config, ConfigError> {
-    let config = toml::from_str::<Config>(text).map_err(|e| ConfigError {
-        path: path.to_path_buf(),
-        position: e.span().map(|s| line_col(text, s.start)),
-        message: e.message().trim().to_string(),
+    let config = toml::from_str::<Config>(text).map_err(|e| {
+        let message = e.message().trim();
+        let message = match e.span() {
+            Some(span) if message == "duplicate key" => {
+                super::duplicate::describe(text, span).unwrap_or_else(|| message.to_string())
+            }
+            _ => message.to_string(),
+        };
+        ConfigError {
+            path: path.to_path_buf(),
+            position: e.span().map(|s| line_col(text, s.start)),
+            message,
+        }
     })?;
     // Checks that need `[defaults]` and a server together.
     for (name, server) in &config.servers {
@@ -194,6 +203,11 @@ enabled = false
         assert_eq!(c.daemon.max_sessions, 3);
         assert_eq!(c.daemon.handshake_timeout.0, Duration::from_secs(2));
         let d = parse("").unwrap().daemon;
+        assert_eq!(d.first_list_wait.0, Duration::from_secs(5));
+        let w = parse("[daemon]\nfirst_list_wait = \"0s\"\n")
+            .unwrap()
+            .daemon;
+        assert_eq!(w.first_list_wait.0, Duration::ZERO);
         assert_eq!(d.max_sessions, 256);
         assert_eq!(d.handshake_timeout.0, Duration::from_secs(60));
         for (bad, line) in [

@@ -7,6 +7,7 @@
 //! printed: `Debug` redacts them.
 
 mod diff;
+mod duplicate;
 mod duration;
 mod expand;
 mod filter;
@@ -75,6 +76,11 @@ pub struct DaemonSettings {
     /// make the daemon re-read its config. Off by default: a model should
     /// not be able to restart servers unless you decided it may.
     pub reload_tool: bool,
+    /// While the daemon's first start is under way (no cached lists yet),
+    /// how long a session's first `tools/list` may wait for every enabled
+    /// server to be ready or to have failed, so a client that ignores
+    /// `list_changed` does not keep a partial catalog. "0s" answers at once.
+    pub first_list_wait: ConfigDuration,
 }
 
 /// How long a new connection may stay silent before its first line, unless
@@ -116,6 +122,7 @@ impl Default for DaemonSettings {
             reload_debounce: ConfigDuration(Duration::from_millis(150)),
             watch_config: true,
             reload_tool: false,
+            first_list_wait: ConfigDuration(Duration::from_secs(5)),
         }
     }
 }
@@ -290,7 +297,8 @@ impl<'de> Deserialize<'de> for ServerName {
 #[derive(Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
-    /// Program to run (looked up in the daemon's PATH).
+    /// Program to run: a bare name is looked up on the daemon's PATH, then
+    /// next to the stdioproxy binary ([`crate::paths::resolve_program`]).
     pub command: Command,
     /// Arguments.
     #[serde(default)]

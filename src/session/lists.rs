@@ -67,6 +67,10 @@ impl Session {
             return;
         }
         for (i, kinds) in ANNOUNCED.iter().enumerate() {
+            if self.held.is_some() && kinds.contains(&ListKind::Tools) {
+                // The held first tools/list will show the current view.
+                continue;
+            }
             let fp = catalog.view_fingerprint(kinds, |s| self.visible(s));
             if self.announced[i] != Some(fp) {
                 self.announced[i] = Some(fp);

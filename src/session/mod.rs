@@ -16,6 +16,7 @@
 //! it still waits for are cancelled upstream, children's requests it was
 //! handling are answered with an error, and its subscriptions are dropped.
 
+mod first_list;
 mod hub;
 mod initialize;
 mod lists;
@@ -53,6 +54,10 @@ pub struct SessionOptions {
     /// The session's workspace (per-workspace servers run one instance per
     /// workspace; docs/INSTANCES.md).
     pub workspace: Option<crate::workspace::Workspace>,
+    /// Set when a shim resumes its client's session on a new connection
+    /// (the daemon restarted): the client will not initialize again, the
+    /// shim replays its session.
+    pub resumed: Option<crate::proto::Resumed>,
 }
 
 /// The groups of lists a client is told about separately, with the lists
@@ -69,6 +74,12 @@ struct Session {
     /// Per group of [`ANNOUNCED`], the view fingerprint last announced (or
     /// listed); list_changed is sent when the current one differs.
     announced: [Option<u64>; 3],
+    /// The session has sent its first `tools/list`.
+    listed_tools: bool,
+    /// Its first `tools/list`, held during the daemon's first start.
+    held: Option<first_list::Held>,
+    /// A hold just started: the session loop takes its receiver.
+    new_hold: Option<tokio::sync::oneshot::Receiver<Vec<String>>>,
 }
 
 /// Runs a session until the client disconnects, is dropped, or the daemon
@@ -89,7 +100,16 @@ pub async fn run<R, W>(
     let (outbox, rx) = Outbox::new(id);
     let (closing_tx, closing_rx) = watch::channel(false);
     let writer_task = tokio::spawn(write_loop(writer, rx, closing_rx));
-    tracing::info!(session = id, servers = ?options.servers, "client session opened");
+    match &options.resumed {
+        None => tracing::info!(session = id, servers = ?options.servers, "client session opened"),
+        Some(r) => tracing::info!(
+            session = id,
+            servers = ?options.servers,
+            client = r.client.as_deref().unwrap_or("(unnamed)"),
+            resumes = r.count,
+            "session resumed: a client's shim reconnected after the daemon restarted and replays its session"
+        ),
+    }
     if let Some(w) = &options.workspace {
         tracing::info!(session = id, workspace = %w, "session workspace");
     }
@@ -109,11 +129,17 @@ pub async fn run<R, W>(
         hub: hub.clone(),
         link: link.clone(),
         announced: [None; 3],
+        listed_tools: false,
+        held: None,
+        new_hold: None,
     };
+    // The held first tools/list's wait, when there is one.
+    let mut hold: Option<tokio::sync::oneshot::Receiver<Vec<String>>> = None;
     let mut catalog_rx = hub.supervisor.subscribe();
     let mut shutdown = hub.shutdown_signal();
     if let Some(line) = first {
         session.on_line(&line);
+        hold = session.new_hold.take().or(hold);
     }
     let reason = {
         // Armed once, not on every message; checked before the client's
@@ -133,8 +159,15 @@ pub async fn run<R, W>(
                     let catalog = catalog_rx.borrow_and_update().clone();
                     session.maybe_announce(&catalog);
                 }
+                missing = async { hold.as_mut().expect("guarded").await }, if hold.is_some() => {
+                    hold = None;
+                    session.answer_held(missing.unwrap_or_default());
+                }
                 frame = reader.next_frame() => match frame {
-                    Ok(Frame::Line(line)) => session.on_line(&line),
+                    Ok(Frame::Line(line)) => {
+                        session.on_line(&line);
+                        hold = session.new_hold.take().or(hold);
+                    }
                     Ok(Frame::TooLong { prefix }) => session.on_too_long(&prefix),
                     Ok(Frame::Eof) => break "client disconnected",
                     Err(e) => {
@@ -372,7 +405,11 @@ impl Session {
             "server/discover" => self.discover(id),
             "subscriptions/listen" => self.listen(id, env.params),
             "ping" => self.send(jsonrpc::response(id.get(), "{}")),
-            "tools/list" => self.list(ListKind::Tools, id, env.params),
+            "tools/list" => {
+                if !self.hold_first_list(id, env.params) {
+                    self.list(ListKind::Tools, id, env.params);
+                }
+            }
             "prompts/list" => self.list(ListKind::Prompts, id, env.params),
             "resources/list" => self.list(ListKind::Resources, id, env.params),
             "resources/templates/list" => self.list(ListKind::Templates, id, env.params),

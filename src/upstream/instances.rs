@@ -288,6 +288,7 @@ impl Upstream {
             lists: ArcSwap::new(lists),
             state_tx: watch::channel(State::Starting).0,
             stop_tx: watch::channel(false).0,
+            from_cache: self.from_cache,
             key,
             primary: Some(Arc::downgrade(self)),
             pool: Pool::default(),

@@ -25,7 +25,7 @@ use tokio::io::BufReader;
 use tokio::sync::{mpsc, watch};
 
 use super::process::{self, describe_exit};
-use super::{InitInfo, State, Upstream};
+use super::{InitInfo, State, Upstream, FAIL_FAST_AFTER};
 use crate::catalog::{ListKind, Lists, RawItem};
 use crate::config::EffectiveTimeouts;
 use crate::era::decorate::CacheHint;
@@ -42,9 +42,11 @@ enum InstanceEnd {
     /// Stopped gracefully for idleness (or, for a server that only learns
     /// its catalog, once learnt): not a failure.
     Idle,
+    /// It failed; `was_ready` when it had got ready before.
     Failed {
         error: String,
         ran_for: Duration,
+        was_ready: bool,
     },
 }
 
@@ -66,6 +68,45 @@ enum Crash {
 }
 
 impl Upstream {
+    /// True when a call should not wait for this server: it failed to start
+    /// [`FAIL_FAST_AFTER`] times in a row with no ready instance in between,
+    /// or its next attempt is further away than the call could wait (its
+    /// `limit`, and never more than `startup_timeout`). Waiting makes sense
+    /// for a server that is starting or recovering from a crash; not for
+    /// one that cannot start (a wrong command, a missing token).
+    pub fn hopeless(&self, limit: Duration) -> bool {
+        let inner = self.lock();
+        if inner.failed_starts >= FAIL_FAST_AFTER {
+            return true;
+        }
+        let useful = limit.min(self.timeouts().startup_timeout);
+        inner.next_attempt.is_some_and(|t| {
+            t.duration_since(SystemTime::now())
+                .is_ok_and(|away| away > useful)
+        })
+    }
+
+    /// True when clients can list what this server offers: its lists came
+    /// from the cache, or it is not in its first start (it has been ready
+    /// or has failed at least once, or it is in any state but starting).
+    pub fn is_known(&self) -> bool {
+        if self.from_cache || self.state() != State::Starting {
+            return true;
+        }
+        let inner = self.lock();
+        inner.ready_since.is_some() || inner.last_error.is_some() || inner.restarts > 0
+    }
+
+    /// Waits until [`Upstream::is_known`].
+    pub async fn wait_known(&self) {
+        let mut rx = self.state_tx.subscribe();
+        while !self.is_known() {
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
     /// The lifecycle: (wait until wanted,) start, serve, restart with
     /// backoff, stop when idle, until stopped.
     pub async fn run(self: Arc<Self>) {
@@ -89,7 +130,11 @@ impl Upstream {
                         break;
                     }
                 }
-                InstanceEnd::Failed { error, ran_for } => {
+                InstanceEnd::Failed {
+                    error,
+                    ran_for,
+                    was_ready,
+                } => {
                     if ran_for >= STABLE_AFTER {
                         failures = 0;
                     }
@@ -100,7 +145,14 @@ impl Upstream {
                     {
                         let mut inner = self.lock();
                         inner.last_error = Some(error);
+                        inner.last_error_at = Some(SystemTime::now());
+                        inner.ready_since = None;
                         inner.restarts += 1;
+                        if was_ready {
+                            inner.failed_starts = 0;
+                        } else {
+                            inner.failed_starts = inner.failed_starts.saturating_add(1);
+                        }
                         inner.pid = None;
                         inner.next_attempt = Some(SystemTime::now() + delay);
                     }
@@ -130,6 +182,7 @@ impl Upstream {
                 return InstanceEnd::Failed {
                     error,
                     ran_for: started.elapsed(),
+                    was_ready: false,
                 }
             }
         };
@@ -165,6 +218,7 @@ impl Upstream {
                 return InstanceEnd::Failed {
                     error,
                     ran_for: started.elapsed(),
+                    was_ready: false,
                 }
             }
         };
@@ -181,6 +235,7 @@ impl Upstream {
             Some(crash) => InstanceEnd::Failed {
                 error: self.reap(spawned, &conn, crash).await,
                 ran_for: started.elapsed(),
+                was_ready: true,
             },
         }
     }
@@ -254,7 +309,12 @@ impl Upstream {
         }
         self.set_lists(lists);
         self.set_conn(Some(conn.clone()));
-        self.lock().last_error = None;
+        {
+            let mut inner = self.lock();
+            inner.last_error = None;
+            inner.failed_starts = 0;
+            inner.ready_since = Some(SystemTime::now());
+        }
         tracing::info!(server = %self.name, pid, tools = counts.0, prompts = counts.1,
             resources = counts.2, "server ready");
         self.lock().served = true;

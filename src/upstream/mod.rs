@@ -57,6 +57,10 @@ use crate::wire::{Connection, Context, Registry, Reply};
 /// Lines of a child's stderr kept for `status`.
 const STDERR_TAIL: usize = 20;
 
+/// Failed starts in a row after which calls fail at once instead of
+/// waiting for the next attempt.
+pub const FAIL_FAST_AFTER: u32 = 3;
+
 /// Lifecycle state of a server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -124,6 +128,13 @@ pub struct ServerStatus {
     pub resource_templates: usize,
     /// Last failure, if any.
     pub last_error: Option<String>,
+    /// When the last failure happened (unix seconds).
+    pub last_error_at_unix: Option<u64>,
+    /// When the running instance became ready (unix seconds).
+    pub started_at_unix: Option<u64>,
+    /// Starts that failed in a row; from [`FAIL_FAST_AFTER`] on, calls fail
+    /// at once instead of waiting.
+    pub failed_starts: u32,
     /// How the last instance ended.
     pub last_exit: Option<String>,
     /// When the next restart attempt is due (unix seconds).
@@ -152,6 +163,17 @@ pub struct ServerStatus {
     pub era: Option<&'static str>,
     /// How that is known: `config`, `cache`, `probe` or `handshake`.
     pub era_source: Option<&'static str>,
+    /// Tools whose exposed name had to be shortened, with the original.
+    pub shortened_tools: Vec<ShortenedName>,
+}
+
+/// An exposed name and the `<server>__<name>` it stands for.
+#[derive(Clone, Debug, Serialize)]
+pub struct ShortenedName {
+    /// What clients see and call.
+    pub name: String,
+    /// `<server>__<name>` as the server named it.
+    pub original: String,
 }
 
 /// Why a server cannot take a call right now.
@@ -184,7 +206,13 @@ impl Unavailable {
 struct Inner {
     pid: Option<u32>,
     restarts: u64,
+    /// Starts that failed in a row, with no ready instance in between.
+    failed_starts: u32,
     last_error: Option<String>,
+    /// When `last_error` happened.
+    last_error_at: Option<SystemTime>,
+    /// When the current instance became ready.
+    ready_since: Option<SystemTime>,
     last_exit: Option<String>,
     next_attempt: Option<SystemTime>,
     stderr_tail: VecDeque<String>,
@@ -246,6 +274,9 @@ pub struct Upstream {
     wanted: watch::Sender<bool>,
     /// Unix milliseconds of the last call (or session change) that used it.
     last_used: std::sync::atomic::AtomicU64,
+    /// Its lists came from the on-disk cache: clients can see them before
+    /// its first start is decided.
+    from_cache: bool,
 }
 
 impl Upstream {
@@ -261,6 +292,7 @@ impl Upstream {
     ) -> Arc<Self> {
         let cache_key = spec_key(&spec);
         let cached = shared.cache.as_ref().and_then(|c| c.get(name, &cache_key));
+        let from_cache = cached.is_some();
         let mut inner = Inner::default();
         // Without a catalog a lazy or pooled server is started once to
         // learn it (docs/INSTANCES.md).
@@ -316,6 +348,7 @@ impl Upstream {
             settings: RwLock::new(settings),
             wanted: watch::channel(wanted).0,
             last_used: std::sync::atomic::AtomicU64::new(instances::now_ms()),
+            from_cache,
         })
     }
 
@@ -368,7 +401,8 @@ impl Upstream {
     }
 
     /// Waits up to `limit` for the server to be ready (for calls made while
-    /// it starts or restarts). Fails at once when it is stopping or stopped.
+    /// it starts or restarts). Fails at once when it is stopping or stopped,
+    /// or when waiting is pointless ([`Upstream::hopeless`]).
     pub async fn wait_ready(&self, limit: Duration) -> Result<Arc<Connection>, Unavailable> {
         let mut rx = self.state_tx.subscribe();
         let waited = tokio::time::timeout(limit, async {
@@ -376,6 +410,7 @@ impl Upstream {
                 match self.connection() {
                     Ok(c) => return Ok(c),
                     Err(u) if matches!(u.state, State::Stopping | State::Stopped) => return Err(u),
+                    Err(u) if self.hopeless(limit) => return Err(u),
                     Err(_) => {}
                 }
                 if rx.changed().await.is_err() {
@@ -481,12 +516,15 @@ impl Upstream {
             resources: exposed[2],
             resource_templates: exposed[3],
             last_error: inner.last_error.clone(),
+            last_error_at_unix: inner
+                .last_error
+                .as_ref()
+                .and(inner.last_error_at)
+                .and_then(unix_secs),
+            started_at_unix: inner.ready_since.and_then(unix_secs),
+            failed_starts: inner.failed_starts,
             last_exit: inner.last_exit.clone(),
-            next_attempt_unix: inner.next_attempt.and_then(|t| {
-                t.duration_since(SystemTime::UNIX_EPOCH)
-                    .ok()
-                    .map(|d| d.as_secs())
-            }),
+            next_attempt_unix: inner.next_attempt.and_then(unix_secs),
             in_flight: conn.map_or(0, |c| c.in_flight()),
             subscriptions: self.ctx.subscriptions.len(),
             log_level: inner.applied_level.map(Level::as_str),
@@ -498,6 +536,7 @@ impl Upstream {
             instances: Vec::new(),
             era: inner.era.map(|(e, _)| e.as_str()),
             era_source: inner.era.map(|(_, s)| s.as_str()),
+            shortened_tools: Vec::new(),
         }
     }
 
@@ -597,4 +636,10 @@ impl Upstream {
         }
         inner.stderr_tail.push_back(line);
     }
+}
+
+fn unix_secs(t: SystemTime) -> Option<u64> {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_secs())
 }

@@ -43,7 +43,8 @@ pub fn spawn(
     vars: &[(&str, String)],
 ) -> Result<Spawned, String> {
     let env = expand_env_table_with(&spec.env, vars)?;
-    let mut cmd = Command::new(&spec.command.0);
+    // A bare name not on PATH may be a program installed next to stdioproxy.
+    let mut cmd = Command::new(crate::paths::resolve_program(&spec.command.0));
     cmd.args(&spec.args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -19,6 +19,7 @@
 
 mod client;
 mod instances;
+mod outage;
 mod procs;
 mod report;
 
@@ -69,7 +70,7 @@ fn shim_bin() -> String {
 }
 
 const SYSTEMS: [&str; 3] = ["direct", "stdioproxy", "socat"];
-const SCENARIOS: [&str; 10] = [
+const SCENARIOS: [&str; 11] = [
     "cold",
     "seq",
     "pipe",
@@ -77,6 +78,7 @@ const SCENARIOS: [&str; 10] = [
     "scale",
     "list",
     "reload",
+    "outage",
     "memory",
     "era",
     "instances",
@@ -92,7 +94,7 @@ const USAGE: &str = "usage: cargo bench --bench mcp -- [options]
   --quick            small counts, one repetition (about a minute)
   --full             the default: every figure, several repetitions
   --only a,b,...     run only these scenarios, systems and/or upstreams:
-                       scenarios: cold seq pipe multi scale list reload memory era
+                       scenarios: cold seq pipe multi scale list reload outage memory era
                                   instances
                        systems:   direct stdioproxy socat
                        upstreams: echo everything
@@ -122,6 +124,7 @@ struct Params {
     list_tools: usize,
     list_reps: usize,
     reload_reps: usize,
+    outage_reps: usize,
     mem_clients: usize,
     mem_reps: usize,
     mem_calls: usize,
@@ -147,6 +150,7 @@ impl Params {
             list_tools: 100,
             list_reps: if quick { 5 } else { 30 },
             reload_reps: if quick { 3 } else { 10 },
+            outage_reps: if quick { 3 } else { 10 },
             mem_clients: 4,
             mem_reps: if quick { 1 } else { 3 },
             mem_calls: 20,
@@ -325,9 +329,13 @@ impl Daemon {
 }
 
 fn start_daemon(ctx: &Ctx, name: &str, config: &str, servers: usize) -> Res<Daemon> {
-    let d = start_daemon_with(ctx, name, config, "ready status=")?;
+    let d = spawn_daemon(ctx, name, config)?;
+    let line = d
+        .proc
+        .log
+        .wait_for(0, "ready status=", Duration::from_secs(180))
+        .map_err(|e| format!("{name}: {e}"))?;
     let want = format!("{servers}/{servers} servers ready");
-    let line = d.proc.log.wait_for(0, "ready status=", T)?;
     if !line.contains(&want) {
         return Err(format!("{name}: not every server started: {line}"));
     }
@@ -336,6 +344,17 @@ fn start_daemon(ctx: &Ctx, name: &str, config: &str, servers: usize) -> Res<Daem
 
 /// Starts a daemon and waits for its log line containing `ready`.
 fn start_daemon_with(ctx: &Ctx, name: &str, config: &str, ready: &str) -> Res<Daemon> {
+    let d = spawn_daemon(ctx, name, config)?;
+    d.proc
+        .log
+        .wait_for(0, ready, Duration::from_secs(180))
+        .map_err(|e| format!("{name}: {e}"))?;
+    Ok(d)
+}
+
+/// Starts a daemon in `ctx.tmp/<name>` (the same dir, socket and cache when
+/// the name is used again) without waiting for it.
+fn spawn_daemon(ctx: &Ctx, name: &str, config: &str) -> Res<Daemon> {
     let dir = ctx.tmp.join(name);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let cfg = dir.join("config.toml");
@@ -364,9 +383,6 @@ fn start_daemon_with(ctx: &Ctx, name: &str, config: &str, ready: &str) -> Res<Da
         ("STDIOPROXY_SOCKET".into(), socket.display().to_string()),
     ];
     let proc = Proc::start(name, &argv, &env, &dir.join("daemon.log"))?;
-    proc.log
-        .wait_for(0, ready, Duration::from_secs(180))
-        .map_err(|e| format!("{name}: {e}"))?;
     Ok(Daemon {
         proc,
         socket,
@@ -1642,6 +1658,26 @@ fn render(ctx: &Ctx, meta: &Value) -> String {
         "ms",
     );
     add(
+        "outage: new daemon listening -> first call answered (warm cache)".into(),
+        r.get("outage", "stdioproxy", "listen_to_answer_ms"),
+        "ms",
+    );
+    add(
+        "  ... new daemon listening -> session resumed (a queued ping answered)".into(),
+        r.get("outage", "stdioproxy", "listen_to_resumed_ms"),
+        "ms",
+    );
+    add(
+        "  ... daemon killed -> that call answered".into(),
+        r.get("outage", "stdioproxy", "kill_to_answer_ms"),
+        "ms",
+    );
+    add(
+        "  ... daemon killed -> new daemon listening".into(),
+        r.get("outage", "stdioproxy", "kill_to_listen_ms"),
+        "ms",
+    );
+    add(
         "shim binary size".into(),
         r.get("binary", "stdioproxy", "shim_bytes")
             .map(|b| b / 1024.0),
@@ -1769,12 +1805,13 @@ fn run(opts: Opts) -> Res<()> {
     }
     if ctx.f.system("stdioproxy") {
         type Scenario = fn(&mut Ctx) -> Res<()>;
-        let daemon_only: [(&str, Scenario); 5] = [
+        let daemon_only: [(&str, Scenario); 6] = [
             ("scale", scale),
             ("list", list),
             ("reload", reload),
             ("instances", instances::instances),
             ("era", era),
+            ("outage", outage::outage),
         ];
         for (name, f) in daemon_only {
             if ctx.f.scenario(name) {

@@ -215,6 +215,16 @@ pub struct Daemon {
 impl Daemon {
     /// Starts the daemon and waits until it listens.
     pub fn start(env: &Env, extra_env: &[(&str, &str)]) -> Daemon {
+        Daemon::start_with(env, extra_env, |_| {})
+    }
+
+    /// [`Daemon::start`], with `configure` applied to the command last (a
+    /// working directory, a PATH).
+    pub fn start_with(
+        env: &Env,
+        extra_env: &[(&str, &str)],
+        configure: impl FnOnce(&mut Command),
+    ) -> Daemon {
         let mut cmd = Command::new(DAEMON);
         cmd.arg("serve")
             .arg("--config")
@@ -231,6 +241,7 @@ impl Daemon {
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
+        configure(&mut cmd);
         let mut child = cmd.spawn().expect("spawn daemon");
         let log = Log::default();
         log.collect(child.stderr.take().expect("stderr"));
@@ -402,22 +413,23 @@ pub struct Client {
 impl Client {
     /// Starts a shim on `socket` with extra args.
     pub fn connect_with(socket: &Path, args: &[&str]) -> Client {
-        Self::spawn(Command::new(SHIM).arg("--socket").arg(socket).args(args))
+        Self::spawn(Command::new(SHIM), socket, args)
     }
 
     /// Starts a shim on `socket` with extra args, in working directory `dir`.
     pub fn connect_in(socket: &Path, dir: &Path, args: &[&str]) -> Client {
-        Self::spawn(
-            Command::new(SHIM)
-                .arg("--socket")
-                .arg(socket)
-                .args(args)
-                .current_dir(dir),
-        )
+        let mut cmd = Command::new(SHIM);
+        cmd.current_dir(dir);
+        Self::spawn(cmd, socket, args)
     }
 
-    fn spawn(cmd: &mut Command) -> Client {
+    /// Starts the shim `cmd` (set up by the caller, e.g. with env) on
+    /// `socket` with extra args.
+    pub fn spawn(mut cmd: Command, socket: &Path, args: &[&str]) -> Client {
         let mut child = cmd
+            .arg("--socket")
+            .arg(socket)
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -27,6 +27,8 @@
 //!   such as the number `1e999`).
 //! - `FIXTURE_INSTANCE=1`: also list `instance` (below), for the tests of per-client and
 //!   per-workspace instances (unlisted by default, like the hostile tools).
+//! - `FIXTURE_TOOLS_ONLY=1`: declare only the `tools` capability (no prompts,
+//!   resources, completions, logging or tasks), like many real servers.
 //! - `FIXTURE_HOSTILE=1`: also list the tools that make the fixture a hostile peer
 //!   (`raw`, `reply`, `flood`; marked (hostile) below). They are unlisted by default so that tool
 //!   counts in other tests do not depend on them.
@@ -464,7 +466,11 @@ impl Server {
             .unwrap_or(LATEST_VERSION);
         *lock(&self.client_capabilities) =
             params.get("capabilities").cloned().unwrap_or(Value::Null);
-        let mut capabilities = surface::capabilities();
+        let mut capabilities = if std::env::var_os("FIXTURE_TOOLS_ONLY").is_some() {
+            json!({})
+        } else {
+            surface::capabilities()
+        };
         capabilities["tools"] = json!({"listChanged": true});
         let mut result = json!({
             "protocolVersion": version,

@@ -24,6 +24,7 @@ mod envelope;
 mod framing;
 mod mrtr;
 mod names;
+mod resume;
 mod routing;
 
 use proptest::test_runner::{Config, RngSeed};
