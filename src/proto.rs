@@ -219,11 +219,11 @@ mod tests {
             .unwrap()
             .unwrap_err();
         assert!(e.contains("protocol 1, the client sent 2"), "{e}");
-        let e = Hello::parse(br#"{"stdioproxy":1,"workspace":"/w"}"#)
+        let e = Hello::parse(br#"{"stdioproxy":1,"future_option":"/w"}"#)
             .unwrap()
             .unwrap_err();
         assert!(
-            e.contains("unknown field `workspace`") && e.contains("restart the daemon"),
+            e.contains("unknown field `future_option`") && e.contains("restart the daemon"),
             "{e}"
         );
         let e = Hello::parse(br#"{"stdioproxy":1,"servers":"a"}"#)
