@@ -39,6 +39,9 @@
 //!   order.
 //! - [`systemd`]: socket activation, `sd_notify`, the watchdog.
 //! - [`loglevel`]: MCP log levels, per session and per child.
+//! - [`pool`] and [`workspace`]: the instances of a per-client or
+//!   per-workspace server, keyed by session or canonical workspace
+//!   (docs/INSTANCES.md).
 //! - [`jsonrpc`] and [`framing`]: the wire format (envelopes on raw JSON, and
 //!   newline-delimited frames with a size limit).
 //! - [`flag`]: one-way flags (shutdown, stop) on `watch` channels.
@@ -76,6 +79,7 @@ pub mod listener;
 pub mod loglevel;
 pub mod names;
 pub mod paths;
+pub mod pool;
 pub mod proto;
 pub mod reaper;
 pub mod reload;
@@ -89,3 +93,4 @@ pub mod telemetry;
 pub mod toml_doc;
 pub mod upstream;
 pub mod wire;
+pub mod workspace;

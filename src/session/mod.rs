@@ -53,6 +53,9 @@ pub const SESSION_BUFFER: usize = 8 * 1024;
 pub struct SessionOptions {
     /// Only these servers are visible (all when `None`).
     pub servers: Option<HashSet<String>>,
+    /// The session's workspace (per-workspace servers run one instance per
+    /// workspace; docs/INSTANCES.md).
+    pub workspace: Option<crate::workspace::Workspace>,
     /// Set when a shim resumes its client's session on a new connection
     /// (the daemon restarted): the client will not initialize again, the
     /// shim replays its session.
@@ -109,7 +112,11 @@ pub async fn run<R, W>(
             "session resumed: a client's shim reconnected after the daemon restarted and replays its session"
         ),
     }
-    let link = Arc::new(SessionLink::new(id, outbox, options.servers));
+    if let Some(w) = &options.workspace {
+        tracing::info!(session = id, workspace = %w, "session workspace");
+    }
+    let link =
+        Arc::new(SessionLink::new(id, outbox, options.servers).with_workspace(options.workspace));
     if let Some(g) = greeting {
         link.outbox.send(g);
     }
@@ -345,11 +352,13 @@ impl Session {
                 if !self.link.is_initialized() && !self.link.era.is_modern() =>
             {
                 self.link.set_initialized();
+                self.start_eager_instances();
                 let catalog = self.hub.supervisor.catalog();
                 for (i, kinds) in ANNOUNCED.iter().enumerate() {
                     self.announced[i] = Some(catalog.view_fingerprint(kinds, |s| self.visible(s)));
                 }
             }
+            "notifications/roots/list_changed" => self.roots_changed(),
             "notifications/cancelled" => {
                 let params = env.params.and_then(RawObject::parse);
                 let Some(request) = params.as_ref().and_then(|p| p.get("requestId")) else {
@@ -442,7 +451,7 @@ impl Session {
         self.link.set_log_level(level);
         for up in self.hub.supervisor.upstreams() {
             if self.visible(&up.name) {
-                up.sync_log_level();
+                up.sync_log_level_all();
             }
         }
         self.send(jsonrpc::response(id.get(), "{}"));
@@ -470,24 +479,20 @@ impl Drop for Closing {
                 conn.client_gone(&outgoing.child_id);
             }
         }
-        let ups: Vec<_> = self
-            .hub
-            .supervisor
-            .upstreams()
-            .into_iter()
-            .filter(|u| self.link.visible(&u.name))
-            .collect();
-        for up in &ups {
-            let rounds = up.context().bridge.drain_session(self.link.id);
-            crate::wire::abandon_rounds(rounds, "the client disconnected");
+        let (supervisor, link) = (self.hub.supervisor.clone(), self.link.clone());
+        // Rounds held for this session by any instance it used end now.
+        for up in supervisor.upstreams() {
+            if link.visible(&up.name) {
+                for inst in up.with_instances() {
+                    let rounds = inst.context().bridge.drain_session(link.id);
+                    crate::wire::abandon_rounds(rounds, "the client disconnected");
+                }
+            }
         }
-        let session = self.link.id;
         let had_level = self.link.log_level().is_some();
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
-                for up in ups {
-                    up.session_gone(session, had_level).await;
-                }
+                supervisor.session_closed(&link, had_level).await;
             });
         }
     }

@@ -118,13 +118,16 @@ impl Session {
         let Some(uri) = self.uri_param(method, id, params) else {
             return;
         };
-        let Some(up) = self.subscription_owner(&uri) else {
+        let Some(server) = self.subscription_owner(&uri) else {
             return self.error(
                 Some(id),
                 RESOURCE_NOT_FOUND,
                 &format!("Resource not found: {uri} (no server lists it)"),
                 Some(json!({ "uri": uri })),
             );
+        };
+        let Some(up) = self.instance(&server.name, id) else {
+            return;
         };
         let subscribe = method == "resources/subscribe";
         if subscribe

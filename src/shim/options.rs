@@ -14,12 +14,14 @@ use crate::proto::{Hello, Resumed, PROTO_VERSION};
 
 /// `--help` text.
 pub const USAGE: &str =
-    "usage: stdioproxy-shim [--socket PATH] [--servers a,b,...] [--reconnect-timeout DURATION]
+    "usage: stdioproxy-shim [--socket PATH] [--servers a,b,...] [--workspace DIR] [--reconnect-timeout DURATION]
 
 Connects an MCP client's stdio to the stdioproxy daemon.
   --socket PATH     daemon socket (default: $STDIOPROXY_SOCKET, else
                     $XDG_RUNTIME_DIR/stdioproxy/stdioproxy.sock)
   --servers a,b     only show this client the listed servers
+  --workspace DIR   the project that per-workspace servers run in (default:
+                    the current directory)
   --reconnect-timeout DURATION
                     when the daemon goes away (restart, upgrade, crash), keep
                     the client's session and reconnect for this long, e.g.
@@ -41,6 +43,8 @@ pub struct Options {
     pub servers: Vec<String>,
     /// `--reconnect-timeout`: zero means do not reconnect.
     pub reconnect_timeout: Duration,
+    /// `--workspace`: the current directory when `None`.
+    pub workspace: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -49,6 +53,7 @@ impl Default for Options {
             socket: None,
             servers: Vec::new(),
             reconnect_timeout: DEFAULT_RECONNECT_TIMEOUT,
+            workspace: None,
         }
     }
 }
@@ -111,6 +116,7 @@ impl Options {
                     .filter(|s| !s.is_empty())
                     .map(String::from),
             ),
+            "--workspace" => self.workspace = Some(PathBuf::from(value)),
             "--reconnect-timeout" => {
                 self.reconnect_timeout =
                     reconnect_timeout(&value).map_err(|e| format!("--reconnect-timeout: {e}"))?
@@ -128,13 +134,35 @@ impl Options {
             shim: Some(env!("CARGO_PKG_VERSION").to_string()),
             servers: (!self.servers.is_empty()).then(|| self.servers.clone()),
             resume,
+            workspace: self
+                .session_workspace()
+                .map(|w| crate::workspace::Workspace::hello_value(&w)),
             ..Hello::default()
         }
+    }
+
+    /// The workspace sent in the hello: `--workspace DIR` or the current
+    /// directory, canonicalised. A directory that cannot be resolved is sent
+    /// as an absolute path anyway, so the daemon refuses the session with
+    /// the reason (which the client sees as this process's error).
+    pub fn session_workspace(&self) -> Option<PathBuf> {
+        let dir = match &self.workspace {
+            Some(dir) => dir.clone(),
+            None => std::env::current_dir().ok()?,
+        };
+        std::fs::canonicalize(&dir)
+            .ok()
+            .or_else(|| std::path::absolute(&dir).ok())
     }
 }
 
 /// Flags that take a value (also as `--flag VALUE`, not only `--flag=VALUE`).
-const TAKES_VALUE: &[&str] = &["--socket", "--servers", "--reconnect-timeout"];
+const TAKES_VALUE: &[&str] = &[
+    "--socket",
+    "--servers",
+    "--workspace",
+    "--reconnect-timeout",
+];
 
 /// `0` (off) or a duration such as `30s`.
 fn reconnect_timeout(text: &str) -> Result<Duration, String> {
@@ -182,6 +210,12 @@ mod tests {
             panic!("no run")
         };
         assert_eq!(o.reconnect_timeout, Duration::from_secs(120));
+        let Ok(Command::Run(o)) = parse(&["--workspace", "/no/such/dir/x"], &[]) else {
+            panic!("no run")
+        };
+        assert_eq!(o.session_workspace(), Some(PathBuf::from("/no/such/dir/x")));
+        let here = std::fs::canonicalize(".").unwrap();
+        assert_eq!(Options::default().session_workspace(), Some(here));
         assert!(parse(&["--reconnect-timeout", "soon"], &[]).is_err());
         assert!(parse(&[], &[(RECONNECT_TIMEOUT_ENV, "x")]).is_err());
         assert!(parse(&["--socket"], &[]).is_err());

@@ -3,12 +3,18 @@
 //!
 //! Handshake: `initialize` (as client `stdioproxy`, declaring `sampling` and
 //! `elicitation`, which the daemon routes to a client, and `roots` only when
-//! the server has configured roots), `notifications/initialized`, then every
+//! the daemon answers `roots/list`: configured roots, a per-workspace
+//! instance's workspace, or a per-client instance's owner that declared
+//! `roots`), `notifications/initialized`, then every
 //! page of each list the server declares, all within `startup_timeout`.
 //! Serving: a health `ping` every `health_interval`; a list refreshed when
 //! the child says it changed (bursts coalesced); a crash (exit, closed
 //! stdout, missed ping) fails in-flight calls, kills the process group and
-//! goes to backoff.
+//! goes to backoff. Idle: a lazy instance waits (state `idle`) until a call
+//! wants it; a ready one that nobody used for `idle_stop` (nothing in
+//! flight) is stopped gracefully and goes back to waiting, which is not a
+//! failure (no backoff, no restart count). A pool member that goes idle
+//! leaves its server's pool instead, so the next call makes a new one.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -33,6 +39,9 @@ const STABLE_AFTER: Duration = Duration::from_secs(60);
 
 enum InstanceEnd {
     Stopped,
+    /// Stopped gracefully for idleness (or, for a server that only learns
+    /// its catalog, once learnt): not a failure.
+    Idle,
     /// It failed; `was_ready` when it had got ready before.
     Failed {
         error: String,
@@ -51,6 +60,8 @@ enum Started {
 
 /// Why a ready instance stopped serving.
 enum Crash {
+    /// Not a crash: stopped gracefully because nobody used it.
+    Idle,
     Closed,
     Exited(Option<std::process::ExitStatus>),
     Unhealthy(String),
@@ -96,14 +107,29 @@ impl Upstream {
         }
     }
 
-    /// The lifecycle: start, serve, restart with backoff, until stopped.
+    /// The lifecycle: (wait until wanted,) start, serve, restart with
+    /// backoff, stop when idle, until stopped.
     pub async fn run(self: Arc<Self>) {
         let mut stop_rx = self.stop_tx.subscribe();
+        let mut wanted_rx = self.wanted.subscribe();
         let mut failures: u32 = 0;
         while !*stop_rx.borrow() {
+            if !*wanted_rx.borrow_and_update() {
+                self.set_state(State::Idle);
+                tokio::select! {
+                    w = wanted_rx.wait_for(|w| *w) => if w.is_err() { break },
+                    _ = crate::flag::raised(&mut stop_rx) => break,
+                }
+            }
             self.set_state(State::Starting);
             match self.run_instance(&mut stop_rx).await {
                 InstanceEnd::Stopped => break,
+                InstanceEnd::Idle => {
+                    self.lock().pid = None;
+                    if self.is_member() {
+                        break;
+                    }
+                }
                 InstanceEnd::Failed {
                     error,
                     ran_for,
@@ -149,7 +175,8 @@ impl Upstream {
         // The era to speak (config, cache, or a probe in a throwaway spawn).
         self.child_era().await;
         let spec = self.spec();
-        let mut spawned = match process::spawn(&spec) {
+        let workspace = self.workspace_dir();
+        let mut spawned = match process::spawn(&spec, workspace.as_deref(), &self.instance_vars()) {
             Ok(s) => s,
             Err(error) => {
                 return InstanceEnd::Failed {
@@ -160,7 +187,11 @@ impl Upstream {
             }
         };
         let pid = spawned.pid;
-        self.lock().pid = Some(pid);
+        {
+            let mut inner = self.lock();
+            inner.pid = Some(pid);
+            inner.started = Some(SystemTime::now());
+        }
         let reaper = self.shared.reaper.clone();
         if let Some(r) = &reaper {
             r.track(pid);
@@ -191,8 +222,16 @@ impl Upstream {
                 }
             }
         };
+        if self.learns_only() {
+            // A per-client or per-workspace server's own process only
+            // learns the catalog; its instances serve the calls.
+            self.going_idle();
+            self.stop_gracefully(&conn, spawned, "catalog learnt").await;
+            return InstanceEnd::Idle;
+        }
         match self.serve_ready(&conn, &mut events, spawned, stop_rx).await {
             None => InstanceEnd::Stopped,
+            Some(Crash::Idle) => InstanceEnd::Idle,
             Some(crash) => InstanceEnd::Failed {
                 error: self.reap(spawned, &conn, crash).await,
                 ran_for: started.elapsed(),
@@ -278,6 +317,7 @@ impl Upstream {
         }
         tracing::info!(server = %self.name, pid, tools = counts.0, prompts = counts.1,
             resources = counts.2, "server ready");
+        self.lock().served = true;
         self.set_state(State::Ready);
         self.sync_log_level();
         if !self.ctx.subscriptions.is_empty() {
@@ -295,17 +335,32 @@ impl Upstream {
     /// Serves a ready child: health pings, list refreshes, until it crashes
     /// (returned) or a stop request stops it gracefully (`None`).
     async fn serve_ready(
-        &self,
+        self: &Arc<Self>,
         conn: &Arc<Connection>,
         events: &mut mpsc::UnboundedReceiver<Event>,
         spawned: &mut process::Spawned,
         stop_rx: &mut watch::Receiver<bool>,
     ) -> Option<Crash> {
-        let pid = spawned.pid;
         let health = self.timeouts().health_interval;
         let mut next_ping = tokio::time::Instant::now() + health;
         loop {
+            // Re-read each time: a reload may change idle_stop in place.
+            let idle_stop = self.settings().idle_stop;
+            let idle_check = tokio::time::Instant::now()
+                + idle_stop.map_or(Duration::ZERO, |d| {
+                    d.saturating_sub(self.idle_for())
+                        .clamp(Duration::from_millis(20), Duration::from_secs(1))
+                });
             tokio::select! {
+                _ = tokio::time::sleep_until(idle_check), if idle_stop.is_some() => {
+                    if conn.in_flight() > 0 {
+                        self.touch();
+                    } else if idle_stop.is_some_and(|d| self.idle_for() >= d) {
+                        self.going_idle();
+                        self.stop_gracefully(conn, spawned, "idle").await;
+                        return Some(Crash::Idle);
+                    }
+                }
                 _ = tokio::time::sleep_until(next_ping), if !health.is_zero() => {
                     // A modern child has no ping: discover is as cheap.
                     let ping = if conn.is_modern() { "server/discover" } else { "ping" };
@@ -338,15 +393,23 @@ impl Upstream {
                 },
                 status = spawned.child.wait() => return Some(Crash::Exited(status.ok())),
                 _ = crate::flag::raised(stop_rx) => {
-                    self.set_state(State::Stopping);
-                    self.set_conn(None);
-                    conn.close_stdin();
-                    let exit = process::stop(&mut spawned.child, pid, self.timeouts().stop_grace).await;
-                    tracing::info!(server = %self.name, pid, exit = %describe_exit(exit), "server stopped");
+                    self.stop_gracefully(conn, spawned, "stop requested").await;
                     return None;
                 }
             }
         }
+    }
+
+    /// Stops a ready child gracefully (stdin close, grace, SIGTERM,
+    /// SIGKILL), routing nothing to it any more.
+    async fn stop_gracefully(&self, conn: &Connection, spawned: &mut process::Spawned, why: &str) {
+        let pid = spawned.pid;
+        self.set_state(State::Stopping);
+        self.set_conn(None);
+        conn.close_stdin();
+        let exit = process::stop(&mut spawned.child, pid, self.timeouts().stop_grace).await;
+        tracing::info!(server = %self.name, instance = %self.key(), pid, reason = why,
+            exit = %describe_exit(exit), "server stopped");
     }
 
     /// After a crash: stops routing to the child, makes sure its whole group
@@ -365,7 +428,7 @@ impl Upstream {
                 process::signal_group(pid, nix::sys::signal::Signal::SIGKILL);
                 (status, None)
             }
-            Crash::Closed => (process::kill(&mut spawned.child, pid).await, None),
+            Crash::Closed | Crash::Idle => (process::kill(&mut spawned.child, pid).await, None),
             Crash::Unhealthy(why) => {
                 tracing::warn!(server = %self.name, pid, "{why}; killing it");
                 (process::kill(&mut spawned.child, pid).await, Some(why))
@@ -452,7 +515,7 @@ impl Upstream {
             "sampling": {},
             "elicitation": { "form": {}, "url": {} },
         });
-        if self.ctx.roots().is_some() {
+        if self.ctx.roots().is_some() || self.ctx.roots_owner().is_some() {
             capabilities["roots"] = serde_json::json!({ "listChanged": true });
         }
         let params = serde_json::json!({

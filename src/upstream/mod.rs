@@ -17,8 +17,15 @@
 //! subscriptions, roots, the session registry) lives in a [`Context`].
 //! While ready, the child is pinged every `health_interval`; a child that does
 //! not answer within `health_timeout` is killed and restarted like a crash.
+//!
+//! An `Upstream` is one *instance* of a server (docs/INSTANCES.md): the one
+//! in the supervisor's map is the server itself (and, when shared, its only
+//! instance); per-client and per-workspace instances live in its pool (see
+//! `instances`). A lazy or idle-stopped instance waits in state `idle`, with
+//! no process, until a call wants it.
 
 mod era;
+mod instances;
 mod lifecycle;
 mod process;
 
@@ -33,13 +40,17 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::watch;
 
+pub use instances::{supervise, InstanceRefusal, InstanceStatus};
 pub use lifecycle::backoff_delay;
 pub use process::{describe_exit, raise_fd_limit};
 
 use crate::cache::{spec_key, CachedServer, ToolCache};
 use crate::catalog::{Lists, Rendered};
-use crate::config::{EffectiveTimeouts, ServerConfig, ToolFilter};
+use crate::config::{
+    EffectiveInstances, EffectiveTimeouts, ServerConfig, Share, Start, ToolFilter,
+};
 use crate::loglevel::Level;
+use crate::pool::{InstanceKey, Pool};
 use crate::reaper::Reaper;
 use crate::wire::{Connection, Context, Registry, Reply};
 
@@ -54,6 +65,9 @@ pub const FAIL_FAST_AFTER: u32 = 3;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
+    /// Not running, started by the next call (a lazy server, or one that
+    /// was stopped for idleness).
+    Idle,
     /// Spawning or handshaking.
     Starting,
     /// Serving calls.
@@ -70,6 +84,7 @@ impl State {
     /// Lower-case name, as in `status`.
     pub fn as_str(self) -> &'static str {
         match self {
+            State::Idle => "idle",
             State::Starting => "starting",
             State::Ready => "ready",
             State::Backoff => "backoff",
@@ -133,6 +148,17 @@ pub struct ServerStatus {
     pub log_level: Option<&'static str>,
     /// The last lines the child wrote to stderr.
     pub stderr_tail: Vec<String>,
+    /// `share` (docs/INSTANCES.md).
+    pub share: Share,
+    /// `start`.
+    pub start: Start,
+    /// `idle_stop` in milliseconds (`None`: never).
+    pub idle_stop_ms: Option<u64>,
+    /// `max_instances` (`None`: no limit).
+    pub max_instances: Option<usize>,
+    /// The processes that run this server (for a shared one: its one
+    /// instance, also when idle).
+    pub instances: Vec<InstanceStatus>,
     /// The MCP era the child speaks (`legacy` or `modern`), once known.
     pub era: Option<&'static str>,
     /// How that is known: `config`, `cache`, `probe` or `handshake`.
@@ -193,6 +219,10 @@ struct Inner {
     init: Option<InitInfo>,
     /// The level last sent to the live child with logging/setLevel.
     applied_level: Option<Level>,
+    /// When the running child was spawned.
+    started: Option<SystemTime>,
+    /// True once the instance got ready since it was last woken.
+    served: bool,
     /// The era the child speaks, and how that is known.
     era: Option<(crate::era::Era, era::EraSource)>,
     /// A modern child's cache hints for its lists (by kind).
@@ -231,6 +261,19 @@ pub struct Upstream {
     rendered: ArcSwap<Rendered>,
     state_tx: watch::Sender<State>,
     stop_tx: watch::Sender<bool>,
+    /// Who shares this instance (`Shared` for a server's own).
+    key: InstanceKey,
+    /// The server this is an instance of, for a per-client or
+    /// per-workspace instance (which gives its lists to the server's).
+    primary: Option<std::sync::Weak<Upstream>>,
+    /// A per-client or per-workspace server's instances.
+    pool: Pool<Upstream>,
+    /// `share`, `start`, `idle_stop`, `max_instances`.
+    settings: RwLock<EffectiveInstances>,
+    /// Raised when the instance should run: a lazy or idle one waits for it.
+    wanted: watch::Sender<bool>,
+    /// Unix milliseconds of the last call (or session change) that used it.
+    last_used: std::sync::atomic::AtomicU64,
     /// Its lists came from the on-disk cache: clients can see them before
     /// its first start is decided.
     from_cache: bool,
@@ -244,12 +287,16 @@ impl Upstream {
         name: &str,
         spec: Arc<ServerConfig>,
         timeouts: EffectiveTimeouts,
+        settings: EffectiveInstances,
         shared: Arc<Shared>,
     ) -> Arc<Self> {
         let cache_key = spec_key(&spec);
         let cached = shared.cache.as_ref().and_then(|c| c.get(name, &cache_key));
         let from_cache = cached.is_some();
         let mut inner = Inner::default();
+        // Without a catalog a lazy or pooled server is started once to
+        // learn it (docs/INSTANCES.md).
+        let wanted = (settings.start == Start::Eager && !settings.is_pooled()) || cached.is_none();
         let lists = match cached {
             Some(CachedServer {
                 lists,
@@ -270,10 +317,16 @@ impl Upstream {
             }
             None => Lists::default(),
         };
+        let roots = spec.roots_result().or_else(|| {
+            (settings.share == Share::PerWorkspace)
+                .then(instances::probe_workspace)
+                .flatten()
+                .map(|w| w.roots_result())
+        });
         let ctx = Arc::new(Context::new(
             name.into(),
             shared.registry.clone(),
-            spec.roots_result().map(Arc::from),
+            roots.map(Arc::from),
         ));
         let rendered = Rendered::new(name.into(), &lists, &spec.tools);
         Arc::new(Self {
@@ -289,6 +342,12 @@ impl Upstream {
             lists: ArcSwap::from_pointee(lists),
             state_tx: watch::channel(State::Starting).0,
             stop_tx: watch::channel(false).0,
+            key: InstanceKey::Shared,
+            primary: None,
+            pool: Pool::default(),
+            settings: RwLock::new(settings),
+            wanted: watch::channel(wanted).0,
+            last_used: std::sync::atomic::AtomicU64::new(instances::now_ms()),
             from_cache,
         })
     }
@@ -306,8 +365,7 @@ impl Upstream {
         if let Some(c) = &conn {
             c.set_request_timeout(timeouts.request_timeout);
         }
-        let roots = spec.roots_result().map(Arc::<str>::from);
-        let roots_changed = self.ctx.set_roots(roots);
+        let roots_changed = self.ctx.set_roots(self.roots_for(&spec));
         let filter_changed = self.spec().tools != spec.tools;
         self.spec.store(spec);
         if filter_changed {
@@ -471,6 +529,11 @@ impl Upstream {
             subscriptions: self.ctx.subscriptions.len(),
             log_level: inner.applied_level.map(Level::as_str),
             stderr_tail: inner.stderr_tail.iter().cloned().collect(),
+            share: self.settings().share,
+            start: self.settings().start,
+            idle_stop_ms: self.settings().idle_stop.map(|d| d.as_millis() as u64),
+            max_instances: self.settings().max_instances,
+            instances: Vec::new(),
             era: inner.era.map(|(e, _)| e.as_str()),
             era_source: inner.era.map(|(_, s)| s.as_str()),
             shortened_tools: Vec::new(),
@@ -484,8 +547,7 @@ impl Upstream {
     pub fn sync_log_level(self: &Arc<Self>) {
         let wanted = self
             .ctx
-            .registry
-            .seeing(&self.name)
+            .audience()
             .iter()
             .filter_map(|l| l.log_level())
             .min();
@@ -552,6 +614,11 @@ impl Upstream {
     }
 
     fn set_lists(&self, lists: Lists) {
+        if let Some(primary) = self.primary() {
+            // The catalog is the server's: an instance's lists are its.
+            self.lists.store(Arc::new(lists.clone()));
+            return primary.adopt_lists(lists, self.init_info());
+        }
         if let Some(cache) = &self.shared.cache {
             cache.put(&self.name, &self.cache_key, &lists, &self.capabilities());
         }

@@ -23,6 +23,7 @@ use std::sync::{Arc, Weak};
 use serde_json::value::RawValue;
 
 use super::connection::Connection;
+use super::context::Owner;
 use super::link::{Outgoing, SessionLink};
 use crate::catalog::ListKind;
 use crate::jsonrpc::{self, code, Envelope, RawObject};
@@ -79,7 +80,7 @@ impl Connection {
             "notifications/message",
             Some(&obj.to_string_with(&[("logger", &quoted)])),
         );
-        for link in self.ctx.registry.seeing(self.server()) {
+        for link in self.ctx.audience() {
             if link.wants_log_from(self.server(), level) {
                 link.outbox.send(line.clone());
             }
@@ -166,6 +167,14 @@ impl Connection {
                 Ok(()) => return,
                 Err(_) => jsonrpc::response(id, "{}"),
             },
+            // A per-client instance asks its owner, when the owner
+            // declared roots; everyone else gets the configured roots (a
+            // per-workspace instance: its workspace).
+            "roots/list"
+                if self.ctx.roots_owner().is_some() && self.route_to_client(env).is_ok() =>
+            {
+                return
+            }
             "roots/list" => match self.ctx.roots() {
                 Some(roots) => jsonrpc::response(id, &roots),
                 None => jsonrpc::error_response(
@@ -219,6 +228,7 @@ impl Connection {
             let caps = l.caps();
             match method {
                 "ping" => l.is_initialized(),
+                "roots/list" => caps.roots,
                 "sampling/createMessage" => caps.sampling,
                 _ if url_mode => caps.elicitation_url,
                 _ => caps.elicitation_form,
@@ -226,15 +236,28 @@ impl Connection {
         };
         let capability = match method {
             "ping" => "initialized session",
+            "roots/list" => "roots",
             "sampling/createMessage" => "sampling",
             _ if url_mode => "elicitation.url",
             _ => "elicitation",
         };
         let requesters = self.requesters();
-        let link = match requesters.as_slice() {
-            [only] if capable(only) => only.clone(),
+        // A per-client instance has one client: its owner, also before it
+        // forwarded any call (a request during the handshake).
+        let owner = match &self.ctx.owner {
+            Owner::Session(id) => self.ctx.registry.get(*id).filter(|l| capable(l)),
+            _ => None,
+        };
+        let link = match (owner, requesters.as_slice()) {
+            (Some(owner), _) => owner,
+            (None, [only]) if capable(only) => only.clone(),
             _ => self
                 .most_recent_capable(&capable)
+                .or_else(|| match self.ctx.owner {
+                    // The sessions of a workspace share its instance.
+                    Owner::Workspace(_) => self.ctx.audience().into_iter().find(|l| capable(l)),
+                    _ => None,
+                })
                 .ok_or_else(|| format!("no connected client that uses this server declared the {capability} capability"))?,
         };
         let our_id = link.add_outgoing(Outgoing {
@@ -273,7 +296,7 @@ impl Connection {
         recent
             .into_iter()
             .filter_map(|(_, session)| self.ctx.registry.get(session))
-            .find(|l| l.visible(self.server()) && capable(l))
+            .find(|l| l.visible(self.server()) && self.ctx.owner.owns(l) && capable(l))
     }
 
     /// Passes a client's answer to the child's request back to the child,

@@ -47,7 +47,7 @@ mod subscriptions;
 mod tasks;
 
 pub use connection::{ClientCall, Connection, Event, Reply, Rewrite};
-pub use context::Context;
+pub use context::{Context, Owner};
 pub use link::{ClientAnswer, ClientCaps, Outgoing, Registry, SessionLink, TaskRef};
 pub use mrtr::{abandon as abandon_rounds, Resume};
 pub use outbox::Outbox;

@@ -18,6 +18,7 @@
 //! Usage: cargo bench --bench mcp -- [--quick] [--only a,b] [--json F] [--markdown F]
 
 mod client;
+mod instances;
 mod outage;
 mod procs;
 mod report;
@@ -69,8 +70,18 @@ fn shim_bin() -> String {
 }
 
 const SYSTEMS: [&str; 3] = ["direct", "stdioproxy", "socat"];
-const SCENARIOS: [&str; 10] = [
-    "cold", "seq", "pipe", "multi", "scale", "list", "reload", "outage", "memory", "era",
+const SCENARIOS: [&str; 11] = [
+    "cold",
+    "seq",
+    "pipe",
+    "multi",
+    "scale",
+    "list",
+    "reload",
+    "outage",
+    "memory",
+    "era",
+    "instances",
 ];
 const UPSTREAMS: [&str; 2] = ["echo", "everything"];
 
@@ -84,6 +95,7 @@ const USAGE: &str = "usage: cargo bench --bench mcp -- [options]
   --full             the default: every figure, several repetitions
   --only a,b,...     run only these scenarios, systems and/or upstreams:
                        scenarios: cold seq pipe multi scale list reload outage memory era
+                                  instances
                        systems:   direct stdioproxy socat
                        upstreams: echo everything
   --reps N           repetitions (medians are reported)
@@ -327,6 +339,16 @@ fn start_daemon(ctx: &Ctx, name: &str, config: &str, servers: usize) -> Res<Daem
     if !line.contains(&want) {
         return Err(format!("{name}: not every server started: {line}"));
     }
+    Ok(d)
+}
+
+/// Starts a daemon and waits for its log line containing `ready`.
+fn start_daemon_with(ctx: &Ctx, name: &str, config: &str, ready: &str) -> Res<Daemon> {
+    let d = spawn_daemon(ctx, name, config)?;
+    d.proc
+        .log
+        .wait_for(0, ready, Duration::from_secs(180))
+        .map_err(|e| format!("{name}: {e}"))?;
     Ok(d)
 }
 
@@ -1706,8 +1728,9 @@ fn render(ctx: &Ctx, meta: &Value) -> String {
         s.push_str(&t.render());
         s.push('\n');
     }
+    s.push_str(&instances::render(r, p.scale_servers));
     let mut t = Table::new(&["issue 7 target", "measured", "met"]);
-    for tg in targets(r) {
+    for tg in targets(r).into_iter().chain(instances::targets(r)) {
         t.row(vec![
             tg.what.into(),
             tg.figure,
@@ -1782,10 +1805,11 @@ fn run(opts: Opts) -> Res<()> {
     }
     if ctx.f.system("stdioproxy") {
         type Scenario = fn(&mut Ctx) -> Res<()>;
-        let daemon_only: [(&str, Scenario); 5] = [
+        let daemon_only: [(&str, Scenario); 6] = [
             ("scale", scale),
             ("list", list),
             ("reload", reload),
+            ("instances", instances::instances),
             ("era", era),
             ("outage", outage::outage),
         ];

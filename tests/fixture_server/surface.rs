@@ -394,7 +394,7 @@ impl Server {
     }
 
     /// Sends a request to the client and waits for its response.
-    fn ask(&self, args: &Value) -> String {
+    pub fn ask(&self, args: &Value) -> String {
         let s = &self.surface;
         let id = format!("fx-{}", s.next_ask.fetch_add(1, Ordering::Relaxed) + 1);
         let (tx, rx) = mpsc::channel();
