@@ -25,6 +25,7 @@
 //! no process, until a call wants it.
 
 mod era;
+mod handshake;
 mod instances;
 mod lifecycle;
 mod process;
