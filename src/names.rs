@@ -249,7 +249,10 @@ mod tests {
     #[test]
     fn fitting_sanitises_and_settles_collisions() {
         let f = fit_names(&["read.file", "café"], 8);
-        assert!(f.iter().all(|n| n.len() <= 8 && n.bytes().all(valid_byte)), "{f:?}");
+        assert!(
+            f.iter().all(|n| n.len() <= 8 && n.bytes().all(valid_byte)),
+            "{f:?}"
+        );
         // A plain name spelled exactly like another's shortening keeps its
         // spelling; the shortened one moves.
         let long = "x".repeat(20);
