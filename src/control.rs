@@ -88,6 +88,57 @@ fn rss_bytes() -> Option<u64> {
 /// Sends a control request to the daemon at `socket` and returns its reply.
 /// Errors are sentences for a person.
 pub fn request(socket: &Path, verb: &str, timeout: Duration) -> Result<Value, String> {
+    request_with(socket, verb, json!({}), timeout)
+}
+
+/// [`request`] with arguments (`params`' members go into the hello).
+pub fn request_with(
+    socket: &Path,
+    verb: &str,
+    params: Value,
+    timeout: Duration,
+) -> Result<Value, String> {
+    let mut reader = send_control(socket, verb, params, Some(timeout))?;
+    read_reply(socket, &mut reader)?.ok_or_else(|| closed_without_answer(socket))
+}
+
+/// A control request whose answer is a stream of JSON lines (`logs
+/// --follow`): `each` gets every line until the daemon closes or `each`
+/// returns false. The first line is checked like [`request`]'s reply.
+pub fn stream(
+    socket: &Path,
+    verb: &str,
+    params: Value,
+    mut each: impl FnMut(&Value) -> bool,
+) -> Result<(), String> {
+    let mut reader = send_control(socket, verb, params, None)?;
+    let first = read_reply(socket, &mut reader)?.ok_or_else(|| closed_without_answer(socket))?;
+    if !each(&first) {
+        return Ok(());
+    }
+    while let Some(v) = read_reply(socket, &mut reader)? {
+        if !each(&v) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn closed_without_answer(socket: &Path) -> String {
+    format!(
+        "the daemon at {} closed the connection without answering (it only answers its own user; you are uid {})",
+        socket.display(),
+        nix::unistd::getuid()
+    )
+}
+
+/// Connects and sends the control hello; the reader yields the answer.
+fn send_control(
+    socket: &Path,
+    verb: &str,
+    params: Value,
+    timeout: Option<Duration>,
+) -> Result<BufReader<UnixStream>, String> {
     let mut stream = UnixStream::connect(socket).map_err(|e| {
         format!(
             "cannot reach the stdioproxy daemon at {}: {e} (start it with `systemctl --user start stdioproxy` or `stdioproxy serve`)",
@@ -95,34 +146,46 @@ pub fn request(socket: &Path, verb: &str, timeout: Duration) -> Result<Value, St
         )
     })?;
     stream
-        .set_read_timeout(Some(timeout))
+        .set_read_timeout(timeout)
         .map_err(|e| e.to_string())?;
-    let hello = json!({ "stdioproxy": PROTO_VERSION, "control": verb });
+    let mut hello = json!({ "stdioproxy": PROTO_VERSION, "control": verb });
+    if let (Some(h), Value::Object(p)) = (hello.as_object_mut(), params) {
+        h.extend(p);
+    }
     // The daemon closes at once on connections from another user: before
     // our write (broken pipe), with our request unread (reset) or after it
     // (EOF). All three mean "no answer".
-    let closed = |e: &std::io::Error| {
-        matches!(
-            e.kind(),
-            std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
-        )
-    };
-    let mut line = String::new();
-    let n = match stream.write_all(format!("{hello}\n").as_bytes()) {
-        Err(e) if closed(&e) => 0,
+    let reader = BufReader::new(stream.try_clone().map_err(|e| e.to_string())?);
+    match stream.write_all(format!("{hello}\n").as_bytes()) {
+        Err(e) if closed(&e) => {}
         Err(e) => return Err(format!("cannot send to the daemon: {e}")),
-        Ok(()) => match BufReader::new(stream).read_line(&mut line) {
-            Ok(n) => n,
-            Err(e) if closed(&e) => 0,
-            Err(e) => return Err(format!("no answer from the daemon: {e}")),
-        },
+        Ok(()) => {}
+    }
+    Ok(reader)
+}
+
+fn closed(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+    )
+}
+
+/// The next JSON line of an answer (`None` at EOF); `ok: false` is an error.
+fn read_reply(socket: &Path, reader: &mut BufReader<UnixStream>) -> Result<Option<Value>, String> {
+    let mut line = String::new();
+    let n = match reader.read_line(&mut line) {
+        Ok(n) => n,
+        Err(e) if closed(&e) => 0,
+        Err(e) => {
+            return Err(format!(
+                "no answer from the daemon at {}: {e}",
+                socket.display()
+            ))
+        }
     };
     if n == 0 {
-        return Err(format!(
-            "the daemon at {} closed the connection without answering (it only answers its own user; you are uid {})",
-            socket.display(),
-            nix::unistd::getuid()
-        ));
+        return Ok(None);
     }
     let v: Value = serde_json::from_str(&line)
         .map_err(|e| format!("unreadable answer from the daemon: {e}"))?;
@@ -132,7 +195,7 @@ pub fn request(socket: &Path, verb: &str, timeout: Duration) -> Result<Value, St
             .unwrap_or("the daemon refused the request")
             .to_string());
     }
-    Ok(v)
+    Ok(Some(v))
 }
 
 /// Renders `status` for a terminal.

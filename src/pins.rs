@@ -85,7 +85,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// A tool held back until the user approves it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Held {
     /// The server.
     pub server: String,
@@ -318,6 +318,35 @@ fn held(server: &str, tool: &str, old: Option<&str>, new: &Definition, diff: &st
         new: new.text.clone(),
         diff: diff.to_string(),
     }
+}
+
+/// `tools pending` for a terminal: each held tool with what changed, then
+/// the trusted and the offered text.
+pub fn render_pending(held: &[Held]) -> String {
+    if held.is_empty() {
+        return "no tools are held\n".into();
+    }
+    let mut out = String::new();
+    for h in held {
+        let what = if h.old.is_some() { "changed" } else { "new" };
+        out.push_str(&format!("{}/{} ({what}): {}\n", h.server, h.tool, h.diff));
+        if let Some(old) = &h.old {
+            out.push_str(&format!("  trusted: {old}\n"));
+        }
+        out.push_str(&format!("  offered: {}\n", h.new));
+    }
+    let mut servers: Vec<&str> = held.iter().map(|h| h.server.as_str()).collect();
+    servers.sort_unstable();
+    servers.dedup();
+    out.push_str(&format!(
+        "approve with: {}\n",
+        servers
+            .iter()
+            .map(|s| format!("stdioproxy tools approve {s}"))
+            .collect::<Vec<_>>()
+            .join(" ; ")
+    ));
+    out
 }
 
 /// A short account of what changed between two canonical definitions:

@@ -46,6 +46,32 @@ enum Command {
         #[arg(long)]
         socket: Option<PathBuf>,
     },
+    /// Restart one server now (every running instance), resetting its
+    /// restart backoff.
+    Restart {
+        /// The server's name in the config.
+        server: String,
+        #[arg(long)]
+        socket: Option<PathBuf>,
+    },
+    /// Print a server's last stderr lines (time, instance pid, text).
+    Logs {
+        /// The server's name in the config.
+        server: String,
+        /// How many lines.
+        #[arg(short = 'n', long = "lines", default_value_t = 100)]
+        lines: usize,
+        /// Keep printing new lines until interrupted.
+        #[arg(short, long)]
+        follow: bool,
+        #[arg(long)]
+        socket: Option<PathBuf>,
+    },
+    /// Pinned tool definitions (servers with `pin_tools = true`).
+    Tools {
+        #[command(subcommand)]
+        command: ToolsCommand,
+    },
     /// Write the systemd user units (socket + service) for this binary.
     Install {
         /// Where to write them [default: ~/.config/systemd/user]
@@ -79,6 +105,29 @@ enum Command {
     Check {
         #[arg(long)]
         config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ToolsCommand {
+    /// Show the tools held because their definition changed (or they are
+    /// new), with the trusted and the offered text.
+    Pending {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        socket: Option<PathBuf>,
+    },
+    /// Trust what a server offers now for its held tools (only TOOL, when
+    /// given); clients are told the tool list changed.
+    Approve {
+        /// The server's name in the config.
+        server: String,
+        /// One tool (its name as the server knows it).
+        tool: Option<String>,
+        #[arg(long)]
+        socket: Option<PathBuf>,
     },
 }
 
@@ -116,6 +165,24 @@ fn main() -> ExitCode {
                 Err(e) => fail(&format!("reload failed, nothing changed: {e}")),
             }
         }
+        Command::Restart { server, socket } => {
+            let path = paths::socket_path(socket.as_deref());
+            let params = serde_json::json!({ "server": server });
+            match control::request_with(&path, "restart", params, Duration::from_secs(60)) {
+                Ok(v) => {
+                    println!("{}", v["message"].as_str().unwrap_or("restarted"));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e),
+            }
+        }
+        Command::Logs {
+            server,
+            lines,
+            follow,
+            socket,
+        } => run_logs(&server, lines, follow, socket),
+        Command::Tools { command } => run_tools(command),
         Command::Install { unit_dir, legacy } => run_install(unit_dir, legacy),
         Command::SetupClient {
             client,
@@ -154,6 +221,82 @@ fn main() -> ExitCode {
 fn fail(message: &str) -> ExitCode {
     eprintln!("stdioproxy: {message}");
     ExitCode::from(1)
+}
+
+fn run_logs(server: &str, lines: usize, follow: bool, socket: Option<PathBuf>) -> ExitCode {
+    use std::io::Write;
+    let path = paths::socket_path(socket.as_deref());
+    let params = serde_json::json!({ "server": server, "lines": lines, "follow": follow });
+    let mut out = std::io::stdout().lock();
+    let printed = control::stream(&path, "logs", params, |v| {
+        if let Some(missed) = v["missed"].as_u64().filter(|m| *m > 0) {
+            let _ = writeln!(
+                out,
+                "... {missed} line(s) dropped from the buffer before they could be shown"
+            );
+        }
+        for line in v["lines"].as_array().into_iter().flatten() {
+            if writeln!(out, "{}", line.as_str().unwrap_or_default()).is_err() {
+                return false;
+            }
+        }
+        out.flush().is_ok()
+    });
+    match printed {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+fn run_tools(command: ToolsCommand) -> ExitCode {
+    match command {
+        ToolsCommand::Pending { json, socket } => {
+            let path = paths::socket_path(socket.as_deref());
+            let v = match control::request(&path, "tools-pending", Duration::from_secs(10)) {
+                Ok(v) => v,
+                Err(e) => return fail(&e),
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                return ExitCode::SUCCESS;
+            }
+            if let Some(e) = v["store_error"].as_str() {
+                println!(
+                    "the pin store {} is refused: {e}",
+                    v["store"].as_str().unwrap_or("?")
+                );
+            }
+            let held: Vec<stdioproxy::pins::Held> =
+                serde_json::from_value(v["held"].clone()).unwrap_or_default();
+            print!("{}", stdioproxy::pins::render_pending(&held));
+            ExitCode::SUCCESS
+        }
+        ToolsCommand::Approve {
+            server,
+            tool,
+            socket,
+        } => {
+            let path = paths::socket_path(socket.as_deref());
+            let params = serde_json::json!({ "server": server, "tool": tool });
+            match control::request_with(&path, "tools-approve", params, Duration::from_secs(10)) {
+                Ok(v) => {
+                    let names: Vec<&str> = v["approved"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|n| n.as_str())
+                        .collect();
+                    println!(
+                        "approved {} tool(s) of {server}: {}",
+                        names.len(),
+                        names.join(", ")
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&format!("nothing approved: {e}")),
+            }
+        }
+    }
 }
 
 fn serve(config_flag: Option<PathBuf>, socket_flag: Option<PathBuf>) -> ExitCode {

@@ -14,7 +14,7 @@ fn interop_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
 }
 
-fn require_node_modules() -> PathBuf {
+pub fn require_node_modules() -> PathBuf {
     let dir = interop_dir();
     let everything = dir.join("node_modules/@modelcontextprotocol/server-everything/dist/index.js");
     assert!(
@@ -27,12 +27,18 @@ fn require_node_modules() -> PathBuf {
 /// Runs `node tests/interop/<script> <args...> <shim> --socket <socket>` and
 /// returns the one JSON report it prints.
 fn run_ts_client(script: &str, args: &[&str], socket: &Path) -> Value {
+    run_ts_client_with(script, args, socket, &[])
+}
+
+/// [`run_ts_client`] with flags for the shim after `--socket <socket>`.
+pub fn run_ts_client_with(script: &str, args: &[&str], socket: &Path, shim_args: &[&str]) -> Value {
     let out = Command::new("node")
         .arg(interop_dir().join(script))
         .args(args)
         .arg(SHIM)
         .arg("--socket")
         .arg(socket)
+        .args(shim_args)
         .output()
         .expect("run node");
     let stderr = String::from_utf8_lossy(&out.stderr);
