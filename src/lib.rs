@@ -60,3 +60,4 @@ pub mod systemd;
 pub mod telemetry;
 pub mod tool_search;
 pub mod upstream;
+pub mod view;
