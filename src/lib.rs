@@ -46,6 +46,7 @@ pub mod install;
 pub mod jsonrpc;
 pub mod listener;
 pub mod loglevel;
+pub mod meta_tools;
 pub mod names;
 pub mod outbox;
 pub mod paths;
