@@ -7,63 +7,94 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
-use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::daemon::Daemon;
 use crate::proto::PROTO_VERSION;
+use crate::reload::{Reloader, Trigger};
+use crate::slots::Slots;
+use crate::supervisor::Supervisor;
 
-/// Answers one control request with a JSON line.
-pub async fn handle(daemon: &Daemon, verb: &str, _request: &Value) -> String {
-    let reply = match verb {
-        "status" => status(daemon),
-        "reload" => match crate::reload::reload(daemon, crate::reload::Trigger::Control).await {
-            Ok(d) => json!({
-                "ok": true,
-                "changes": d.summary(),
-                "added": d.added,
-                "removed": d.removed,
-                "restarted": d.replaced,
-                "updated": d.updated,
-                "unchanged": d.unchanged,
-            }),
-            Err(e) => json!({ "ok": false, "error": e }),
-        },
-        other => json!({ "ok": false, "error": format!("unknown control request {other:?}") }),
-    };
-    format!("{reply}\n")
+/// What control requests read and drive: the reloader (config state,
+/// reloads), the supervisor (servers, catalog), the open sessions.
+pub struct Control {
+    reloader: Arc<Reloader>,
+    supervisor: Arc<Supervisor>,
+    sessions: Arc<Slots>,
+    socket_path: PathBuf,
+    started: Instant,
 }
 
-/// The `status` document. Never contains env values.
-pub fn status(daemon: &Daemon) -> Value {
-    let servers = daemon.supervisor.status();
-    json!({
-        "ok": true,
-        "daemon": {
-            "pid": std::process::id(),
-            "version": env!("CARGO_PKG_VERSION"),
-            "uptime_secs": daemon.started.elapsed().as_secs(),
-            "socket": daemon.socket_path.display().to_string(),
-            // Resource figures, for watching a long-running daemon (and for
-            // the soak test, which checks they return to their baseline).
-            "tasks": tokio::runtime::Handle::try_current()
-                .map(|h| h.metrics().num_alive_tasks())
-                .ok(),
-            "fds": open_fds(),
-            "rss_bytes": rss_bytes(),
-        },
-        "config": {
-            "path": daemon.config_path.display().to_string(),
-            "error": daemon.config_error(),
-            "last_reload": daemon.last_reload(),
-        },
-        "sessions": daemon.sessions.load(Ordering::SeqCst),
-        "tools": daemon.supervisor.catalog().len(),
-        "servers": servers,
-    })
+impl Control {
+    /// The control side of a daemon listening on `socket_path`, started now.
+    pub fn new(
+        reloader: Arc<Reloader>,
+        supervisor: Arc<Supervisor>,
+        sessions: Arc<Slots>,
+        socket_path: PathBuf,
+    ) -> Self {
+        Self {
+            reloader,
+            supervisor,
+            sessions,
+            socket_path,
+            started: Instant::now(),
+        }
+    }
+
+    /// Answers one control request with a JSON line.
+    pub async fn handle(&self, verb: &str, _request: &Value) -> String {
+        let reply = match verb {
+            "status" => self.status(),
+            "reload" => match self.reloader.reload(Trigger::Control).await {
+                Ok(d) => json!({
+                    "ok": true,
+                    "changes": d.summary(),
+                    "added": d.added,
+                    "removed": d.removed,
+                    "restarted": d.replaced,
+                    "updated": d.updated,
+                    "unchanged": d.unchanged,
+                }),
+                Err(e) => json!({ "ok": false, "error": e }),
+            },
+            other => json!({ "ok": false, "error": format!("unknown control request {other:?}") }),
+        };
+        format!("{reply}\n")
+    }
+
+    /// The `status` document. Never contains env values.
+    pub fn status(&self) -> Value {
+        let servers = self.supervisor.status();
+        json!({
+            "ok": true,
+            "daemon": {
+                "pid": std::process::id(),
+                "version": env!("CARGO_PKG_VERSION"),
+                "uptime_secs": self.started.elapsed().as_secs(),
+                "socket": self.socket_path.display().to_string(),
+                // Resource figures, for watching a long-running daemon (and
+                // for the soak test, which checks they return to their
+                // baseline).
+                "tasks": tokio::runtime::Handle::try_current()
+                    .map(|h| h.metrics().num_alive_tasks())
+                    .ok(),
+                "fds": open_fds(),
+                "rss_bytes": rss_bytes(),
+            },
+            "config": {
+                "path": self.reloader.config_path().display().to_string(),
+                "error": self.reloader.config_error(),
+                "last_reload": self.reloader.last_reload(),
+            },
+            "sessions": self.sessions.taken(),
+            "tools": self.supervisor.catalog().len(),
+            "servers": servers,
+        })
+    }
 }
 
 /// Open file descriptors of this process.

@@ -32,6 +32,7 @@
 //! See `docs/ARCHITECTURE.md` for the two data flows (a client request; a
 //! config change) and the ownership invariants.
 
+pub mod builtin;
 pub mod cache;
 pub mod catalog;
 pub mod client_setup;
@@ -48,13 +49,13 @@ pub mod listener;
 pub mod loglevel;
 pub mod meta_tools;
 pub mod names;
-pub mod outbox;
 pub mod paths;
 pub mod pins;
 pub mod proto;
 pub mod reaper;
 pub mod reload;
 pub mod session;
+pub mod slots;
 pub mod stderr_ring;
 pub mod supervisor;
 pub mod systemd;
@@ -62,3 +63,4 @@ pub mod telemetry;
 pub mod tool_search;
 pub mod upstream;
 pub mod view;
+pub mod wire;

@@ -11,7 +11,7 @@
 //! at most `max_sessions` + [`HANDSHAKE_HEADROOM`] connections wait for their
 //! first line at once (each holds a 64 KiB read buffer), and at most
 //! `max_sessions` sessions are open at once. Both are reservations
-//! ([`Slots`]) taken before the work and held by the connection until it ends,
+//! ([`crate::slots`]) taken before the work and held by the connection until it ends,
 //! so two connections racing for the last slot cannot both win. Control
 //! requests take no session slot: `status` works even when sessions are full.
 
@@ -19,69 +19,50 @@ use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixListener as StdUnixListener;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde_json::Value;
 use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
 
-use crate::daemon::Daemon;
+use crate::config::DaemonSettings;
+use crate::control::Control;
 use crate::error::ListenError;
 use crate::framing::{Frame, LineReader};
 use crate::jsonrpc::{self, Envelope};
 use crate::proto::{self, HelloReply};
-use crate::session::{self, SessionOptions, SESSION_BUFFER};
-
-/// How long a new connection may stay silent before its first line, unless
-/// `[daemon] handshake_timeout` says otherwise.
-pub const FIRST_LINE_TIMEOUT: Duration = Duration::from_secs(60);
+use crate::session::{self, Hub, SessionOptions, SESSION_BUFFER};
+use crate::slots::{Slot, Slots};
 
 /// Connections that may wait for their first line beyond `max_sessions`, so
 /// that a burst of clients past the limit still reads their first line and
 /// gets the clear refusal, and `status` still gets through.
 pub const HANDSHAKE_HEADROOM: usize = 64;
 
-/// A counter of reserved slots with a limit read at each reservation (the
-/// limit can change on reload; a lower one only affects new reservations).
-#[derive(Debug, Default)]
-pub struct Slots {
-    taken: AtomicUsize,
-}
-
-/// One reserved slot, released when dropped.
-#[derive(Debug)]
-pub struct Slot(Arc<Slots>);
-
-impl Slots {
-    /// Reserves a slot if fewer than `limit` are taken.
-    pub fn try_take(self: &Arc<Self>, limit: usize) -> Option<Slot> {
-        self.taken
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                (n < limit).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| Slot(self.clone()))
-    }
-
-    /// Slots taken now.
-    pub fn taken(&self) -> usize {
-        self.taken.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.0.taken.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// The listener's reservations: connections still waiting for their first
-/// line, and open sessions.
-#[derive(Debug, Default)]
-struct Admission {
-    handshakes: Arc<Slots>,
+/// Where the listener hands each connection (a session through the session
+/// [`Hub`], a control request to [`Control`]), and its reservations:
+/// connections still waiting for their first line, and open sessions (the
+/// daemon's one session counter, shared with `status`).
+pub struct Handoff {
+    hub: Arc<Hub>,
+    control: Arc<Control>,
     sessions: Arc<Slots>,
+    handshakes: Arc<Slots>,
+}
+
+impl Handoff {
+    /// Hands sessions to `hub` and control requests to `control`; counts
+    /// open sessions in `sessions`.
+    pub fn new(hub: Arc<Hub>, control: Arc<Control>, sessions: Arc<Slots>) -> Self {
+        Self {
+            hub,
+            control,
+            sessions,
+            handshakes: Arc::default(),
+        }
+    }
 }
 
 /// Binds the socket at `path` (see the module docs for the rules).
@@ -216,9 +197,8 @@ fn prepare_dir(dir: &Path) -> Result<(), ListenError> {
 
 /// Accepts connections until the daemon shuts down. Accept errors (such as
 /// running out of fds) are retried with backoff instead of ending the loop.
-pub async fn accept_loop(listener: UnixListener, daemon: Arc<Daemon>) {
-    let admission = Arc::new(Admission::default());
-    let mut shutdown = daemon.shutdown_signal();
+pub async fn accept_loop(listener: UnixListener, handoff: Arc<Handoff>) {
+    let mut shutdown = handoff.hub.shutdown_signal();
     let mut backoff = Duration::from_millis(10);
     loop {
         let accepted = tokio::select! {
@@ -228,7 +208,7 @@ pub async fn accept_loop(listener: UnixListener, daemon: Arc<Daemon>) {
         match accepted {
             Ok((stream, _)) => {
                 backoff = Duration::from_millis(10);
-                tokio::spawn(handle(stream, daemon.clone(), admission.clone()));
+                tokio::spawn(handle(stream, handoff.clone()));
             }
             Err(e) => {
                 tracing::error!("accept failed: {e}; retrying in {backoff:?}");
@@ -239,155 +219,212 @@ pub async fn accept_loop(listener: UnixListener, daemon: Arc<Daemon>) {
     }
 }
 
-async fn handle(stream: UnixStream, daemon: Arc<Daemon>, admission: Arc<Admission>) {
+/// A connection's first line.
+enum First {
+    /// A whole line: a hello, a control request, or the first MCP message.
+    Line(Vec<u8>),
+    /// Longer than the message limit: the start of the first MCP message of
+    /// a plain session, which is answered with `error` and goes on.
+    TooLong { prefix: Vec<u8>, error: String },
+}
+
+/// What a hello line asks for.
+enum Hello {
+    /// Another protocol version: refused with this message.
+    Mismatch(String),
+    /// A control request: its verb and the whole line.
+    Control(String, Value),
+    /// A session with these options (or why they are invalid).
+    Session(Result<SessionOptions, String>),
+}
+
+async fn handle(stream: UnixStream, h: Arc<Handoff>) {
+    if !peer_is_us(&stream) {
+        return;
+    }
+    let settings = h.hub.settings.get();
+    let (read, mut write) = stream.into_split();
+    let max = settings.max_message_size;
+    let mut reader = LineReader::new(BufReader::with_capacity(SESSION_BUFFER, read), max);
+    let Some(first) = first_line(&h, &mut reader, &settings).await else {
+        return;
+    };
+    let hello = match &first {
+        First::Line(line) => read_hello(line),
+        First::TooLong { .. } => None,
+    };
+    let options = match hello {
+        Some(Hello::Mismatch(msg)) => {
+            let _ = write.write_all(refusal(&msg).as_bytes()).await;
+            return;
+        }
+        Some(Hello::Control(verb, request)) => {
+            let reply = h.control.handle(&verb, &request).await;
+            let _ = write.write_all(reply.as_bytes()).await;
+            let _ = write.shutdown().await;
+            return;
+        }
+        Some(Hello::Session(options)) => Some(options),
+        None => None,
+    };
+    // From here on the connection is a session: reserve its slot for as long
+    // as it lives.
+    let Some(_session_slot) = reserve_session(&h, options.is_some(), &first, &mut write).await
+    else {
+        return;
+    };
+    let hub = h.hub.clone();
+    match (options, first) {
+        (None, First::TooLong { error, .. }) => {
+            let opts = SessionOptions::default();
+            session::run(hub, reader, write, Some(error), None, opts).await;
+        }
+        (None, First::Line(line)) => {
+            let opts = SessionOptions::default();
+            session::run(hub, reader, write, None, Some(line), opts).await;
+        }
+        (Some(Err(msg)), _) => {
+            let _ = write.write_all(refusal(&msg).as_bytes()).await;
+        }
+        (Some(Ok(opts)), _) => {
+            session::run(hub, reader, write, Some(HelloReply::ok()), None, opts).await;
+        }
+    }
+}
+
+/// True when the peer runs as our uid (SO_PEERCRED); logs why not.
+fn peer_is_us(stream: &UnixStream) -> bool {
     let me = nix::unistd::getuid().as_raw();
     match stream.peer_cred() {
-        Ok(cred) if cred.uid() == me => {}
+        Ok(cred) if cred.uid() == me => true,
         Ok(cred) => {
             tracing::warn!(peer_uid = cred.uid(), peer_pid = ?cred.pid(), "refused a connection from another user");
-            return;
+            false
         }
         Err(e) => {
             tracing::warn!("refused a connection whose peer cannot be identified: {e}");
-            return;
+            false
         }
     }
-    let settings = daemon.settings();
+}
+
+/// Reads the first line within `handshake_timeout`, holding a handshake slot
+/// meanwhile. `None`: the connection is dropped (no slot, silent, closed).
+async fn first_line(
+    h: &Handoff,
+    reader: &mut LineReader<BufReader<OwnedReadHalf>>,
+    settings: &DaemonSettings,
+) -> Option<First> {
     let waiting_limit = settings.max_sessions.saturating_add(HANDSHAKE_HEADROOM);
-    let Some(handshake) = admission.handshakes.try_take(waiting_limit) else {
+    let Some(_handshake) = h.handshakes.try_take(waiting_limit) else {
         tracing::warn!(
-            waiting = admission.handshakes.taken(),
+            waiting = h.handshakes.taken(),
             "dropped a connection: too many connections are waiting to send their first line (max_sessions + {HANDSHAKE_HEADROOM})"
         );
-        return;
+        return None;
     };
-    let (read, mut write) = stream.into_split();
-    let max = settings.max_message_size;
-    let limit = settings.handshake_timeout.0;
-    let mut reader = LineReader::new(BufReader::with_capacity(SESSION_BUFFER, read), max);
-    // An oversized first line cannot be a hello (those are tiny): it is the
-    // first MCP message of a plain session, answered -32005 like any other
-    // oversized message, and the session goes on.
-    let mut too_long = None;
-    let first = match tokio::time::timeout(limit, reader.next_frame()).await {
+    let (max, limit) = (settings.max_message_size, settings.handshake_timeout.0);
+    match tokio::time::timeout(limit, reader.next_frame()).await {
         Err(_) => {
             tracing::info!(
                 "dropped a connection that sent no first line within {limit:?} (handshake_timeout)"
             );
-            return;
+            None
         }
-        Ok(Err(_)) | Ok(Ok(Frame::Eof)) => return,
+        Ok(Err(_)) | Ok(Ok(Frame::Eof)) => None,
+        // An oversized first line cannot be a hello (those are tiny): it is
+        // the first MCP message of a plain session, answered -32005 like any
+        // other oversized message, and the session goes on.
         Ok(Ok(Frame::TooLong { prefix })) => {
             tracing::warn!(
                 max,
                 "client sent a first message larger than the limit; skipped"
             );
-            too_long = Some(jsonrpc::error_response(
+            let error = jsonrpc::error_response(
                 jsonrpc::recover_id(&prefix).as_deref(),
                 jsonrpc::code::MESSAGE_TOO_LARGE,
                 &format!("message larger than the limit of {max} bytes; it was skipped"),
                 None,
-            ));
-            prefix
-        }
-        Ok(Ok(Frame::Line(line))) => line,
-    };
-    drop(handshake);
-    let hello = if too_long.is_some() {
-        None
-    } else {
-        parse_hello(&first)
-    };
-    if let Some(hello) = &hello {
-        if hello["stdioproxy"].as_u64() != Some(u64::from(proto::PROTO_VERSION)) {
-            let msg = format!(
-                "this daemon speaks stdioproxy protocol {}, the client sent {}; use matching versions of stdioproxy and stdioproxy-shim",
-                proto::PROTO_VERSION,
-                hello["stdioproxy"]
             );
-            let _ = write.write_all(refusal(&msg).as_bytes()).await;
-            return;
+            Some(First::TooLong { prefix, error })
         }
-        if let Some(verb) = hello["control"].as_str() {
-            let reply = crate::control::handle(&daemon, verb, hello).await;
-            let _ = write.write_all(reply.as_bytes()).await;
-            let _ = write.shutdown().await;
-            return;
-        }
+        Ok(Ok(Frame::Line(line))) => Some(First::Line(line)),
     }
-    // From here on the connection is a session: reserve its slot for as long
-    // as it lives.
-    let max_sessions = daemon.settings().max_sessions;
-    let Some(_session_slot) = admission.sessions.try_take(max_sessions) else {
-        let msg = format!(
-            "too many client sessions: {max_sessions} are open (max_sessions in the [daemon] section of the config); close unused MCP clients or raise the limit"
-        );
-        tracing::warn!(max_sessions, "refused a session: {msg}");
-        let line = match &hello {
-            Some(_) => refusal(&msg),
-            None => {
-                let id = match too_long {
-                    Some(_) => jsonrpc::recover_id(&first),
-                    None => Envelope::parse(&first)
-                        .ok()
-                        .and_then(|e| e.id.map(|i| i.get().to_string())),
-                };
-                jsonrpc::error_response(
-                    id.as_deref(),
-                    jsonrpc::code::TOO_MANY_SESSIONS,
-                    &format!("stdioproxy refused the session: {msg}"),
-                    None,
-                )
-            }
-        };
-        let _ = write.write_all(line.as_bytes()).await;
-        let _ = write.shutdown().await;
-        return;
-    };
-    let Some(hello) = hello else {
-        let opts = SessionOptions::default();
-        if too_long.is_some() {
-            return session::run(daemon, reader, write, too_long, None, opts).await;
-        }
-        return session::run(daemon, reader, write, None, Some(first), opts).await;
-    };
-    let servers = match hello.get("servers") {
-        None | Some(serde_json::Value::Null) => None,
-        Some(serde_json::Value::Array(items)) => {
-            let names: Option<_> = items
-                .iter()
-                .map(|v| v.as_str().map(str::to_string))
-                .collect();
-            match names {
-                Some(n) => Some(n),
-                None => {
-                    let _ = write
-                        .write_all(refusal("servers must be a list of names").as_bytes())
-                        .await;
-                    return;
-                }
-            }
-        }
-        Some(_) => {
-            let _ = write
-                .write_all(refusal("servers must be a list of names").as_bytes())
-                .await;
-            return;
-        }
-    };
-    let opts = SessionOptions { servers };
-    session::run(daemon, reader, write, Some(HelloReply::ok()), None, opts).await;
 }
 
-/// A first line is a hello when it is a JSON object with a `stdioproxy` key
-/// and no `jsonrpc` key; anything else is the first MCP message.
-fn parse_hello(line: &[u8]) -> Option<serde_json::Value> {
+/// Reserves a session slot under `max_sessions`; when all are taken, answers
+/// the refusal (a hello refusal to a shim, a JSON-RPC error to a plain
+/// client) and returns `None`.
+async fn reserve_session(
+    h: &Handoff,
+    said_hello: bool,
+    first: &First,
+    write: &mut OwnedWriteHalf,
+) -> Option<Slot> {
+    let max_sessions = h.hub.settings.get().max_sessions;
+    if let Some(slot) = h.sessions.try_take(max_sessions) {
+        return Some(slot);
+    }
+    let msg = format!(
+        "too many client sessions: {max_sessions} are open (max_sessions in the [daemon] section of the config); close unused MCP clients or raise the limit"
+    );
+    tracing::warn!(max_sessions, "refused a session: {msg}");
+    let line = if said_hello {
+        refusal(&msg)
+    } else {
+        let id = match first {
+            First::TooLong { prefix, .. } => jsonrpc::recover_id(prefix),
+            First::Line(line) => Envelope::parse(line)
+                .ok()
+                .and_then(|e| e.id.map(|i| i.get().to_string())),
+        };
+        jsonrpc::error_response(
+            id.as_deref(),
+            jsonrpc::code::TOO_MANY_SESSIONS,
+            &format!("stdioproxy refused the session: {msg}"),
+            None,
+        )
+    };
+    let _ = write.write_all(line.as_bytes()).await;
+    let _ = write.shutdown().await;
+    None
+}
+
+/// Reads a first line as a hello: `None` when it is not one (then it is the
+/// first MCP message). A first line is a hello when it is a JSON object with
+/// a `stdioproxy` key and no `jsonrpc` key.
+fn read_hello(line: &[u8]) -> Option<Hello> {
     let key = format!("\"{}\"", proto::HELLO_KEY);
     if !line.windows(key.len()).any(|w| w == key.as_bytes()) {
         return None;
     }
-    let v: serde_json::Value = serde_json::from_slice(line).ok()?;
-    (v.get(proto::HELLO_KEY).is_some() && v.get("jsonrpc").is_none()).then_some(v)
+    let hello: Value = serde_json::from_slice(line).ok()?;
+    if hello.get(proto::HELLO_KEY).is_none() || hello.get("jsonrpc").is_some() {
+        return None;
+    }
+    if hello["stdioproxy"].as_u64() != Some(u64::from(proto::PROTO_VERSION)) {
+        return Some(Hello::Mismatch(format!(
+            "this daemon speaks stdioproxy protocol {}, the client sent {}; use matching versions of stdioproxy and stdioproxy-shim",
+            proto::PROTO_VERSION,
+            hello["stdioproxy"]
+        )));
+    }
+    if let Some(verb) = hello["control"].as_str() {
+        return Some(Hello::Control(verb.to_string(), hello));
+    }
+    let servers = match hello.get("servers") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_str().map(str::to_string))
+            .collect::<Option<_>>()
+            .map(Some)
+            .ok_or_else(|| "servers must be a list of names".to_string()),
+        Some(_) => Err("servers must be a list of names".to_string()),
+    };
+    Some(Hello::Session(
+        servers.map(|servers| SessionOptions { servers }),
+    ))
 }
 
 fn refusal(message: &str) -> String {

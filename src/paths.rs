@@ -53,8 +53,7 @@ pub fn socket_path(flag: Option<&Path>) -> PathBuf {
     if let Some(run) = non_empty_env("XDG_RUNTIME_DIR") {
         return run.join("stdioproxy").join("stdioproxy.sock");
     }
-    // Safety: getuid has no preconditions and cannot fail.
-    let uid = unsafe { libc::getuid() };
+    let uid = nix::unistd::getuid();
     env::temp_dir()
         .join(format!("stdioproxy-{uid}"))
         .join("stdioproxy.sock")

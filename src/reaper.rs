@@ -11,10 +11,13 @@
 //! the daemon stop children gracefully first; under systemd, `KillMode=mixed`
 //! ends it after the daemon exits.
 
+use parking_lot::Mutex;
 use std::collections::BTreeSet;
 use std::io::{BufRead, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::Mutex;
+
+use nix::sys::signal::{killpg, SigSet, Signal};
+use nix::unistd::Pid;
 
 /// The daemon's handle on its reaper.
 pub struct Reaper {
@@ -50,7 +53,7 @@ impl Reaper {
     }
 
     fn send(&self, line: &str) {
-        let mut guard = self.stdin.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.stdin.lock();
         if let Some(stdin) = guard.as_mut() {
             if stdin
                 .write_all(line.as_bytes())
@@ -67,11 +70,15 @@ impl Reaper {
 /// The reaper process's main loop (`stdioproxy __reaper`). Returns when the
 /// daemon's end of the pipe closes, after killing every listed group.
 pub fn run() {
-    // Safety: setting signal dispositions to SIG_IGN has no preconditions.
-    unsafe {
-        libc::signal(libc::SIGINT, libc::SIG_IGN);
-        libc::signal(libc::SIGTERM, libc::SIG_IGN);
-        libc::signal(libc::SIGHUP, libc::SIG_IGN);
+    // Blocked, never delivered: the reaper outlives a Ctrl-C or a service
+    // stop by design (it has one thread, so the thread's mask is the
+    // process's).
+    let mut quiet = SigSet::empty();
+    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        quiet.add(s);
+    }
+    if let Err(e) = quiet.thread_block() {
+        eprintln!("stdioproxy reaper: cannot block SIGINT/SIGTERM/SIGHUP: {e}");
     }
     let mut groups = BTreeSet::new();
     for line in std::io::stdin().lock().lines() {
@@ -94,9 +101,7 @@ pub fn run() {
         }
     }
     for pgid in groups {
-        // Safety: killpg has no memory-safety preconditions; ESRCH is fine.
-        unsafe {
-            libc::killpg(pgid, libc::SIGKILL);
-        }
+        // A group that is already gone (ESRCH) is fine.
+        let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
     }
 }

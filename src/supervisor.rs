@@ -9,11 +9,15 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::{Arc, Weak};
+
+use arc_swap::ArcSwap;
+use parking_lot::RwLock;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::builtin::SERVER as BUILTIN_SERVER;
 use crate::catalog::{Catalog, ListKind, Lists, RawItem, Rendered};
 use crate::config::{Config, ConfigDiff};
 use crate::upstream::{ServerStatus, Shared, State, Upstream};
@@ -24,13 +28,10 @@ pub struct Supervisor {
     catalog_tx: watch::Sender<Arc<Catalog>>,
     shared: Arc<Shared>,
     generation: AtomicU64,
-    rebuild: std::sync::Mutex<()>,
+    rebuild: parking_lot::Mutex<()>,
     /// The daemon's own tools (listed first, under the prefix `stdioproxy`).
-    builtin: RwLock<Arc<Rendered>>,
+    builtin: ArcSwap<Rendered>,
 }
-
-/// The prefix of the daemon's own tools. Configured servers cannot take it.
-pub const BUILTIN_SERVER: &str = "stdioproxy";
 
 impl Supervisor {
     /// A supervisor with no servers. `shared` is handed to every upstream;
@@ -41,8 +42,8 @@ impl Supervisor {
             catalog_tx: watch::channel(Arc::new(Catalog::default())).0,
             shared: Arc::new(shared),
             generation: AtomicU64::new(0),
-            rebuild: std::sync::Mutex::new(()),
-            builtin: RwLock::new(Arc::new(Rendered::empty(BUILTIN_SERVER.into()))),
+            rebuild: parking_lot::Mutex::new(()),
+            builtin: ArcSwap::from_pointee(Rendered::empty(BUILTIN_SERVER.into())),
         });
         let weak: Weak<Supervisor> = Arc::downgrade(&sup);
         let _ = sup.shared.lists_changed.set(Box::new(move || {
@@ -133,7 +134,7 @@ impl Supervisor {
             ..Lists::default()
         };
         let r = Rendered::new(BUILTIN_SERVER.into(), &lists, &Default::default());
-        *self.builtin.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(r);
+        self.builtin.store(Arc::new(r));
     }
 
     /// Changes the message size limit for children started from now on.
@@ -167,12 +168,8 @@ impl Supervisor {
     /// last catalog published is always built from the latest set (a rebuild
     /// racing a reload's swap can never publish a stale set after it).
     pub fn rebuild_catalog(&self) {
-        let _serial = self.rebuild.lock().unwrap_or_else(|e| e.into_inner());
-        let builtin = self
-            .builtin
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let _serial = self.rebuild.lock();
+        let builtin = self.builtin.load_full();
         let ups = self.upstreams();
         let servers = std::iter::once(builtin).chain(ups.iter().map(|u| u.rendered()));
         let generation = self.generation.load(Ordering::SeqCst) + 1;
@@ -224,12 +221,12 @@ impl Supervisor {
         }
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Upstream>>> {
-        self.upstreams.read().unwrap_or_else(|e| e.into_inner())
+    fn read(&self) -> parking_lot::RwLockReadGuard<'_, BTreeMap<String, Arc<Upstream>>> {
+        self.upstreams.read()
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<Upstream>>> {
-        self.upstreams.write().unwrap_or_else(|e| e.into_inner())
+    fn write(&self) -> parking_lot::RwLockWriteGuard<'_, BTreeMap<String, Arc<Upstream>>> {
+        self.upstreams.write()
     }
 }
 

@@ -40,6 +40,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram, UnixListener};
 use std::time::Duration;
 
+use nix::sys::socket::{
+    getsockname, getsockopt, sockopt, AddressFamily, SockType, SockaddrLike, SockaddrStorage,
+};
+use nix::sys::stat::{fstat, SFlag};
 use sd_notify::NotifyState;
 
 /// `FileDescriptorName=` of `systemd/stdioproxy.socket`.
@@ -128,49 +132,24 @@ fn listener_from_fd(fd: OwnedFd) -> io::Result<UnixListener> {
         )
     };
 
-    // Safety: an all-zero `stat` is a valid value for this plain C struct.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // Safety: `raw` is an open descriptor owned by `fd`; `st` is writable.
-    if unsafe { libc::fstat(raw, &mut st) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+    let st = fstat(&fd)?;
+    if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFSOCK {
         return Err(invalid("is not a socket".into()));
     }
-    if sockopt_int(raw, libc::SO_DOMAIN)? != libc::AF_UNIX {
+    let local = getsockname::<SockaddrStorage>(raw)?;
+    if local.family() != Some(AddressFamily::Unix) {
         return Err(invalid("is not a Unix-domain socket".into()));
     }
-    if sockopt_int(raw, libc::SO_TYPE)? != libc::SOCK_STREAM {
+    if getsockopt(&fd, sockopt::SockType)? != SockType::Stream {
         return Err(invalid("is not a stream socket".into()));
     }
-    if sockopt_int(raw, libc::SO_ACCEPTCONN)? == 0 {
+    if !getsockopt(&fd, sockopt::AcceptConn)? {
         return Err(invalid("is not listening".into()));
     }
 
     let listener = UnixListener::from(fd);
     listener.set_nonblocking(true)?;
     Ok(listener)
-}
-
-/// Reads an `int` socket option at `SOL_SOCKET` level.
-fn sockopt_int(fd: RawFd, option: libc::c_int) -> io::Result<libc::c_int> {
-    let mut value: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // Safety: `value` and `len` are valid for writes and `len` holds the size
-    // of `value`; an invalid `fd` makes the call fail, nothing more.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            option,
-            (&mut value as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(value)
 }
 
 /// Returns the interval at which to send `WATCHDOG=1` (half of the unit's
@@ -334,16 +313,8 @@ mod tests {
     }
 
     fn monotonic_usec() -> i128 {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // Safety: `ts` is a valid, writable timespec.
-        assert_eq!(
-            unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) },
-            0
-        );
-        i128::from(ts.tv_sec) * 1_000_000 + i128::from(ts.tv_nsec) / 1000
+        let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).expect("clock");
+        i128::from(ts.tv_sec()) * 1_000_000 + i128::from(ts.tv_nsec()) / 1000
     }
 
     #[test]

@@ -106,6 +106,10 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// The reaper companion the daemon starts (see stdioproxy::reaper); not
+    /// a user command.
+    #[command(name = "__reaper", hide = true)]
+    Reaper,
 }
 
 #[derive(Subcommand)]
@@ -132,13 +136,12 @@ enum ToolsCommand {
 }
 
 fn main() -> ExitCode {
-    // The reaper companion (see stdioproxy::reaper) is not a user command.
-    if std::env::args().nth(1).as_deref() == Some("__reaper") {
-        stdioproxy::reaper::run();
-        return ExitCode::SUCCESS;
-    }
     let cli = Cli::parse();
     match cli.command {
+        Command::Reaper => {
+            stdioproxy::reaper::run();
+            ExitCode::SUCCESS
+        }
         Command::Serve { config, socket } => serve(config, socket),
         Command::Status { json, socket } => {
             let path = paths::socket_path(socket.as_deref());
@@ -336,19 +339,56 @@ fn serve(config_flag: Option<PathBuf>, socket_flag: Option<PathBuf>) -> ExitCode
         Ok(rt) => rt,
         Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
     };
+    let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(4);
     let opts = daemon::ServeOptions {
         config,
         config_text,
         config_path,
         socket_path,
-        listener,
         owns_socket_file,
         watchdog,
+        reload_requests: Some(reload_rx),
     };
-    match runtime.block_on(daemon::run(opts)) {
+    let served = runtime.block_on(async {
+        let shutdown = signals(reload_tx)?;
+        daemon::run(listener, opts, shutdown).await
+    });
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e.to_string()),
     }
+}
+
+/// The daemon's signals: SIGHUP asks for a reload (what systemd's reload
+/// sends); the returned future completes on the first SIGTERM or SIGINT,
+/// after which a second one exits at once.
+fn signals(
+    reload: tokio::sync::mpsc::Sender<()>,
+) -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            // A full queue already holds a reload that reads the newest file.
+            let _ = reload.try_send(());
+        }
+    });
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = int.recv() => {},
+            }
+            tracing::warn!("second signal: exiting immediately");
+            std::process::exit(130);
+        });
+    })
 }
 
 fn run_install(unit_dir: Option<PathBuf>, legacy: Option<bool>) -> ExitCode {

@@ -49,8 +49,7 @@ impl ConfigError {
 /// Refuses a file another user could have written. `meta` must describe the
 /// file itself (symlinks followed).
 pub fn check_permissions(path: &Path, meta: &std::fs::Metadata) -> Result<(), ConfigError> {
-    // Safety: getuid has no preconditions.
-    let me = unsafe { libc::getuid() };
+    let me = nix::unistd::getuid().as_raw();
     if meta.uid() != me && meta.uid() != 0 {
         return Err(ConfigError::whole_file(
             path,

@@ -74,13 +74,42 @@ pub struct DaemonSettings {
     pub reload_tool: bool,
 }
 
+/// How long a new connection may stay silent before its first line, unless
+/// `[daemon] handshake_timeout` says otherwise.
+pub const FIRST_LINE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The running `[daemon]` settings, shared by the reloader (which replaces
+/// them whole on reload) and their readers (listener, sessions): a read is
+/// a lock-free snapshot that a concurrent reload never tears.
+#[derive(Clone)]
+pub struct SettingsCell(std::sync::Arc<arc_swap::ArcSwap<DaemonSettings>>);
+
+impl SettingsCell {
+    /// A cell holding `settings`.
+    pub fn new(settings: DaemonSettings) -> Self {
+        Self(std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(
+            settings,
+        )))
+    }
+
+    /// The current settings.
+    pub fn get(&self) -> std::sync::Arc<DaemonSettings> {
+        self.0.load_full()
+    }
+
+    /// Replaces the settings (reload).
+    pub fn set(&self, settings: DaemonSettings) {
+        self.0.store(std::sync::Arc::new(settings));
+    }
+}
+
 impl Default for DaemonSettings {
     fn default() -> Self {
         Self {
             page_size: 1000,
             max_message_size: 16 * 1024 * 1024,
             max_sessions: 256,
-            handshake_timeout: ConfigDuration(crate::listener::FIRST_LINE_TIMEOUT),
+            handshake_timeout: ConfigDuration(FIRST_LINE_TIMEOUT),
             reload_debounce: ConfigDuration(Duration::from_millis(150)),
             watch_config: true,
             reload_tool: false,

@@ -5,8 +5,9 @@
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
-use super::{ClientCaps, Session, SUPPORTED_VERSIONS};
+use super::Session;
 use crate::jsonrpc::{self, RawObject};
+use crate::wire::{ClientCaps, SUPPORTED_VERSIONS};
 
 impl Session {
     pub(super) fn initialize(&mut self, id: &RawValue, params: Option<&RawValue>) {
@@ -51,7 +52,7 @@ impl Session {
     /// task-augmented tool calls when a child does.
     fn tasks_capability(&self) -> Option<Value> {
         let tasks: Vec<Value> = self
-            .daemon
+            .hub
             .supervisor
             .upstreams()
             .iter()
@@ -74,7 +75,7 @@ impl Session {
     /// Each visible child's instructions, labelled with its server name.
     fn instructions(&self) -> Option<String> {
         let parts: Vec<String> = self
-            .daemon
+            .hub
             .supervisor
             .upstreams()
             .iter()

@@ -19,8 +19,8 @@ impl Session {
         let cursor = params
             .and_then(RawObject::parse)
             .and_then(|p| p.get_str("cursor"));
-        let catalog = self.daemon.supervisor.catalog();
-        let page_size = self.daemon.settings().page_size;
+        let catalog = self.hub.supervisor.catalog();
+        let page_size = self.hub.settings.get().page_size;
         match catalog.page(kind, cursor.as_deref(), page_size, |s| self.visible(s)) {
             Ok(page) => {
                 let key = kind.result_key();

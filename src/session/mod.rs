@@ -16,15 +16,14 @@
 //! it still waits for are cancelled upstream, children's requests it was
 //! handling are answered with an error, and its subscriptions are dropped.
 
+mod hub;
 mod initialize;
-mod link;
 mod lists;
 mod resources;
 mod route;
 mod tasks;
 
 use std::collections::HashSet;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use serde_json::value::RawValue;
@@ -32,22 +31,18 @@ use serde_json::Value;
 use tokio::io::{AsyncBufRead, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::{mpsc, watch};
 
-pub use link::{ClientCaps, Outgoing, Registry, SessionLink, TaskRef};
+pub use hub::Hub;
 
 use crate::catalog::ListKind;
-use crate::daemon::Daemon;
 use crate::framing::{Frame, LineReader};
 use crate::jsonrpc::{self, code, Envelope, Kind, ParseError, RawObject};
 use crate::loglevel::Level;
-use crate::outbox::Outbox;
+use crate::wire::{Outbox, SessionLink};
 
 /// Read and write buffer of a client connection: small, because hundreds of
 /// idle sessions must stay cheap (a longer line just grows the line buffer),
 /// and a message is usually far smaller.
 pub const SESSION_BUFFER: usize = 8 * 1024;
-
-/// Protocol versions the daemon speaks with clients, newest first.
-pub const SUPPORTED_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
 
 /// Options a shim may set in its hello.
 #[derive(Debug, Default, Clone)]
@@ -65,7 +60,7 @@ const ANNOUNCED: [&[ListKind]; 3] = [
 ];
 
 struct Session {
-    daemon: Arc<Daemon>,
+    hub: Arc<Hub>,
     link: Arc<SessionLink>,
     /// Per group of [`ANNOUNCED`], the view fingerprint last announced (or
     /// listed); list_changed is sent when the current one differs.
@@ -76,7 +71,7 @@ struct Session {
 /// shuts down. `greeting` is written first (the hello reply), `first` is an
 /// MCP line the listener already read.
 pub async fn run<R, W>(
-    daemon: Arc<Daemon>,
+    hub: Arc<Hub>,
     mut reader: LineReader<R>,
     writer: W,
     greeting: Option<String>,
@@ -86,30 +81,29 @@ pub async fn run<R, W>(
     R: AsyncBufRead + Unpin,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let id = daemon.next_session_id();
+    let id = hub.next_session_id();
     let (outbox, rx) = Outbox::new(id);
     let (closing_tx, closing_rx) = watch::channel(false);
     let writer_task = tokio::spawn(write_loop(writer, rx, closing_rx));
-    let _counted = SessionCount::enter(&daemon);
     tracing::info!(session = id, servers = ?options.servers, "client session opened");
     let link = Arc::new(SessionLink::new(id, outbox, options.servers));
     if let Some(g) = greeting {
         link.outbox.send(g);
     }
-    daemon.registry.insert(link.clone());
+    hub.registry.insert(link.clone());
     // Ends the session's business with the children even if a bug makes
     // this task panic.
     let _closing = Closing {
-        daemon: daemon.clone(),
+        hub: hub.clone(),
         link: link.clone(),
     };
     let mut session = Session {
-        daemon: daemon.clone(),
+        hub: hub.clone(),
         link: link.clone(),
         announced: [None; 3],
     };
-    let mut catalog_rx = daemon.supervisor.subscribe();
-    let mut shutdown = daemon.shutdown_signal();
+    let mut catalog_rx = hub.supervisor.subscribe();
+    let mut shutdown = hub.shutdown_signal();
     if let Some(line) = first {
         session.on_line(&line);
     }
@@ -167,23 +161,6 @@ const OVERFLOW: &str = "client stopped reading (queue full)";
 /// How long a closing session's writer may take to hand its last lines over.
 const WRITER_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Counts a session in `Daemon::sessions` for as long as it lives, even if it
-/// panics.
-struct SessionCount(Arc<Daemon>);
-
-impl SessionCount {
-    fn enter(daemon: &Arc<Daemon>) -> Self {
-        daemon.sessions.fetch_add(1, Ordering::SeqCst);
-        Self(daemon.clone())
-    }
-}
-
-impl Drop for SessionCount {
-    fn drop(&mut self) {
-        self.0.sessions.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
 /// Writes queued lines to the client, batching what is already queued into
 /// one flush. Once `closing` is raised, writes what is left and ends.
 async fn write_loop<W: AsyncWrite + Unpin>(
@@ -231,7 +208,7 @@ impl Session {
     }
 
     fn on_too_long(&self, prefix: &[u8]) {
-        let max = self.daemon.settings().max_message_size;
+        let max = self.hub.settings.get().max_message_size;
         tracing::warn!(
             session = self.link.id,
             max,
@@ -320,7 +297,7 @@ impl Session {
         match env.method.as_deref().unwrap_or_default() {
             "notifications/initialized" if !self.link.is_initialized() => {
                 self.link.set_initialized();
-                let catalog = self.daemon.supervisor.catalog();
+                let catalog = self.hub.supervisor.catalog();
                 for (i, kinds) in ANNOUNCED.iter().enumerate() {
                     self.announced[i] = Some(catalog.view_fingerprint(kinds, |s| self.visible(s)));
                 }
@@ -400,7 +377,7 @@ impl Session {
             );
         };
         self.link.set_log_level(level);
-        for up in self.daemon.supervisor.upstreams() {
+        for up in self.hub.supervisor.upstreams() {
             if self.visible(&up.name) {
                 up.sync_log_level();
             }
@@ -413,13 +390,13 @@ impl Session {
 /// requests are cancelled upstream, children's requests to it fail, its
 /// subscriptions are dropped and log levels recomputed.
 struct Closing {
-    daemon: Arc<Daemon>,
+    hub: Arc<Hub>,
     link: Arc<SessionLink>,
 }
 
 impl Drop for Closing {
     fn drop(&mut self) {
-        self.daemon.registry.remove(self.link.id);
+        self.hub.registry.remove(self.link.id);
         for (conn, upstream_id) in self.link.drain_in_flight() {
             if let Some(conn) = conn.upgrade() {
                 conn.cancel(upstream_id, "the client disconnected");
@@ -431,7 +408,7 @@ impl Drop for Closing {
             }
         }
         let ups: Vec<_> = self
-            .daemon
+            .hub
             .supervisor
             .upstreams()
             .into_iter()

@@ -11,10 +11,11 @@ use std::sync::Arc;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
-use super::route::unavailable;
+use super::route::{ready_for, wait_ready};
 use super::Session;
 use crate::jsonrpc::{self, code, RawObject};
-use crate::upstream::{Reply, Rewrite, SubscribeError, Upstream};
+use crate::upstream::Upstream;
+use crate::wire::{Reply, Rewrite, SubscribeError};
 
 /// MCP's "resource not found" (2024-11-05 to 2025-11-25).
 pub(super) const RESOURCE_NOT_FOUND: i64 = -32002;
@@ -28,7 +29,7 @@ impl Session {
 
     /// Visible servers declaring `capability`, in name order.
     fn servers_with(&self, capability: &str) -> Vec<Arc<Upstream>> {
-        self.daemon
+        self.hub
             .supervisor
             .upstreams()
             .into_iter()
@@ -57,7 +58,7 @@ impl Session {
             return;
         };
         let params = params.map_or_else(|| "{}".into(), |p| p.get().to_string());
-        let catalog = self.daemon.supervisor.catalog();
+        let catalog = self.hub.supervisor.catalog();
         if let Some(server) = catalog.resource_owner(&uri, |s| self.visible(s)) {
             return self.dispatch(
                 "resources/read",
@@ -105,11 +106,11 @@ impl Session {
         let Some(uri) = self.uri_param(method, id, params) else {
             return;
         };
-        let catalog = self.daemon.supervisor.catalog();
+        let catalog = self.hub.supervisor.catalog();
         let owner = catalog
             .resource_owner(&uri, |s| self.visible(s))
             .or_else(|| self.only_server_with("resources"));
-        let Some(up) = owner.and_then(|s| self.daemon.supervisor.upstream(&s)) else {
+        let Some(up) = owner.and_then(|s| self.hub.supervisor.upstream(&s)) else {
             return self.error(
                 Some(id),
                 RESOURCE_NOT_FOUND,
@@ -138,14 +139,10 @@ impl Session {
             let timeout = up.timeouts().request_timeout;
             let subs = &up.context().subscriptions;
             let outcome = if subscribe {
-                match up.wait_ready(timeout).await {
-                    Ok(conn) => subs.subscribe(&conn, link.id, &uri, timeout).await,
-                    Err(u) => {
-                        link.finish(id.get(), ticket);
-                        link.outbox.send(unavailable(&id, &u));
-                        return;
-                    }
-                }
+                let Some(conn) = ready_for(&link, &up, &id, ticket).await else {
+                    return;
+                };
+                subs.subscribe(&conn, link.id, &uri, timeout).await
             } else {
                 let conn = up.connection().ok();
                 subs.unsubscribe(conn.as_deref(), link.id, &uri, timeout)
@@ -178,10 +175,10 @@ async fn read_from_first(
     let mut last = None;
     for up in candidates {
         let timeout = up.timeouts().request_timeout;
-        let conn = match up.wait_ready(timeout).await {
+        let conn = match wait_ready(up, id).await {
             Ok(c) => c,
-            Err(u) => {
-                last = Some(unavailable(id, &u));
+            Err(line) => {
+                last = Some(line);
                 continue;
             }
         };

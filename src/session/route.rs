@@ -18,13 +18,12 @@ use std::sync::Arc;
 use serde_json::json;
 use serde_json::value::RawValue;
 
-use super::{Session, SessionLink};
+use super::Session;
 use crate::catalog::ListKind;
-use crate::daemon::RELOAD_TOOL;
 use crate::jsonrpc::{self, code, RawObject};
-use crate::reload::{reload, Trigger};
-use crate::supervisor::BUILTIN_SERVER;
-use crate::upstream::{ClientCall, Connection, Rewrite, State, Unavailable};
+use crate::reload::Trigger;
+use crate::upstream::{State, Unavailable, Upstream};
+use crate::wire::{ClientCall, Connection, Rewrite, SessionLink};
 
 /// Where a request goes, with the params the child gets.
 pub(super) struct Target {
@@ -59,11 +58,11 @@ impl Session {
                 None,
             );
         };
-        let catalog = self.daemon.supervisor.catalog();
+        let catalog = self.hub.supervisor.catalog();
         let Some(item) = catalog.get(kind, &name).filter(|t| self.visible(&t.server)) else {
             return self.not_listed(kind, method, id, &name, &obj);
         };
-        if &*item.server == BUILTIN_SERVER {
+        if &*item.server == crate::builtin::SERVER {
             return self.builtin_tool(id, &item.original);
         }
         let target = named_target(kind, item, &obj);
@@ -85,29 +84,20 @@ impl Session {
         let waiting_for = name
             .split_once(crate::names::SEPARATOR)
             .filter(|(server, _)| self.visible(server))
-            .and_then(|(server, _)| self.daemon.supervisor.upstream(server))
+            .and_then(|(server, _)| self.hub.supervisor.upstream(server))
             .filter(|up| up.state() != State::Ready && up.rendered().len(kind) == 0);
         let Some(up) = waiting_for else {
             return self.unknown(kind, id, name);
         };
         let Some(ticket) = self.begin(id) else { return };
-        let (daemon, link) = (self.daemon.clone(), self.link.clone());
+        let (hub, link) = (self.hub.clone(), self.link.clone());
         let (method, id, name) = (method.to_string(), id.to_owned(), name.to_string());
         let params = obj.to_string_with(&[]);
         tokio::spawn(async move {
-            let ready = up.wait_ready(up.timeouts().request_timeout).await;
-            if !link.still_wanted(id.get(), ticket) {
-                return link.finish(id.get(), ticket);
-            }
-            let conn = match ready {
-                Ok(conn) => conn,
-                Err(u) => {
-                    link.finish(id.get(), ticket);
-                    link.outbox.send(unavailable(&id, &u));
-                    return;
-                }
+            let Some(conn) = ready_for(&link, &up, &id, ticket).await else {
+                return;
             };
-            let catalog = daemon.supervisor.catalog();
+            let catalog = hub.supervisor.catalog();
             let obj = RawObject::parse_str(&params);
             let item = catalog
                 .get(kind, &name)
@@ -126,25 +116,17 @@ impl Session {
         });
     }
 
-    /// The daemon's own tools (only `reload`, when `[daemon] reload_tool`).
+    /// The daemon's own tools (see [`crate::builtin`]).
     fn builtin_tool(&self, id: &RawValue, name: &str) {
-        if name != RELOAD_TOOL {
+        if !crate::builtin::is_tool(name) {
             return self.unknown(ListKind::Tools, id, name);
         }
         let Some(ticket) = self.begin(id) else { return };
-        let (daemon, link, id) = (self.daemon.clone(), self.link.clone(), id.to_owned());
+        let (reloader, link, id) = (self.hub.reloader.clone(), self.link.clone(), id.to_owned());
         tokio::spawn(async move {
-            let (text, is_error) = match reload(&daemon, Trigger::Tool).await {
-                Ok(diff) => (format!("Config reloaded: {}", diff.summary()), false),
-                Err(e) => (format!("The config was not applied: {e}"), true),
-            };
-            let result = json!({
-                "content": [{ "type": "text", "text": text }],
-                "isError": is_error,
-            });
+            let result = crate::builtin::call_reload(reloader.reload(Trigger::Tool)).await;
             link.finish(id.get(), ticket);
-            link.outbox
-                .send(jsonrpc::response(id.get(), &result.to_string()));
+            link.outbox.send(jsonrpc::response(id.get(), &result));
         });
     }
 
@@ -166,7 +148,7 @@ impl Session {
                 None,
             );
         };
-        let catalog = self.daemon.supervisor.catalog();
+        let catalog = self.hub.supervisor.catalog();
         match r.get_str("type").as_deref() {
             Some("ref/prompt") => {
                 let name = r.get_str("name").unwrap_or_default();
@@ -242,7 +224,7 @@ impl Session {
     /// Sends a request to its server: at once when ready, else after waiting
     /// for it in a task of its own.
     pub(super) fn dispatch(&self, method: &str, id: &RawValue, target: Target) {
-        let Some(up) = self.daemon.supervisor.upstream(&target.server) else {
+        let Some(up) = self.hub.supervisor.upstream(&target.server) else {
             return self.error(
                 Some(id),
                 code::SERVER_UNAVAILABLE,
@@ -269,13 +251,8 @@ impl Session {
                 let method = method.to_string();
                 let id = id.to_owned();
                 tokio::spawn(async move {
-                    let limit = up.timeouts().request_timeout;
-                    let ready = up.wait_ready(limit).await;
-                    if !link.still_wanted(id.get(), ticket) {
-                        return link.finish(id.get(), ticket);
-                    }
-                    match ready {
-                        Ok(conn) => send(
+                    if let Some(conn) = ready_for(&link, &up, &id, ticket).await {
+                        send(
                             &link,
                             &conn,
                             &method,
@@ -283,11 +260,7 @@ impl Session {
                             ticket,
                             target.params,
                             target.rewrite,
-                        ),
-                        Err(u) => {
-                            link.finish(id.get(), ticket);
-                            link.outbox.send(unavailable(&id, &u));
-                        }
+                        );
                     }
                 });
             }
@@ -372,8 +345,42 @@ pub(super) fn send(
     }
 }
 
+/// Waits (up to its `request_timeout`) for `up` to be ready for the
+/// registered request `id` (`ticket`). Returns the connection while the
+/// request is still wanted; otherwise the request is finished here: quietly
+/// when the client cancelled it (or the session closed) meanwhile, with the
+/// "not ready" error when the server did not become ready.
+pub(super) async fn ready_for(
+    link: &SessionLink,
+    up: &Upstream,
+    id: &RawValue,
+    ticket: u64,
+) -> Option<Arc<Connection>> {
+    let ready = wait_ready(up, id).await;
+    if !link.still_wanted(id.get(), ticket) {
+        link.finish(id.get(), ticket);
+        return None;
+    }
+    match ready {
+        Ok(conn) => Some(conn),
+        Err(line) => {
+            link.finish(id.get(), ticket);
+            link.outbox.send(line);
+            None
+        }
+    }
+}
+
+/// Waits (up to its `request_timeout`) for `up` to be ready: its
+/// connection, or the error line answering request `id`.
+pub(super) async fn wait_ready(up: &Upstream, id: &RawValue) -> Result<Arc<Connection>, String> {
+    up.wait_ready(up.timeouts().request_timeout)
+        .await
+        .map_err(|u| unavailable(id, &u))
+}
+
 /// The error for a server that is not ready.
-pub(super) fn unavailable(id: &RawValue, u: &Unavailable) -> String {
+fn unavailable(id: &RawValue, u: &Unavailable) -> String {
     jsonrpc::error_response(
         Some(id.get()),
         code::SERVER_UNAVAILABLE,

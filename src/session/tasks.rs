@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use super::route::send;
 use super::Session;
 use crate::jsonrpc::{self, code, RawObject};
-use crate::upstream::{Reply, Rewrite};
+use crate::wire::{Reply, Rewrite};
 
 impl Session {
     /// `tasks/get`, `tasks/result`, `tasks/cancel`: to the child instance
@@ -72,7 +72,7 @@ impl Session {
                     conn.request("tasks/get", Some(&params), timeout).await
                 {
                     if let Ok(mut v) = serde_json::from_str::<Value>(r.get()) {
-                        crate::upstream::replace_task_ids(&mut v, &task.child_id, &client_id);
+                        crate::wire::replace_task_ids(&mut v, &task.child_id, &client_id);
                         listed.push(v);
                     }
                 }

@@ -18,14 +18,14 @@ use serde_json::Value;
 use tokio::io::BufReader;
 use tokio::sync::{mpsc, watch};
 
-use super::connection::{Connection, Event, Reply};
 use super::process::{self, describe_exit};
-use super::{InitInfo, State, Upstream, CHILD_PROTOCOL_VERSION};
+use super::{InitInfo, State, Upstream};
 use crate::catalog::{ListKind, Lists, RawItem};
 use crate::config::EffectiveTimeouts;
 use crate::error::UpstreamError;
 use crate::framing::{Frame, LineReader};
 use crate::jsonrpc::RawObject;
+use crate::wire::{Connection, Event, Reply, CHILD_PROTOCOL_VERSION, SUPPORTED_VERSIONS};
 
 /// A server that stayed up this long has its backoff reset.
 const STABLE_AFTER: Duration = Duration::from_secs(60);
@@ -33,6 +33,14 @@ const STABLE_AFTER: Duration = Duration::from_secs(60);
 enum InstanceEnd {
     Stopped,
     Failed { error: String, ran_for: Duration },
+}
+
+/// Why an instance did not get ready.
+enum Started {
+    /// A stop request came first; the child was stopped gracefully.
+    Stopped,
+    /// It failed (the error to record).
+    Failed(String),
 }
 
 /// Why a ready instance stopped serving.
@@ -105,16 +113,41 @@ impl Upstream {
         end
     }
 
+    /// One child instance after its spawn: start it (pipes, connection,
+    /// handshake) until ready, serve while it is ready, then reap it.
     async fn serve_instance(
         self: &Arc<Self>,
         spawned: &mut process::Spawned,
         stop_rx: &mut watch::Receiver<bool>,
         started: Instant,
     ) -> InstanceEnd {
-        let failed = |error: String| InstanceEnd::Failed {
-            error,
-            ran_for: started.elapsed(),
+        let (conn, mut events) = match self.start_instance(spawned, stop_rx).await {
+            Ok(ready) => ready,
+            Err(Started::Stopped) => return InstanceEnd::Stopped,
+            Err(Started::Failed(error)) => {
+                return InstanceEnd::Failed {
+                    error,
+                    ran_for: started.elapsed(),
+                }
+            }
         };
+        match self.serve_ready(&conn, &mut events, spawned, stop_rx).await {
+            None => InstanceEnd::Stopped,
+            Some(crash) => InstanceEnd::Failed {
+                error: self.reap(spawned, &conn, crash).await,
+                ran_for: started.elapsed(),
+            },
+        }
+    }
+
+    /// Connects to the child's pipes and runs the handshake within
+    /// `startup_timeout`; on success publishes the connection and the lists
+    /// and goes ready. A stop request meanwhile stops the child gracefully.
+    async fn start_instance(
+        self: &Arc<Self>,
+        spawned: &mut process::Spawned,
+        stop_rx: &mut watch::Receiver<bool>,
+    ) -> Result<(Arc<Connection>, mpsc::UnboundedReceiver<Event>), Started> {
         let pid = spawned.pid;
         tracing::info!(server = %self.name, pid, command = %self.spec().command.0, "server process started");
         let (Some(stdin), Some(stdout), Some(stderr)) = (
@@ -122,10 +155,10 @@ impl Upstream {
             spawned.stdout.take(),
             spawned.stderr.take(),
         ) else {
-            return failed("child pipes were not created".into());
+            return Err(Started::Failed("child pipes were not created".into()));
         };
         tokio::spawn(capture_stderr(self.clone(), stderr));
-        let (ev_tx, mut events) = mpsc::unbounded_channel();
+        let (ev_tx, events) = mpsc::unbounded_channel();
         let conn = Connection::start(
             self.ctx.clone(),
             stdin,
@@ -143,7 +176,7 @@ impl Upstream {
                 self.set_state(State::Stopping);
                 conn.close_stdin();
                 process::stop(&mut spawned.child, pid, self.timeouts().stop_grace).await;
-                return InstanceEnd::Stopped;
+                return Err(Started::Stopped);
             }
         };
         let (init, lists) = match handshake {
@@ -151,14 +184,14 @@ impl Upstream {
             Ok(Err(e)) => {
                 let exit = describe_exit(process::kill(&mut spawned.child, pid).await);
                 self.lock().last_exit = Some(exit.clone());
-                return failed(format!("startup failed: {e} ({exit})"));
+                return Err(Started::Failed(format!("startup failed: {e} ({exit})")));
             }
             Err(_) => {
                 process::kill(&mut spawned.child, pid).await;
-                return failed(format!(
+                return Err(Started::Failed(format!(
                     "did not finish starting (initialize and its lists) within {:?}",
                     self.timeouts().startup_timeout
-                ));
+                )));
             }
         };
         let counts = (
@@ -187,19 +220,31 @@ impl Upstream {
                     .await;
             });
         }
+        Ok((conn, events))
+    }
 
+    /// Serves a ready child: health pings, list refreshes, until it crashes
+    /// (returned) or a stop request stops it gracefully (`None`).
+    async fn serve_ready(
+        &self,
+        conn: &Arc<Connection>,
+        events: &mut mpsc::UnboundedReceiver<Event>,
+        spawned: &mut process::Spawned,
+        stop_rx: &mut watch::Receiver<bool>,
+    ) -> Option<Crash> {
+        let pid = spawned.pid;
         let health = self.timeouts().health_interval;
         let mut next_ping = tokio::time::Instant::now() + health;
-        let end = loop {
+        loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(next_ping), if !health.is_zero() => {
                     match conn.request("ping", None, self.timeouts().health_timeout).await {
                         // An error reply still proves the child is responsive.
                         Ok(_) => next_ping = tokio::time::Instant::now() + health,
                         Err(UpstreamError::Timeout(t)) => {
-                            break Crash::Unhealthy(format!("did not answer a health ping within {t:?}"));
+                            return Some(Crash::Unhealthy(format!("did not answer a health ping within {t:?}")));
                         }
-                        Err(_) => break Crash::Closed,
+                        Err(_) => return Some(Crash::Closed),
                     }
                 }
                 ev = events.recv() => match ev {
@@ -213,28 +258,38 @@ impl Upstream {
                                 Event::Closed => closed = true,
                             }
                         }
-                        self.refresh(&conn, &kinds).await;
+                        self.refresh(conn, &kinds).await;
                         if closed {
-                            break Crash::Closed;
+                            return Some(Crash::Closed);
                         }
                     }
-                    Some(Event::Closed) | None => break Crash::Closed,
+                    Some(Event::Closed) | None => return Some(Crash::Closed),
                 },
-                status = spawned.child.wait() => break Crash::Exited(status.ok()),
+                status = spawned.child.wait() => return Some(Crash::Exited(status.ok())),
                 _ = crate::flag::raised(stop_rx) => {
                     self.set_state(State::Stopping);
                     self.set_conn(None);
                     conn.close_stdin();
                     let exit = process::stop(&mut spawned.child, pid, self.timeouts().stop_grace).await;
                     tracing::info!(server = %self.name, pid, exit = %describe_exit(exit), "server stopped");
-                    return InstanceEnd::Stopped;
+                    return None;
                 }
             }
-        };
-        // Crash: stop routing to it, make sure the whole group is gone.
+        }
+    }
+
+    /// After a crash: stops routing to the child, makes sure its whole group
+    /// is gone, and returns the error to record.
+    async fn reap(
+        &self,
+        spawned: &mut process::Spawned,
+        conn: &Connection,
+        crash: Crash,
+    ) -> String {
+        let pid = spawned.pid;
         self.set_conn(None);
         conn.close_stdin();
-        let (exit, unhealthy) = match end {
+        let (exit, unhealthy) = match crash {
             Crash::Exited(status) => {
                 process::signal_group(pid, nix::sys::signal::Signal::SIGKILL);
                 (status, None)
@@ -248,8 +303,8 @@ impl Upstream {
         let exit = describe_exit(exit);
         self.lock().last_exit = Some(exit.clone());
         match unhealthy {
-            Some(why) => failed(format!("server {why} (killed: {exit})")),
-            None => failed(format!("server exited ({exit})")),
+            Some(why) => format!("server {why} (killed: {exit})"),
+            None => format!("server exited ({exit})"),
         }
     }
 
@@ -308,7 +363,7 @@ impl Upstream {
             server_info: value("serverInfo"),
             instructions: v.get_str("instructions"),
         };
-        if !crate::session::SUPPORTED_VERSIONS.contains(&init.protocol_version.as_str()) {
+        if !SUPPORTED_VERSIONS.contains(&init.protocol_version.as_str()) {
             tracing::warn!(server = %self.name, version = %init.protocol_version,
                 "server answered with a protocol version stdioproxy does not know; continuing");
         }

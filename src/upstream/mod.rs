@@ -18,36 +18,30 @@
 //! While ready, the child is pinged every `health_interval`; a child that does
 //! not answer within `health_timeout` is killed and restarted like a crash.
 
-mod connection;
-mod inbound;
 mod lifecycle;
 mod process;
-mod subscriptions;
-mod tasks;
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use parking_lot::{Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::watch;
 
-pub use connection::{ClientCall, Connection, Event, Reply, Rewrite};
 pub use lifecycle::backoff_delay;
 pub use process::{describe_exit, raise_fd_limit};
-pub use subscriptions::{SubscribeError, Subscriptions};
-pub use tasks::replace_task_ids;
 
 use crate::cache::{spec_key, CachedServer, ToolCache};
 use crate::catalog::{Lists, Rendered};
 use crate::config::{EffectiveTimeouts, ServerConfig, ToolFilter};
 use crate::loglevel::Level;
 use crate::reaper::Reaper;
-use crate::session::Registry;
+use crate::wire::{Connection, Context, Registry, Reply};
 
-/// Protocol version the daemon asks children for.
-pub const CHILD_PROTOCOL_VERSION: &str = "2025-11-25";
 /// Lines of a child's stderr kept for `status`.
 const STDERR_TAIL: usize = 20;
 
@@ -184,40 +178,20 @@ pub struct Shared {
     pub registry: Arc<Registry>,
 }
 
-/// What one server's child instances share with the rest of the daemon,
-/// across restarts: handed to every [`Connection`] of the server.
-pub struct Context {
-    /// Server name.
-    pub server: Arc<str>,
-    /// Every client session (fan-out, routing requests to a client).
-    pub registry: Arc<Registry>,
-    /// Resource subscriptions, counted across sessions.
-    pub subscriptions: Subscriptions,
-    /// The rendered `roots/list` result, when roots are configured.
-    roots: RwLock<Option<Arc<str>>>,
-}
-
-impl Context {
-    /// The `roots/list` result, when roots are configured.
-    pub fn roots(&self) -> Option<Arc<str>> {
-        self.roots.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-}
-
 /// One configured server.
 pub struct Upstream {
     /// Server name (also the prefix clients see).
     pub name: Arc<str>,
-    spec: RwLock<Arc<ServerConfig>>,
+    spec: ArcSwap<ServerConfig>,
     cache_key: String,
     timeouts: RwLock<EffectiveTimeouts>,
     shared: Arc<Shared>,
     ctx: Arc<Context>,
     inner: Mutex<Inner>,
-    conn: RwLock<Option<Arc<Connection>>>,
-    lists: RwLock<Arc<Lists>>,
+    conn: ArcSwapOption<Connection>,
+    lists: ArcSwap<Lists>,
     /// `lists` as clients see them (prefixed, filtered), for the catalog.
-    rendered: RwLock<Arc<Rendered>>,
+    rendered: ArcSwap<Rendered>,
     state_tx: watch::Sender<State>,
     stop_tx: watch::Sender<bool>,
 }
@@ -255,24 +229,23 @@ impl Upstream {
             }
             None => Lists::default(),
         };
-        let ctx = Arc::new(Context {
-            server: name.into(),
-            registry: shared.registry.clone(),
-            subscriptions: Subscriptions::default(),
-            roots: RwLock::new(spec.roots_result().map(Arc::from)),
-        });
+        let ctx = Arc::new(Context::new(
+            name.into(),
+            shared.registry.clone(),
+            spec.roots_result().map(Arc::from),
+        ));
         let rendered = Rendered::new(name.into(), &lists, &spec.tools);
         Arc::new(Self {
             name: name.into(),
-            rendered: RwLock::new(Arc::new(rendered)),
-            spec: RwLock::new(spec),
+            rendered: ArcSwap::from_pointee(rendered),
+            spec: ArcSwap::new(spec),
             cache_key,
             timeouts: RwLock::new(timeouts),
             shared,
             ctx,
             inner: Mutex::new(inner),
-            conn: RwLock::new(None),
-            lists: RwLock::new(Arc::new(lists)),
+            conn: ArcSwapOption::empty(),
+            lists: ArcSwap::from_pointee(lists),
             state_tx: watch::channel(State::Starting).0,
             stop_tx: watch::channel(false).0,
         })
@@ -280,26 +253,21 @@ impl Upstream {
 
     /// Effective timeouts.
     pub fn timeouts(&self) -> EffectiveTimeouts {
-        *self.timeouts.read().unwrap_or_else(|e| e.into_inner())
+        *self.timeouts.read()
     }
 
     /// Applies a reload that needs no new process: timeouts, tool filters
     /// and the list of roots (the child is told its roots changed).
     pub fn update(&self, spec: Arc<ServerConfig>, timeouts: EffectiveTimeouts) {
-        *self.timeouts.write().unwrap_or_else(|e| e.into_inner()) = timeouts;
-        let conn = self.conn.read().unwrap_or_else(|e| e.into_inner()).clone();
+        *self.timeouts.write() = timeouts;
+        let conn = self.conn.load_full();
         if let Some(c) = &conn {
             c.set_request_timeout(timeouts.request_timeout);
         }
         let roots = spec.roots_result().map(Arc::<str>::from);
-        let roots_changed = {
-            let mut slot = self.ctx.roots.write().unwrap_or_else(|e| e.into_inner());
-            let changed = *slot != roots;
-            *slot = roots;
-            changed
-        };
+        let roots_changed = self.ctx.set_roots(roots);
         let filter_changed = self.spec().tools != spec.tools;
-        *self.spec.write().unwrap_or_else(|e| e.into_inner()) = spec;
+        self.spec.store(spec);
         if filter_changed {
             // The caller rebuilds the catalog once for the whole reload.
             self.render(&self.lists());
@@ -317,7 +285,7 @@ impl Upstream {
     /// reachable for new calls by then.
     pub async fn drain_and_stop(&self) {
         let limit = self.timeouts().drain_timeout;
-        let conn = self.conn.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let conn = self.conn.load_full();
         if let Some(conn) = conn {
             let n = conn.in_flight();
             if n > 0 {
@@ -354,7 +322,7 @@ impl Upstream {
 
     /// The config this upstream runs.
     pub fn spec(&self) -> Arc<ServerConfig> {
-        self.spec.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.spec.load_full()
     }
 
     /// Which tools clients see.
@@ -364,15 +332,12 @@ impl Upstream {
 
     /// The lists as clients see them, for the catalog.
     pub fn rendered(&self) -> Arc<Rendered> {
-        self.rendered
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.rendered.load_full()
     }
 
     fn render(&self, lists: &Lists) {
         let r = Rendered::new(self.name.clone(), lists, &self.spec().tools);
-        *self.rendered.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(r);
+        self.rendered.store(Arc::new(r));
     }
 
     /// What this server shares with its connections.
@@ -392,7 +357,7 @@ impl Upstream {
 
     /// The last lists the child gave.
     pub fn lists(&self) -> Arc<Lists> {
-        self.lists.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.lists.load_full()
     }
 
     /// The child's initialize result (live, or its capabilities from the
@@ -411,7 +376,7 @@ impl Upstream {
 
     /// The live connection, or why there is none.
     pub fn connection(&self) -> Result<Arc<Connection>, Unavailable> {
-        if let Some(c) = self.conn.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        if let Some(c) = self.conn.load().as_ref() {
             if !c.is_closed() {
                 return Ok(c.clone());
             }
@@ -438,7 +403,7 @@ impl Upstream {
     /// it (tools, prompts, resources, templates).
     pub fn status(&self, exposed: [usize; 4]) -> ServerStatus {
         let inner = self.lock();
-        let conn = self.conn.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let conn = self.conn.load_full();
         ServerStatus {
             name: self.name.to_string(),
             state: self.state(),
@@ -521,8 +486,8 @@ impl Upstream {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, Inner> {
+        self.inner.lock()
     }
 
     fn set_state(&self, state: State) {
@@ -533,7 +498,7 @@ impl Upstream {
     }
 
     fn set_conn(&self, conn: Option<Arc<Connection>>) {
-        *self.conn.write().unwrap_or_else(|e| e.into_inner()) = conn;
+        self.conn.store(conn);
     }
 
     fn set_lists(&self, lists: Lists) {
@@ -541,7 +506,7 @@ impl Upstream {
             cache.put(&self.name, &self.cache_key, &lists, &self.capabilities());
         }
         self.render(&lists);
-        *self.lists.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(lists);
+        self.lists.store(Arc::new(lists));
         if let Some(rebuild) = self.shared.lists_changed.get() {
             rebuild();
         }

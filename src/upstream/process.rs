@@ -10,8 +10,11 @@
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
+use nix::errno::Errno;
+use nix::sys::prctl::set_pdeathsig;
+use nix::sys::resource::{getrlimit, rlim_t, setrlimit, Resource};
 use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
+use nix::unistd::{getpid, getppid, Pid};
 use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
 
 use crate::config::{expand_env_table, ServerConfig};
@@ -56,30 +59,23 @@ pub fn spawn(spec: &ServerConfig) -> Result<Spawned, String> {
         cmd.current_dir(cwd);
     }
     let inherited_nofile = INHERITED_NOFILE.get().copied();
-    // Safety: the closure runs in the forked child before exec and only calls
-    // async-signal-safe functions (prctl, getppid, setrlimit, _exit).
+    let parent = getpid();
+    // Safety: the closure runs in the forked child before exec and only makes
+    // async-signal-safe system calls (setrlimit, prctl, getppid) and builds
+    // errors from an errno, without allocating.
     unsafe {
-        let parent = libc::getpid();
         cmd.pre_exec(move || {
             // Children get the fd limit the daemon was started with, not the
             // one it raised for itself (some programs walk every fd up to
             // the limit).
-            if let Some(limit) = inherited_nofile {
-                libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+            if let Some((soft, hard)) = inherited_nofile {
+                let _ = setrlimit(Resource::RLIMIT_NOFILE, soft, hard);
             }
-            if libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            ) != 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-            // The daemon may have died between fork and prctl.
-            if libc::getppid() != parent {
-                libc::_exit(1);
+            set_pdeathsig(Signal::SIGKILL)?;
+            // The daemon may have died between fork and prctl: then the
+            // child does not exec (spawn fails with ESRCH).
+            if getppid() != parent {
+                return Err(Errno::ESRCH.into());
             }
             Ok(())
         });
@@ -100,34 +96,22 @@ pub fn spawn(spec: &ServerConfig) -> Result<Spawned, String> {
 }
 
 /// The fd limit the daemon was started with, restored in its children.
-static INHERITED_NOFILE: std::sync::OnceLock<libc::rlimit> = std::sync::OnceLock::new();
+static INHERITED_NOFILE: std::sync::OnceLock<(rlim_t, rlim_t)> = std::sync::OnceLock::new();
 
 /// Raises the daemon's own soft limit on open files to the hard limit (each
 /// session is a socket; systemd's default soft limit is 1024), remembering
 /// the original for children. Call once, before any child is spawned.
 pub fn raise_fd_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
     };
-    // Safety: getrlimit writes into the struct we pass; setrlimit reads it.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 || limit.rlim_cur >= limit.rlim_max
-        {
-            return;
-        }
-        let raised = libc::rlimit {
-            rlim_cur: limit.rlim_max.min(1 << 20),
-            rlim_max: limit.rlim_max,
-        };
-        if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-            let _ = INHERITED_NOFILE.set(limit);
-            tracing::debug!(
-                from = limit.rlim_cur,
-                to = raised.rlim_cur,
-                "raised the open-file limit"
-            );
-        }
+    if soft >= hard {
+        return;
+    }
+    let raised = hard.min(1 << 20);
+    if setrlimit(Resource::RLIMIT_NOFILE, raised, hard).is_ok() {
+        let _ = INHERITED_NOFILE.set((soft, hard));
+        tracing::debug!(from = soft, to = raised, "raised the open-file limit");
     }
 }
 

@@ -198,10 +198,12 @@ fn env_parse<T: FromStr>(key: &str) -> Option<T> {
 }
 
 fn ignore_sigterm() {
-    // SAFETY: installing SIG_IGN for SIGTERM touches no Rust state and happens
-    // before any other thread exists.
-    unsafe {
-        libc::signal(libc::SIGTERM, libc::SIG_IGN);
+    // Blocked before any other thread exists, so no thread of this process
+    // (nor a program it runs) ever takes SIGTERM.
+    let mut term = nix::sys::signal::SigSet::empty();
+    term.add(nix::sys::signal::Signal::SIGTERM);
+    if let Err(e) = term.thread_block() {
+        eprintln!("fixture: cannot block SIGTERM: {e}");
     }
 }
 

@@ -24,10 +24,10 @@ use std::sync::{Arc, Weak};
 use serde_json::value::RawValue;
 
 use super::connection::Connection;
+use super::link::{Outgoing, SessionLink};
 use crate::catalog::ListKind;
 use crate::jsonrpc::{self, code, Envelope, RawObject};
 use crate::loglevel::Level;
-use crate::session::{Outgoing, SessionLink};
 
 /// Entries kept per map before dead ones are pruned.
 const PRUNE_AT: usize = 4096;

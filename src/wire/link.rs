@@ -22,13 +22,15 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Weak};
+
+use parking_lot::{Mutex, RwLock};
 
 use serde_json::value::RawValue;
 
+use super::connection::Connection;
+use super::outbox::Outbox;
 use crate::loglevel::Level;
-use crate::outbox::Outbox;
-use crate::upstream::Connection;
 
 /// What the client declared in `initialize` that the daemon routes on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -123,8 +125,8 @@ impl SessionLink {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, State> {
+        self.state.lock()
     }
 
     /// True when the session may see and call `server`.
@@ -134,12 +136,12 @@ impl SessionLink {
 
     /// The client's declared capabilities.
     pub fn caps(&self) -> ClientCaps {
-        *self.caps.read().unwrap_or_else(|e| e.into_inner())
+        *self.caps.read()
     }
 
     /// Records the client's declared capabilities (at `initialize`).
     pub fn set_caps(&self, caps: ClientCaps) {
-        *self.caps.write().unwrap_or_else(|e| e.into_inner()) = caps;
+        *self.caps.write() = caps;
     }
 
     /// True once the client sent `notifications/initialized`.
@@ -376,12 +378,12 @@ impl Registry {
         self.len() == 0
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<u64, Arc<SessionLink>>> {
-        self.sessions.read().unwrap_or_else(|e| e.into_inner())
+    fn read(&self) -> parking_lot::RwLockReadGuard<'_, HashMap<u64, Arc<SessionLink>>> {
+        self.sessions.read()
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<u64, Arc<SessionLink>>> {
-        self.sessions.write().unwrap_or_else(|e| e.into_inner())
+    fn write(&self) -> parking_lot::RwLockWriteGuard<'_, HashMap<u64, Arc<SessionLink>>> {
+        self.sessions.write()
     }
 }
 

@@ -12,8 +12,8 @@
 //! subscriber map itself is behind a plain lock so the child's reader can
 //! look it up without waiting.
 
+use parking_lot::Mutex;
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use serde_json::json;
@@ -37,8 +37,8 @@ pub enum SubscribeError {
 }
 
 impl Subscriptions {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, BTreeSet<u64>>> {
-        self.subscribers.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, HashMap<String, BTreeSet<u64>>> {
+        self.subscribers.lock()
     }
 
     /// Subscribes `session` to `uri`; asks the child only for the first

@@ -31,9 +31,9 @@
 //! the writer is busy writing is no longer counted: the bound is the budget
 //! plus that line.
 
+use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
 
 use tokio::sync::{mpsc, Notify};
 
@@ -119,7 +119,7 @@ impl Outbox {
         let len = line.len();
         // A poisoned lock only means a panic between two integer updates;
         // the counts stay usable (at worst too high, which is safe).
-        let mut queued = self.queued.lock().unwrap_or_else(|e| e.into_inner());
+        let mut queued = self.queued.lock();
         let in_channel = self.tx.max_capacity() - self.tx.capacity();
         while queued.lengths.len() > in_channel {
             let taken = queued.lengths.pop_front().unwrap_or_default();
@@ -193,7 +193,7 @@ impl Outbox {
 
     /// Bytes currently counted as queued (may lag behind the writer).
     pub fn queued_bytes(&self) -> usize {
-        self.queued.lock().unwrap_or_else(|e| e.into_inner()).bytes
+        self.queued.lock().bytes
     }
 
     /// Completes once the queue overflowed.

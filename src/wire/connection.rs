@@ -30,7 +30,9 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
@@ -39,12 +41,12 @@ use tokio::process::{ChildStdin, ChildStdout};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::inbound::Routes;
+use super::link::SessionLink;
 use super::Context;
 use crate::catalog::ListKind;
 use crate::error::UpstreamError;
 use crate::framing::{Frame, LineReader};
 use crate::jsonrpc::{self, code, Envelope, Kind, RawObject};
-use crate::session::SessionLink;
 
 /// A child's answer to a daemon-originated request.
 #[derive(Debug)]
@@ -145,7 +147,7 @@ pub struct Connection {
 
 impl Connection {
     /// Starts the reader and writer tasks for a child's pipes.
-    pub(super) fn start(
+    pub fn start(
         ctx: Arc<Context>,
         stdin: ChildStdin,
         stdout: ChildStdout,
@@ -354,14 +356,12 @@ impl Connection {
         seen
     }
 
-    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Pending>> {
-        // A panic while holding this lock cannot leave the map inconsistent
-        // (single inserts/removes), so a poisoned lock is still usable.
-        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    pub(super) fn lock(&self) -> parking_lot::MutexGuard<'_, HashMap<u64, Pending>> {
+        self.pending.lock()
     }
 
-    pub(super) fn routes(&self) -> std::sync::MutexGuard<'_, Routes> {
-        self.routes.lock().unwrap_or_else(|e| e.into_inner())
+    pub(super) fn routes(&self) -> parking_lot::MutexGuard<'_, Routes> {
+        self.routes.lock()
     }
 
     async fn read_loop(self: Arc<Self>, stdout: ChildStdout, max_message: usize) {

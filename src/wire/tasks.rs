@@ -17,8 +17,8 @@ use serde_json::Value;
 
 use super::connection::{ClientRequest, Connection, Rewrite};
 use super::inbound::TaskProgress;
+use super::link::TaskRef;
 use crate::jsonrpc::{self, Envelope};
-use crate::session::TaskRef;
 
 const RELATED_TASK: &str = "io.modelcontextprotocol/related-task";
 

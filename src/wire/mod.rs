@@ -1,0 +1,47 @@
+//! The wire between client sessions and child servers: everything both sides
+//! touch while a message is on its way.
+//!
+//! The runtime design is that a child's reader task writes straight into the
+//! asking session's outbox, with no hop through the session task; so the
+//! session's side of that tie ([`SessionLink`], its [`Outbox`], the
+//! [`Registry`] of live sessions) and the child's side ([`Connection`], what
+//! it routes besides responses, task ids, resource subscriptions, and the
+//! per-server [`Context`] shared by its instances) live here together, in one
+//! package that both [`crate::session`] and [`crate::upstream`] use. The
+//! session keeps its per-client task and verbs; the upstream keeps the
+//! lifecycle and the process.
+//!
+//! - `link`: a session as the rest of the daemon reaches it: outbox, view,
+//!   declared capabilities, log level, requests in flight both ways, tasks;
+//!   and the [`Registry`].
+//! - `outbox`: a session's bounded outbound queue.
+//! - `connection`: one running child: framing, id and progress-token
+//!   remapping, the pending map, timeouts, reader/writer tasks.
+//! - `inbound`: what a child sends besides responses.
+//! - `tasks`: task ids translated between a child and the owning session.
+//! - `subscriptions`: resource subscriptions counted per URI.
+//! - `context`: what one server's instances share across restarts.
+//!
+//! Lock order: a link's lock is never held while calling into a connection,
+//! and a connection releases its own locks before calling into a link.
+
+mod connection;
+mod context;
+mod inbound;
+mod link;
+mod outbox;
+mod subscriptions;
+mod tasks;
+
+pub use connection::{ClientCall, Connection, Event, Reply, Rewrite};
+pub use context::Context;
+pub use link::{ClientCaps, Outgoing, Registry, SessionLink, TaskRef};
+pub use outbox::Outbox;
+pub use subscriptions::{SubscribeError, Subscriptions};
+pub use tasks::replace_task_ids;
+
+/// MCP protocol versions the daemon speaks with clients, newest first.
+pub const SUPPORTED_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
+
+/// The protocol version the daemon asks children for (the newest it speaks).
+pub const CHILD_PROTOCOL_VERSION: &str = SUPPORTED_VERSIONS[0];
