@@ -287,6 +287,10 @@ async fn handle(stream: UnixStream, h: Arc<Handoff>) {
             let _ = write.write_all(refusal(&msg).as_bytes()).await;
         }
         (Some(Ok(opts)), _) => {
+            if let Err(msg) = session::check_options(&hub, &opts) {
+                let _ = write.write_all(refusal(&msg).as_bytes()).await;
+                return;
+            }
             session::run(hub, reader, write, Some(HelloReply::ok()), None, opts).await;
         }
     }
@@ -422,9 +426,21 @@ fn read_hello(line: &[u8]) -> Option<Hello> {
             .ok_or_else(|| "servers must be a list of names".to_string()),
         Some(_) => Err("servers must be a list of names".to_string()),
     };
-    Some(Hello::Session(
-        servers.map(|servers| SessionOptions { servers }),
-    ))
+    let session = servers.and_then(|servers| {
+        let name_max = match hello.get("name_max") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(v.as_u64().ok_or("name_max must be a number")?),
+        };
+        let text = |key: &str| match hello.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(format!("{key} must be a string")),
+        };
+        let server = text("server")?;
+        let tools = text("tools")?;
+        session::options_from_hello(servers, server, name_max, tools.as_deref())
+    });
+    Some(Hello::Session(session))
 }
 
 fn refusal(message: &str) -> String {

@@ -49,6 +49,50 @@ pub fn shim_hello(version: &str, servers: &[String]) -> String {
     line
 }
 
+/// What a shim asks of its session besides `servers` (issue 16): exactly
+/// one server with its own names, a name budget, search mode.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Fit {
+    /// `--server NAME`.
+    pub server: Option<String>,
+    /// `--name-max N`.
+    pub name_max: Option<usize>,
+    /// `--tools MODE` (`search`).
+    pub tools: Option<String>,
+}
+
+/// [`shim_hello`] with the fitting options (`server`, `name_max`, `tools`).
+pub fn shim_hello_fit(version: &str, servers: &[String], fit: &Fit) -> String {
+    let mut line = shim_hello(version, servers);
+    line.truncate(line.len() - 2);
+    let quoted = |s: &str| {
+        let mut q = String::from("\"");
+        for c in s.chars() {
+            match c {
+                '"' | '\\' => {
+                    q.push('\\');
+                    q.push(c);
+                }
+                c if (c as u32) < 0x20 => q.push_str(&format!("\\u{:04x}", c as u32)),
+                c => q.push(c),
+            }
+        }
+        q.push('"');
+        q
+    };
+    if let Some(s) = &fit.server {
+        line.push_str(&format!(",\"server\":{}", quoted(s)));
+    }
+    if let Some(n) = fit.name_max {
+        line.push_str(&format!(",\"name_max\":{n}"));
+    }
+    if let Some(t) = &fit.tools {
+        line.push_str(&format!(",\"tools\":{}", quoted(t)));
+    }
+    line.push_str("}\n");
+    line
+}
+
 /// The daemon's answer to a shim hello: `{"stdioproxy":1,"ok":true}` or
 /// `{"stdioproxy":1,"ok":false,"error":"..."}`.
 pub struct HelloReply;
@@ -101,6 +145,24 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["stdioproxy"], 1);
         assert_eq!(v["servers"], serde_json::json!(["a", "b-c"]));
+    }
+
+    #[test]
+    fn fit_options_roundtrip_as_json() {
+        let fit = Fit {
+            server: Some("we\"ird".into()),
+            name_max: Some(40),
+            tools: Some("search".into()),
+        };
+        let line = shim_hello_fit("0.1.0", &[], &fit);
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["server"], "we\"ird");
+        assert_eq!(v["name_max"], 40);
+        assert_eq!(v["tools"], "search");
+        assert_eq!(
+            shim_hello_fit("1", &[], &Fit::default()),
+            shim_hello("1", &[])
+        );
     }
 
     #[test]

@@ -31,6 +31,9 @@ pub struct Supervisor {
     rebuild: parking_lot::Mutex<()>,
     /// The daemon's own tools (listed first, under the prefix `stdioproxy`).
     builtin: ArcSwap<Rendered>,
+    /// Servers the config has but disables (to say so to a shim asking for
+    /// one with `--server`).
+    disabled: RwLock<Vec<String>>,
 }
 
 impl Supervisor {
@@ -44,6 +47,7 @@ impl Supervisor {
             generation: AtomicU64::new(0),
             rebuild: parking_lot::Mutex::new(()),
             builtin: ArcSwap::from_pointee(Rendered::empty(BUILTIN_SERVER.into())),
+            disabled: RwLock::new(Vec::new()),
         });
         let weak: Weak<Supervisor> = Arc::downgrade(&sup);
         let _ = sup.shared.lists_changed.set(Box::new(move || {
@@ -56,6 +60,7 @@ impl Supervisor {
 
     /// Starts every enabled server of `config`.
     pub fn start(&self, config: &Config) {
+        self.set_disabled(config);
         {
             let mut map = self.write();
             for (name, spec) in config.enabled_servers() {
@@ -81,6 +86,7 @@ impl Supervisor {
     /// instances drain their in-flight calls and stop in the background.
     /// Unchanged servers are not touched.
     pub async fn apply(&self, new: &Config, diff: &ConfigDiff) {
+        self.set_disabled(new);
         let spec_of = |name: &str| {
             new.servers
                 .iter()
@@ -125,6 +131,20 @@ impl Supervisor {
             tracing::info!(server = %old.name, "retiring the previous instance");
             tokio::spawn(async move { old.drain_and_stop().await });
         }
+    }
+
+    fn set_disabled(&self, config: &Config) {
+        *self.disabled.write() = config
+            .servers
+            .iter()
+            .filter(|(_, s)| !s.enabled)
+            .map(|(n, _)| n.to_string())
+            .collect();
+    }
+
+    /// The servers the config disables.
+    pub fn disabled(&self) -> Vec<String> {
+        self.disabled.read().clone()
     }
 
     /// Sets the daemon's own tools; they show in the next catalog rebuild.

@@ -23,18 +23,30 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use stdioproxy::paths;
-use stdioproxy::proto::{shim_hello, HelloReply};
+use stdioproxy::proto::{shim_hello_fit, Fit, HelloReply};
 
-const USAGE: &str = "usage: stdioproxy-shim [--socket PATH] [--servers a,b,...]
+const USAGE: &str = "usage: stdioproxy-shim [--socket PATH] [--servers a,b,... | --server NAME]
+                       [--name-max N] [--tools search]
 
 Connects an MCP client's stdio to the stdioproxy daemon.
   --socket PATH     daemon socket (default: $STDIOPROXY_SOCKET, else
                     $XDG_RUNTIME_DIR/stdioproxy/stdioproxy.sock)
-  --servers a,b     only show this client the listed servers";
+  --servers a,b     only show this client the listed servers
+  --server NAME     show exactly this server, under its own names, as if
+                    the client ran it directly (not with --servers)
+  --name-max N      keep every tool and prompt name within N characters
+                    (8..=128; for hosts that prefix names and cap them)
+  --tools search    list only search_tools and call_tool, which find and
+                    run every tool";
 
 fn main() -> ExitCode {
     let mut socket: Option<PathBuf> = None;
     let mut servers: Vec<String> = Vec::new();
+    let mut fit = Fit::default();
+    let usage = |message: String| {
+        eprintln!("stdioproxy-shim: {message}\n{USAGE}");
+        ExitCode::from(2)
+    };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -42,12 +54,28 @@ fn main() -> ExitCode {
             _ => (arg.clone(), None),
         };
         match flag.as_str() {
-            "--socket" | "--servers" => {
+            "--socket" | "--servers" | "--server" | "--name-max" | "--tools" => {
                 let Some(value) = inline.or_else(|| args.next()) else {
                     eprintln!("stdioproxy-shim: {flag} needs a value\n{USAGE}");
                     return ExitCode::from(2);
                 };
-                if flag == "--socket" {
+                if flag == "--server" {
+                    fit.server = Some(value);
+                } else if flag == "--name-max" {
+                    match value.parse::<usize>() {
+                        Ok(n) if (8..=128).contains(&n) => fit.name_max = Some(n),
+                        _ => {
+                            return usage(format!(
+                                "--name-max must be a number from 8 to 128, not {value:?}"
+                            ))
+                        }
+                    }
+                } else if flag == "--tools" {
+                    if value != "search" {
+                        return usage(format!("--tools takes \"search\", not {value:?}"));
+                    }
+                    fit.tools = Some(value);
+                } else if flag == "--socket" {
                     socket = Some(PathBuf::from(value));
                 } else {
                     servers.extend(
@@ -73,6 +101,9 @@ fn main() -> ExitCode {
             }
         }
     }
+    if fit.server.is_some() && !servers.is_empty() {
+        return usage("--server and --servers cannot be combined".into());
+    }
     let path = paths::socket_path(socket.as_deref());
     let stream = match UnixStream::connect(&path) {
         Ok(s) => s,
@@ -84,7 +115,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match relay(stream, &servers) {
+    match relay(stream, &servers, &fit) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("stdioproxy-shim: {message}");
@@ -93,7 +124,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn relay(stream: UnixStream, servers: &[String]) -> Result<(), String> {
+fn relay(stream: UnixStream, servers: &[String], fit: &Fit) -> Result<(), String> {
     // Raw duplicates of fds 0 and 1 behind our own buffers: every read and
     // write is one syscall (stdout's LineWriter would split a chunk that
     // ends mid-line in two writes and copy the tail), nothing else buffers
@@ -113,7 +144,7 @@ fn relay(stream: UnixStream, servers: &[String]) -> Result<(), String> {
 
     // The hello goes out at once, so the daemon sets the session up while
     // the client is still writing its first message.
-    let hello = shim_hello(env!("CARGO_PKG_VERSION"), servers);
+    let hello = shim_hello_fit(env!("CARGO_PKG_VERSION"), servers, fit);
     up.write_all(hello.as_bytes())
         .map_err(|e| format!("cannot talk to the daemon: {e}"))?;
     // The client's first message (initialize) is forwarded by this thread,

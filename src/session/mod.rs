@@ -16,6 +16,7 @@
 //! it still waits for are cancelled upstream, children's requests it was
 //! handling are answered with an error, and its subscriptions are dropped.
 
+mod fit;
 mod hub;
 mod initialize;
 mod lists;
@@ -49,7 +50,13 @@ pub const SESSION_BUFFER: usize = 8 * 1024;
 pub struct SessionOptions {
     /// Only these servers are visible (all when `None`).
     pub servers: Option<HashSet<String>>,
+    /// The names the session sees (`--server`, `--name-max`).
+    pub naming: crate::view::Naming,
+    /// `--tools search`: two meta-tools instead of the whole catalog.
+    pub search: bool,
 }
+
+pub use fit::{check_options, options_from_hello};
 
 /// The groups of lists a client is told about separately, with the lists
 /// each covers (templates share resources' notification).
@@ -65,6 +72,8 @@ struct Session {
     /// Per group of [`ANNOUNCED`], the view fingerprint last announced (or
     /// listed); list_changed is sent when the current one differs.
     announced: [Option<u64>; 3],
+    /// The session's own names and search mode, when it asked for them.
+    fit: fit::Fit,
 }
 
 /// Runs a session until the client disconnects, is dropped, or the daemon
@@ -85,8 +94,9 @@ pub async fn run<R, W>(
     let (outbox, rx) = Outbox::new(id);
     let (closing_tx, closing_rx) = watch::channel(false);
     let writer_task = tokio::spawn(write_loop(writer, rx, closing_rx));
-    tracing::info!(session = id, servers = ?options.servers, "client session opened");
-    let link = Arc::new(SessionLink::new(id, outbox, options.servers));
+    tracing::info!(session = id, servers = ?options.servers, server = ?options.naming.server,
+        name_max = ?options.naming.name_max, search = options.search, "client session opened");
+    let link = Arc::new(SessionLink::new(id, outbox, options.servers.clone()));
     if let Some(g) = greeting {
         link.outbox.send(g);
     }
@@ -101,6 +111,7 @@ pub async fn run<R, W>(
         hub: hub.clone(),
         link: link.clone(),
         announced: [None; 3],
+        fit: fit::Fit::new(&options),
     };
     let mut catalog_rx = hub.supervisor.subscribe();
     let mut shutdown = hub.shutdown_signal();
