@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+mod servers;
+
 use crate::proto::PROTO_VERSION;
 use crate::reload::{Reloader, Trigger};
 use crate::slots::Slots;
@@ -46,9 +48,13 @@ impl Control {
     }
 
     /// Answers one control request with a JSON line.
-    pub async fn handle(&self, verb: &str, _request: &Value) -> String {
+    pub async fn handle(&self, verb: &str, request: &Value) -> String {
+        let args = request.get("args").unwrap_or(&Value::Null);
         let reply = match verb {
             "status" => self.status(),
+            "restart" => self.restart(args).await,
+            "tools-pending" => self.tools_pending(),
+            "tools-approve" => self.tools_approve(args),
             "reload" => match self.reloader.reload(Trigger::Control).await {
                 Ok(d) => json!({
                     "ok": true,
@@ -122,7 +128,7 @@ pub fn request(socket: &Path, verb: &str, timeout: Duration) -> Result<Value, St
     request_with(socket, verb, json!({}), timeout)
 }
 
-/// [`request`] with arguments (`params`' members go into the hello).
+/// [`request`] with arguments (the hello's `args` object).
 pub fn request_with(
     socket: &Path,
     verb: &str,
@@ -180,8 +186,8 @@ fn send_control(
         .set_read_timeout(timeout)
         .map_err(|e| e.to_string())?;
     let mut hello = json!({ "stdioproxy": PROTO_VERSION, "control": verb });
-    if let (Some(h), Value::Object(p)) = (hello.as_object_mut(), params) {
-        h.extend(p);
+    if params.as_object().is_some_and(|p| !p.is_empty()) {
+        hello["args"] = params;
     }
     // The daemon closes at once on connections from another user: before
     // our write (broken pipe), with our request unread (reset) or after it

@@ -258,6 +258,19 @@ async fn handle(stream: UnixStream, h: Arc<Handoff>) {
             let _ = write.write_all(refusal(&msg).as_bytes()).await;
             return;
         }
+        Some(Hello::Control(verb, request)) if verb == "logs" => {
+            // The one streaming answer (`logs --follow`): it ends when the
+            // peer closes its side.
+            let peer_gone = async move {
+                while let Ok(Frame::Line(_) | Frame::TooLong { .. }) = reader.next_frame().await {}
+            };
+            let shutdown = h.hub.shutdown_signal();
+            h.control
+                .logs(&request, &mut write, shutdown, peer_gone)
+                .await;
+            let _ = write.shutdown().await;
+            return;
+        }
         Some(Hello::Control(verb, request)) => {
             let reply = h.control.handle(&verb, &request).await;
             let _ = write.write_all(reply.as_bytes()).await;

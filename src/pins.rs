@@ -62,6 +62,20 @@ impl Definition {
     }
 }
 
+impl Definition {
+    /// The pinned part of a tool given as JSON text; text that does not
+    /// parse as a value (a number no f64 holds) is pinned as it is.
+    pub fn of_text(text: &str) -> Self {
+        match serde_json::from_str::<Value>(text) {
+            Ok(v) => Self::of(&v),
+            Err(_) => Definition {
+                sha256: hex(&Sha256::digest(text.as_bytes())),
+                text: text.to_string(),
+            },
+        }
+    }
+}
+
 /// `v` with every object's keys sorted (serde_json keeps insertion order
 /// here), so two spellings of one definition pin alike.
 fn canonical(v: &Value) -> Value {

@@ -142,6 +142,16 @@ impl Supervisor {
             .collect();
     }
 
+    /// Every server's recent stderr lines.
+    pub fn stderr_logs(&self) -> &Arc<crate::stderr_ring::StderrLogs> {
+        &self.shared.stderr
+    }
+
+    /// The pin store.
+    pub fn pins(&self) -> &Arc<parking_lot::Mutex<crate::pins::PinStore>> {
+        &self.shared.pins
+    }
+
     /// The servers the config disables.
     pub fn disabled(&self) -> Vec<String> {
         self.disabled.read().clone()

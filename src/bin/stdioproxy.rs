@@ -289,11 +289,15 @@ fn run_tools(command: ToolsCommand) -> ExitCode {
                         .flatten()
                         .filter_map(|n| n.as_str())
                         .collect();
-                    println!(
-                        "approved {} tool(s) of {server}: {}",
-                        names.len(),
-                        names.join(", ")
-                    );
+                    if names.is_empty() {
+                        println!("no tools of {server} are held");
+                    } else {
+                        println!(
+                            "approved {} tool(s) of {server}: {}; clients are told the tool list changed",
+                            names.len(),
+                            names.join(", ")
+                        );
+                    }
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(&format!("nothing approved: {e}")),

@@ -19,9 +19,9 @@
 //! not answer within `health_timeout` is killed and restarted like a crash.
 
 mod lifecycle;
+mod pinning;
 mod process;
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -39,7 +39,9 @@ use crate::cache::{spec_key, CachedServer, ToolCache};
 use crate::catalog::{Lists, Rendered};
 use crate::config::{EffectiveTimeouts, ServerConfig, ToolFilter};
 use crate::loglevel::Level;
+use crate::pins::{Held, PinStore};
 use crate::reaper::Reaper;
+use crate::stderr_ring::{StderrLogs, StderrRing};
 use crate::wire::{Connection, Context, Registry, Reply};
 
 /// Lines of a child's stderr kept for `status`.
@@ -156,8 +158,12 @@ struct Inner {
     last_error: Option<String>,
     last_exit: Option<String>,
     next_attempt: Option<SystemTime>,
-    stderr_tail: VecDeque<String>,
     init: Option<InitInfo>,
+    /// Tools held because their definition is not the pinned one.
+    held: Vec<Held>,
+    /// True once there are lists from the server (live or cached): before
+    /// that, an empty tool list is no first use to pin.
+    listed: bool,
     /// The level last sent to the live child with logging/setLevel.
     applied_level: Option<Level>,
 }
@@ -176,6 +182,10 @@ pub struct Shared {
     pub max_message: std::sync::atomic::AtomicUsize,
     /// Every client session.
     pub registry: Arc<Registry>,
+    /// Every server's recent stderr lines (`stdioproxy logs`).
+    pub stderr: Arc<StderrLogs>,
+    /// Pinned tool definitions (`pin_tools`).
+    pub pins: Arc<Mutex<PinStore>>,
 }
 
 /// One configured server.
@@ -194,6 +204,12 @@ pub struct Upstream {
     rendered: ArcSwap<Rendered>,
     state_tx: watch::Sender<State>,
     stop_tx: watch::Sender<bool>,
+    /// Bumped by `stdioproxy restart`.
+    restart_tx: watch::Sender<u64>,
+    /// Start attempts so far (counted once each attempt is `starting`).
+    attempts: std::sync::atomic::AtomicU64,
+    /// This server's stderr lines (shared with its later replacements).
+    stderr: Arc<StderrRing>,
 }
 
 impl Upstream {
@@ -225,6 +241,7 @@ impl Upstream {
                     capabilities,
                     ..InitInfo::default()
                 });
+                inner.listed = true;
                 lists
             }
             None => Lists::default(),
@@ -234,10 +251,10 @@ impl Upstream {
             shared.registry.clone(),
             spec.roots_result().map(Arc::from),
         ));
-        let rendered = Rendered::new(name.into(), &lists, &spec.tools);
-        Arc::new(Self {
+        let stderr = shared.stderr.ring(name);
+        let up = Arc::new(Self {
             name: name.into(),
-            rendered: ArcSwap::from_pointee(rendered),
+            rendered: ArcSwap::from_pointee(Rendered::empty(name.into())),
             spec: ArcSwap::new(spec),
             cache_key,
             timeouts: RwLock::new(timeouts),
@@ -248,7 +265,12 @@ impl Upstream {
             lists: ArcSwap::from_pointee(lists),
             state_tx: watch::channel(State::Starting).0,
             stop_tx: watch::channel(false).0,
-        })
+            restart_tx: watch::channel(0).0,
+            attempts: std::sync::atomic::AtomicU64::new(0),
+            stderr,
+        });
+        up.render(&up.lists());
+        up
     }
 
     /// Effective timeouts.
@@ -259,7 +281,6 @@ impl Upstream {
     /// Applies a reload that needs no new process: timeouts, tool filters
     /// and the list of roots (the child is told its roots changed).
     pub fn update(&self, spec: Arc<ServerConfig>, timeouts: EffectiveTimeouts) {
-        *self.timeouts.write() = timeouts;
         let conn = self.conn.load_full();
         if let Some(c) = &conn {
             c.set_request_timeout(timeouts.request_timeout);
@@ -267,8 +288,10 @@ impl Upstream {
         let roots = spec.roots_result().map(Arc::<str>::from);
         let roots_changed = self.ctx.set_roots(roots);
         let filter_changed = self.spec().tools != spec.tools;
+        let pinning_changed = self.timeouts.read().pin_tools != timeouts.pin_tools;
+        *self.timeouts.write() = timeouts;
         self.spec.store(spec);
-        if filter_changed {
+        if filter_changed || pinning_changed {
             // The caller rebuilds the catalog once for the whole reload.
             self.render(&self.lists());
         }
@@ -336,7 +359,8 @@ impl Upstream {
     }
 
     fn render(&self, lists: &Lists) {
-        let r = Rendered::new(self.name.clone(), lists, &self.spec().tools);
+        let held = self.pin_check(lists);
+        let r = Rendered::with_held(self.name.clone(), lists, &self.spec().tools, &held);
         self.rendered.store(Arc::new(r));
     }
 
@@ -423,7 +447,12 @@ impl Upstream {
             in_flight: conn.map_or(0, |c| c.in_flight()),
             subscriptions: self.ctx.subscriptions.len(),
             log_level: inner.applied_level.map(Level::as_str),
-            stderr_tail: inner.stderr_tail.iter().cloned().collect(),
+            stderr_tail: self
+                .stderr
+                .last(STDERR_TAIL)
+                .into_iter()
+                .map(|l| l.text)
+                .collect(),
         }
     }
 
@@ -501,7 +530,13 @@ impl Upstream {
         self.conn.store(conn);
     }
 
+    /// Start attempts so far; one more is counted after each `starting`.
+    pub fn attempts(&self) -> u64 {
+        self.attempts.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     fn set_lists(&self, lists: Lists) {
+        self.lock().listed = true;
         if let Some(cache) = &self.shared.cache {
             cache.put(&self.name, &self.cache_key, &lists, &self.capabilities());
         }
@@ -512,11 +547,13 @@ impl Upstream {
         }
     }
 
-    fn push_stderr(&self, line: String) {
-        let mut inner = self.lock();
-        if inner.stderr_tail.len() == STDERR_TAIL {
-            inner.stderr_tail.pop_front();
-        }
-        inner.stderr_tail.push_back(line);
+    fn push_stderr(&self, pid: u32, line: &str) {
+        self.stderr.push(pid, line);
+    }
+
+    /// Restarts the child now (a new instance at once, the backoff reset),
+    /// as `stdioproxy restart` asks.
+    pub fn restart(&self) {
+        self.restart_tx.send_modify(|n| *n += 1);
     }
 }
