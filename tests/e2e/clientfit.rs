@@ -532,19 +532,34 @@ fn changed_and_new_tools_are_held_until_approved() {
         c.call_text("alpha__add_tool", json!({"name": "late"})),
         "added late"
     );
-    let pending = cli(&d, &["tools", "pending", "--json"]);
-    let v: Value = serde_json::from_slice(&pending.stdout).unwrap();
-    assert_eq!(v["held"].as_array().unwrap().len(), 2, "{v}");
+    // Held: the session is told its list changed (a tool is gone from it);
+    // look again after each such notice.
+    loop {
+        let pending = cli(&d, &["tools", "pending", "--json"]);
+        let v: Value = serde_json::from_slice(&pending.stdout).unwrap();
+        if v["held"].as_array().unwrap().len() == 2 {
+            break;
+        }
+        c.notification("notifications/tools/list_changed");
+    }
     assert!(!c.tool_names().contains(&"alpha__late".to_string()));
 
     let unknown = cli(&d, &["tools", "approve", "nope"]);
     assert_eq!(unknown.status.code(), Some(1), "{}", stderr(&unknown));
 
+    let drain = |c: &mut Client| {
+        while c
+            .try_backlog(|v| v["method"] == "notifications/tools/list_changed")
+            .is_some()
+        {}
+    };
+    drain(&mut c);
     let one = cli(&d, &["tools", "approve", "alpha", "late"]);
     assert!(one.status.success(), "{}", stderr(&one));
     c.notification("notifications/tools/list_changed");
     assert!(c.tool_names().contains(&"alpha__late".to_string()));
     assert!(!c.tool_names().contains(&"alpha__pinned".to_string()));
+    drain(&mut c);
     let all = cli(&d, &["tools", "approve", "alpha"]);
     assert!(all.status.success(), "{}", stderr(&all));
     assert!(stdout(&all).contains("pinned"), "{}", stdout(&all));
@@ -566,7 +581,7 @@ fn nothing_is_held_without_pin_tools() {
     d.wait_ready(&["alpha"]);
     assert!(c.tool_names().contains(&"alpha__pinned".to_string()));
     c.call_text("alpha__add_tool", json!({"name": "late"}));
-    assert!(c.tool_names().contains(&"alpha__late".to_string()));
+    c.wait_for_tool("alpha__late");
     assert!(!env.path().join("state/stdioproxy/pins.json").exists());
 }
 
