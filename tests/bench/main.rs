@@ -18,6 +18,7 @@
 //! Usage: cargo bench --bench mcp -- [--quick] [--only a,b] [--json F] [--markdown F]
 
 mod client;
+mod fit;
 mod procs;
 mod report;
 
@@ -68,8 +69,8 @@ fn shim_bin() -> String {
 }
 
 const SYSTEMS: [&str; 3] = ["direct", "stdioproxy", "socat"];
-const SCENARIOS: [&str; 8] = [
-    "cold", "seq", "pipe", "multi", "scale", "list", "reload", "memory",
+const SCENARIOS: [&str; 9] = [
+    "cold", "seq", "pipe", "multi", "scale", "list", "reload", "memory", "fit",
 ];
 const UPSTREAMS: [&str; 2] = ["echo", "everything"];
 
@@ -82,7 +83,7 @@ const USAGE: &str = "usage: cargo bench --bench mcp -- [options]
   --quick            small counts, one repetition (about a minute)
   --full             the default: every figure, several repetitions
   --only a,b,...     run only these scenarios, systems and/or upstreams:
-                       scenarios: cold seq pipe multi scale list reload memory
+                       scenarios: cold seq pipe multi scale list reload memory fit
                        systems:   direct stdioproxy socat
                        upstreams: echo everything
   --reps N           repetitions (medians are reported)
@@ -1609,6 +1610,7 @@ fn render(ctx: &Ctx, meta: &Value) -> String {
         s.push_str(&t.render());
         s.push('\n');
     }
+    s.push_str(&fit::render(ctx));
     let mut t = Table::new(&["issue 7 target", "measured", "met"]);
     for tg in targets(r) {
         t.row(vec![
@@ -1685,8 +1687,12 @@ fn run(opts: Opts) -> Res<()> {
     }
     if ctx.f.system("stdioproxy") {
         type Scenario = fn(&mut Ctx) -> Res<()>;
-        let daemon_only: [(&str, Scenario); 3] =
-            [("scale", scale), ("list", list), ("reload", reload)];
+        let daemon_only: [(&str, Scenario); 4] = [
+            ("scale", scale),
+            ("list", list),
+            ("reload", reload),
+            ("fit", fit::fit),
+        ];
         for (name, f) in daemon_only {
             if ctx.f.scenario(name) {
                 if let Err(e) = f(&mut ctx) {
