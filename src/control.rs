@@ -284,6 +284,18 @@ pub fn render_status(v: &Value) -> String {
         if let Some(e) = s["last_error"].as_str() {
             out.push_str(&format!("      last error: {e}\n"));
         }
+        let held: Vec<&str> = s["held_tools"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        if !held.is_empty() {
+            out.push_str(&format!(
+                "      held tools (see `stdioproxy tools pending`): {}\n",
+                held.join(", ")
+            ));
+        }
     }
     out
 }

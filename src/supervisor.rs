@@ -127,6 +127,9 @@ impl Supervisor {
             retired
         };
         self.rebuild_catalog();
+        // Stderr of servers no longer configured is dropped with them.
+        let configured: std::collections::HashSet<String> = self.read().keys().cloned().collect();
+        self.shared.stderr.retain(|n| configured.contains(n));
         for old in retired {
             tracing::info!(server = %old.name, "retiring the previous instance");
             tokio::spawn(async move { old.drain_and_stop().await });

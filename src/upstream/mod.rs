@@ -123,6 +123,8 @@ pub struct ServerStatus {
     pub log_level: Option<&'static str>,
     /// The last lines the child wrote to stderr.
     pub stderr_tail: Vec<String>,
+    /// Tools held by pinning (`stdioproxy tools pending`).
+    pub held_tools: Vec<String>,
 }
 
 /// Why a server cannot take a call right now.
@@ -447,6 +449,7 @@ impl Upstream {
             in_flight: conn.map_or(0, |c| c.in_flight()),
             subscriptions: self.ctx.subscriptions.len(),
             log_level: inner.applied_level.map(Level::as_str),
+            held_tools: inner.held.iter().map(|h| h.tool.clone()).collect(),
             stderr_tail: self
                 .stderr
                 .last(STDERR_TAIL)

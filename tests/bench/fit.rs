@@ -22,12 +22,29 @@ use super::{
 use crate::report::lat_us;
 
 const VERBS: [&str; 20] = [
-    "get", "list", "create", "update", "delete", "search", "read", "write", "move", "copy",
-    "send", "fetch", "open", "close", "sync", "watch", "run", "start", "stop", "check",
+    "get", "list", "create", "update", "delete", "search", "read", "write", "move", "copy", "send",
+    "fetch", "open", "close", "sync", "watch", "run", "start", "stop", "check",
 ];
 const NOUNS: [&str; 20] = [
-    "issue", "comment", "file", "directory", "branch", "commit", "pullRequest", "user", "repo",
-    "message", "channel", "page", "record", "event", "task", "note", "image", "table", "query",
+    "issue",
+    "comment",
+    "file",
+    "directory",
+    "branch",
+    "commit",
+    "pullRequest",
+    "user",
+    "repo",
+    "message",
+    "channel",
+    "page",
+    "record",
+    "event",
+    "task",
+    "note",
+    "image",
+    "table",
+    "query",
     "label",
 ];
 const QUERIES: [&str; 8] = [
@@ -60,7 +77,10 @@ fn list_bytes(ctx: &mut Ctx) -> Res<()> {
     let Some(everything) = everything_entry(ctx) else {
         return Ok(());
     };
-    let (memory, filesystem) = (node_server("server-memory"), node_server("server-filesystem"));
+    let (memory, filesystem) = (
+        node_server("server-memory"),
+        node_server("server-filesystem"),
+    );
     if !Path::new(&memory).exists() || !Path::new(&filesystem).exists() {
         ctx.note("fit: server-memory or server-filesystem is not installed; bytes skipped".into());
         return Ok(());
@@ -84,12 +104,19 @@ fn list_bytes(ctx: &mut Ctx) -> Res<()> {
     let mut direct = 0usize;
     let mut config = DEFAULTS.to_string();
     for (name, argv, env) in &servers {
-        let envs: Vec<(String, String)> =
-            env.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        let envs: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
         let mut c = Conn::spawn(argv, &envs, &ctx.errlog, &format!("fit-direct-{name}"))?;
         let hs = c.handshake(T)?;
-        log(&format!("fit: {name} lists {} tools, {} bytes", hs.tools.len(), hs.list_bytes));
-        ctx.res.add(g, "direct", &format!("{name}_bytes"), hs.list_bytes as f64);
+        log(&format!(
+            "fit: {name} lists {} tools, {} bytes",
+            hs.tools.len(),
+            hs.list_bytes
+        ));
+        ctx.res
+            .add(g, "direct", &format!("{name}_bytes"), hs.list_bytes as f64);
         direct += hs.list_bytes;
         c.close(Duration::from_millis(300));
         config.push_str(&server_toml(name, argv, env));
@@ -125,7 +152,10 @@ fn search_latency(ctx: &mut Ctx) -> Res<()> {
         let names: Vec<String> = (0..per_server)
             .map(|j| {
                 let k = s * per_server + j;
-                let (v, n) = (VERBS[k % VERBS.len()], NOUNS[(k / VERBS.len()) % NOUNS.len()]);
+                let (v, n) = (
+                    VERBS[k % VERBS.len()],
+                    NOUNS[(k / VERBS.len()) % NOUNS.len()],
+                );
                 format!("{v}_{n}_{}", k / (VERBS.len() * NOUNS.len()))
             })
             .collect();
@@ -173,11 +203,14 @@ fn search_latency(ctx: &mut Ctx) -> Res<()> {
     search.sort_unstable();
     ping.sort_unstable();
     let (s50, p50) = (lat_us(&search, 50.0), lat_us(&ping, 50.0));
-    ctx.res.add(g, "search", "catalog_tools", SEARCH_TOOLS as f64);
+    ctx.res
+        .add(g, "search", "catalog_tools", SEARCH_TOOLS as f64);
     ctx.res.add(g, "search", "search_p50_us", s50);
-    ctx.res.add(g, "search", "search_p99_us", lat_us(&search, 99.0));
+    ctx.res
+        .add(g, "search", "search_p99_us", lat_us(&search, 99.0));
     ctx.res.add(g, "search", "ping_p50_us", p50);
-    ctx.res.add(g, "search", "daemon_search_p50_us", (s50 - p50).max(0.0));
+    ctx.res
+        .add(g, "search", "daemon_search_p50_us", (s50 - p50).max(0.0));
     c.close(Duration::from_millis(300));
     drop(d);
     Ok(())

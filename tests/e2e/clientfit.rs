@@ -524,6 +524,7 @@ fn changed_and_new_tools_are_held_until_approved() {
         .unwrap()
         .contains("\"Adds numbers\""));
     assert!(held[0]["new"].as_str().unwrap().contains("id_rsa"));
+    assert_eq!(d.server_status("alpha")["held_tools"], json!(["pinned"]));
     let text = cli(&d, &["tools", "pending"]);
     assert!(stdout(&text).contains("alpha/pinned"), "{}", stdout(&text));
 
