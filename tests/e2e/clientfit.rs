@@ -310,12 +310,7 @@ fn search(c: &mut Client, args: Value) -> Value {
 #[test]
 fn search_mode_lists_two_tools_that_find_and_call_everything() {
     let env = Env::new();
-    let d = env.start(&format!(
-        "{}\n{}",
-        fixture_server("alpha", &[]),
-        fixture_server("beta", &[])
-    ));
-    d.wait_ready(&["alpha", "beta"]);
+    let d = two_fixtures(&env);
     let mut c = Client::connect_with(&env.socket, &["--tools", "search"]);
     c.initialize();
     let tools = c.list_tools();
@@ -427,12 +422,7 @@ fn search_mode_lists_two_tools_that_find_and_call_everything() {
 #[test]
 fn search_mode_combines_with_servers() {
     let env = Env::new();
-    let d = env.start(&format!(
-        "{}\n{}",
-        fixture_server("alpha", &[]),
-        fixture_server("beta", &[])
-    ));
-    d.wait_ready(&["alpha", "beta"]);
+    let _d = two_fixtures(&env);
     let mut c = Client::connect_with(&env.socket, &["--tools", "search", "--servers", "beta"]);
     c.initialize();
     let tools = c.list_tools();
@@ -631,12 +621,7 @@ fn a_corrupted_pin_store_is_refused_not_retrusted() {
 #[test]
 fn restart_starts_a_server_anew_now() {
     let env = Env::new();
-    let d = env.start(&format!(
-        "{}\n{}",
-        fixture_server("alpha", &[]),
-        fixture_server("beta", &[])
-    ));
-    d.wait_ready(&["alpha", "beta"]);
+    let d = two_fixtures(&env);
     let before = d.server_status("alpha")["pid"].as_u64().unwrap();
     let beta = d.server_status("beta")["pid"].as_u64().unwrap();
     let out = cli(&d, &["restart", "alpha"]);

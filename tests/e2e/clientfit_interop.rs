@@ -5,20 +5,8 @@
 
 use serde_json::Value;
 
-use crate::interop::{require_node_modules, run_ts_client_with};
+use crate::interop::{everything_and_fixture, run_ts_client_with};
 use crate::support::*;
-
-fn everything_daemon(env: &Env) -> Daemon {
-    let everything = require_node_modules();
-    let cfg = format!(
-        "[servers.everything]\ncommand = \"node\"\nargs = [\"{}\"]\n\n{}",
-        everything.display(),
-        fixture_server("fixture", &[])
-    );
-    let d = env.start(&cfg);
-    d.wait_ready(&["everything", "fixture"]);
-    d
-}
 
 fn strs(v: &Value) -> Vec<&str> {
     v.as_array()
@@ -29,7 +17,7 @@ fn strs(v: &Value) -> Vec<&str> {
 #[test]
 fn typescript_sdk_sees_server_everythings_own_names_through_server_flag() {
     let env = Env::new();
-    let _d = everything_daemon(&env);
+    let _d = everything_and_fixture(&env);
     let v = run_ts_client_with(
         "ts_fit.mjs",
         &["direct"],
@@ -78,7 +66,7 @@ fn typescript_sdk_sees_server_everythings_own_names_through_server_flag() {
 #[test]
 fn typescript_sdk_finds_and_calls_echo_in_search_mode() {
     let env = Env::new();
-    let _d = everything_daemon(&env);
+    let _d = everything_and_fixture(&env);
     let v = run_ts_client_with(
         "ts_fit.mjs",
         &["search"],

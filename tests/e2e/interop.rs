@@ -14,7 +14,20 @@ fn interop_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
 }
 
-pub fn require_node_modules() -> PathBuf {
+/// A daemon running npm server-everything and the fixture, both ready.
+pub fn everything_and_fixture(env: &Env) -> Daemon {
+    let everything = require_node_modules();
+    let cfg = format!(
+        "[servers.everything]\ncommand = \"node\"\nargs = [\"{}\"]\n\n{}",
+        everything.display(),
+        fixture_server("fixture", &[])
+    );
+    let d = env.start(&cfg);
+    d.wait_ready(&["everything", "fixture"]);
+    d
+}
+
+fn require_node_modules() -> PathBuf {
     let dir = interop_dir();
     let everything = dir.join("node_modules/@modelcontextprotocol/server-everything/dist/index.js");
     assert!(
@@ -48,15 +61,8 @@ pub fn run_ts_client_with(script: &str, args: &[&str], socket: &Path, shim_args:
 
 #[test]
 fn typescript_sdk_client_lists_and_calls_server_everything_through_the_shim() {
-    let everything = require_node_modules();
     let env = Env::new();
-    let cfg = format!(
-        "[servers.everything]\ncommand = \"node\"\nargs = [\"{}\"]\n\n{}",
-        everything.display(),
-        fixture_server("fixture", &[])
-    );
-    let d = env.start(&cfg);
-    d.wait_ready(&["everything", "fixture"]);
+    let _d = everything_and_fixture(&env);
     let v = run_ts_client("ts_client.mjs", &[], &env.socket);
     assert_eq!(v["serverInfo"]["name"], "stdioproxy");
     let tools: Vec<&str> = v["tools"]

@@ -20,6 +20,8 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { CallToolResultSchema, CreateMessageRequestSchema } from "@modelcontextprotocol/sdk/types.js";
 
+import { main } from "./report_main.mjs";
+
 const OVERALL_TIMEOUT_MS = 60_000;
 
 async function listAll(method, key, client) {
@@ -116,26 +118,8 @@ async function run(mode, command, args) {
   }
 }
 
-async function main() {
-  const [mode, command, ...args] = process.argv.slice(2);
-  if (command === undefined) {
-    process.stderr.write("usage: node ts_fit.mjs <direct|search> <command> [args...]\n");
-    process.exit(1);
-  }
-  const timer = setTimeout(() => {
-    process.stderr.write(`ts_fit: timed out after ${OVERALL_TIMEOUT_MS} ms\n`);
-    process.exit(1);
-  }, OVERALL_TIMEOUT_MS);
-  try {
-    const report = await run(mode, command, args);
-    process.stdout.write(`${JSON.stringify(report)}\n`);
-    clearTimeout(timer);
-    process.exit(0);
-  } catch (err) {
-    process.stderr.write(`ts_fit: ${err?.stack ?? err}\n`);
-    clearTimeout(timer);
-    process.exit(1);
-  }
-}
-
-main();
+main("ts_fit", "usage: node ts_fit.mjs <direct|search> <command> [args...]", OVERALL_TIMEOUT_MS, async (argv) => {
+  const [mode, command, ...args] = argv;
+  if (command === undefined) return null;
+  return await run(mode, command, args);
+});
