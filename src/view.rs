@@ -120,18 +120,14 @@ impl View {
                 Vec::new()
             };
             // The names before fitting: the child's own, or the catalog's.
-            let base = |server: &str, key: &str, original: &str| -> String {
-                let _ = server;
+            let base = |key: &str, original: &str| -> String {
                 match naming.server {
                     Some(_) => original.to_string(),
                     None => key.to_string(),
                 }
             };
-            let mut wanted: Vec<String> = items
-                .iter()
-                .map(|i| base(&i.server, &i.key, &i.original))
-                .collect();
-            wanted.extend(held.iter().map(|(s, t, key)| base(s, key, t)));
+            let mut wanted: Vec<String> = items.iter().map(|i| base(&i.key, &i.original)).collect();
+            wanted.extend(held.iter().map(|(_, t, key)| base(key, t)));
             let fitted = match naming.name_max {
                 Some(max) => {
                     let refs: Vec<&str> = wanted.iter().map(String::as_str).collect();
