@@ -420,6 +420,30 @@ fn search_mode_lists_two_tools_that_find_and_call_everything() {
 }
 
 #[test]
+fn call_tool_routes_a_childs_sampling_request_to_its_caller() {
+    let env = Env::new();
+    let _d = two_fixtures(&env);
+    let mut c = Client::connect_with(&env.socket, &["--tools", "search"]);
+    c.initialize_with(json!({"sampling": {}}));
+    let ask = json!({"method": "sampling/createMessage",
+        "params": {"messages": [{"role": "user", "content": {"type": "text", "text": "hi"}}], "maxTokens": 5}});
+    let call = c.send_request(
+        "tools/call",
+        json!({"name": "call_tool", "arguments": {"name": "alpha__ask", "arguments": ask}}),
+    );
+    let req = c.incoming_request("sampling/createMessage");
+    assert_eq!(req["params"]["maxTokens"], 5, "{req}");
+    c.send(&json!({"jsonrpc": "2.0", "id": req["id"],
+        "result": {"role": "assistant", "content": {"type": "text", "text": "sampled"}, "model": "m"}}));
+    let r = c.response(&call);
+    let text = r["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{r}"));
+    let answer: Value = serde_json::from_str(text).unwrap();
+    assert_eq!(answer["result"]["content"]["text"], "sampled", "{answer}");
+}
+
+#[test]
 fn search_mode_combines_with_servers() {
     let env = Env::new();
     let _d = two_fixtures(&env);
