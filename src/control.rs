@@ -72,6 +72,12 @@ impl Control {
         format!("{reply}\n")
     }
 
+    /// Where the pin store is and why it was refused, if it was.
+    fn pins_status(&self) -> Value {
+        let store = self.supervisor.pins().lock();
+        json!({ "store": store.path().display().to_string(), "error": store.error() })
+    }
+
     /// The `status` document. Never contains env values.
     pub fn status(&self) -> Value {
         let servers = self.supervisor.status();
@@ -96,6 +102,7 @@ impl Control {
                 "error": self.reloader.config_error(),
                 "last_reload": self.reloader.last_reload(),
             },
+            "pins": self.pins_status(),
             "sessions": self.sessions.taken(),
             "tools": self.supervisor.catalog().len(),
             "servers": servers,
@@ -261,6 +268,12 @@ pub fn render_status(v: &Value) -> String {
             r.get("trigger").and_then(Value::as_str).unwrap_or("?"),
             r.get("at_unix").and_then(Value::as_u64).unwrap_or(0),
             r.get("detail").and_then(Value::as_str).unwrap_or("")
+        ));
+    }
+    if let Some(e) = v["pins"]["error"].as_str() {
+        out.push_str(&format!(
+            "PIN STORE REFUSED ({}): {e}; the tools of servers with pin_tools are held\n",
+            v["pins"]["store"].as_str().unwrap_or("?")
         ));
     }
     out.push_str(&format!(

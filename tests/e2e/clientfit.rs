@@ -626,6 +626,12 @@ fn a_corrupted_pin_store_is_refused_not_retrusted() {
         v["store_error"].as_str().unwrap().contains("checksum"),
         "{v}"
     );
+    assert!(
+        d.status()["pins"]["error"].is_string(),
+        "loud in status too"
+    );
+    let text = stdout(&cli(&d, &["status"]));
+    assert!(text.contains("PIN STORE REFUSED"), "{text}");
     let approve = cli(&d, &["tools", "approve", "alpha"]);
     assert_eq!(approve.status.code(), Some(1));
     assert!(
