@@ -40,6 +40,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod error;
+pub mod fit_options;
 pub mod flag;
 pub mod framing;
 pub mod import;

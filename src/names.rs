@@ -63,9 +63,9 @@ pub fn exposed_name(server: &str, original: &str) -> String {
 
 /// Smallest name budget a session may ask for: room for one character, `_`
 /// and a 6-digit hash.
-pub const MIN_BUDGET: usize = 8;
+pub const MIN_BUDGET: usize = crate::fit_options::NAME_MAX_MIN;
 /// Largest name budget a session may ask for.
-pub const MAX_BUDGET: usize = 128;
+pub const MAX_BUDGET: usize = crate::fit_options::NAME_MAX_MAX;
 
 /// `name` within `max` characters (at least [`MIN_BUDGET`]), matching
 /// `^[A-Za-z0-9_-]+$`: unchanged when it already does, else sanitised,

@@ -49,20 +49,8 @@ pub fn shim_hello(version: &str, servers: &[String]) -> String {
     line
 }
 
-/// What a shim asks of its session besides `servers` (issue 16): exactly
-/// one server with its own names, a name budget, search mode.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Fit {
-    /// `--server NAME`.
-    pub server: Option<String>,
-    /// `--name-max N`.
-    pub name_max: Option<usize>,
-    /// `--tools MODE` (`search`).
-    pub tools: Option<String>,
-}
-
 /// [`shim_hello`] with the fitting options (`server`, `name_max`, `tools`).
-pub fn shim_hello_fit(version: &str, servers: &[String], fit: &Fit) -> String {
+pub fn shim_hello_fit(version: &str, servers: &[String], fit: &crate::fit_options::Fit) -> String {
     let mut line = shim_hello(version, servers);
     line.truncate(line.len() - 2);
     let quoted = |s: &str| {
@@ -149,6 +137,7 @@ mod tests {
 
     #[test]
     fn fit_options_roundtrip_as_json() {
+        use crate::fit_options::Fit;
         let fit = Fit {
             server: Some("we\"ird".into()),
             name_max: Some(40),

@@ -22,8 +22,9 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use stdioproxy::fit_options::{self, Fit};
 use stdioproxy::paths;
-use stdioproxy::proto::{shim_hello_fit, Fit, HelloReply};
+use stdioproxy::proto::{shim_hello_fit, HelloReply};
 
 const USAGE: &str = "usage: stdioproxy-shim [--socket PATH] [--servers a,b,... | --server NAME]
                        [--name-max N] [--tools search]
@@ -31,20 +32,19 @@ const USAGE: &str = "usage: stdioproxy-shim [--socket PATH] [--servers a,b,... |
 Connects an MCP client's stdio to the stdioproxy daemon.
   --socket PATH     daemon socket (default: $STDIOPROXY_SOCKET, else
                     $XDG_RUNTIME_DIR/stdioproxy/stdioproxy.sock)
-  --servers a,b     only show this client the listed servers
-  --server NAME     show exactly this server, under its own names, as if
-                    the client ran it directly (not with --servers)
-  --name-max N      keep every tool and prompt name within N characters
-                    (8..=128; for hosts that prefix names and cap them)
-  --tools search    list only search_tools and call_tool, which find and
-                    run every tool";
+  --servers a,b     only show this client the listed servers";
+
+/// The whole `--help` text: the shim's flags, then the fitting ones.
+fn usage_text() -> String {
+    format!("{USAGE}\n{}", fit_options::USAGE)
+}
 
 fn main() -> ExitCode {
     let mut socket: Option<PathBuf> = None;
     let mut servers: Vec<String> = Vec::new();
     let mut fit = Fit::default();
     let usage = |message: String| {
-        eprintln!("stdioproxy-shim: {message}\n{USAGE}");
+        eprintln!("stdioproxy-shim: {message}\n{}", usage_text());
         ExitCode::from(2)
     };
     let mut args = std::env::args().skip(1);
@@ -54,27 +54,15 @@ fn main() -> ExitCode {
             _ => (arg.clone(), None),
         };
         match flag.as_str() {
-            "--socket" | "--servers" | "--server" | "--name-max" | "--tools" => {
+            f if f == "--socket" || f == "--servers" || fit_options::FLAGS.contains(&f) => {
                 let Some(value) = inline.or_else(|| args.next()) else {
-                    eprintln!("stdioproxy-shim: {flag} needs a value\n{USAGE}");
+                    eprintln!("stdioproxy-shim: {flag} needs a value\n{}", usage_text());
                     return ExitCode::from(2);
                 };
-                if flag == "--server" {
-                    fit.server = Some(value);
-                } else if flag == "--name-max" {
-                    match value.parse::<usize>() {
-                        Ok(n) if (8..=128).contains(&n) => fit.name_max = Some(n),
-                        _ => {
-                            return usage(format!(
-                                "--name-max must be a number from 8 to 128, not {value:?}"
-                            ))
-                        }
+                if fit_options::FLAGS.contains(&flag.as_str()) {
+                    if let Err(e) = fit.set(&flag, value) {
+                        return usage(e);
                     }
-                } else if flag == "--tools" {
-                    if value != "search" {
-                        return usage(format!("--tools takes \"search\", not {value:?}"));
-                    }
-                    fit.tools = Some(value);
                 } else if flag == "--socket" {
                     socket = Some(PathBuf::from(value));
                 } else {
@@ -88,7 +76,7 @@ fn main() -> ExitCode {
                 }
             }
             "-h" | "--help" => {
-                println!("{USAGE}");
+                println!("{}", usage_text());
                 return ExitCode::SUCCESS;
             }
             "-V" | "--version" => {
@@ -96,13 +84,16 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             _ => {
-                eprintln!("stdioproxy-shim: unknown argument {arg:?}\n{USAGE}");
+                eprintln!(
+                    "stdioproxy-shim: unknown argument {arg:?}\n{}",
+                    usage_text()
+                );
                 return ExitCode::from(2);
             }
         }
     }
-    if fit.server.is_some() && !servers.is_empty() {
-        return usage("--server and --servers cannot be combined".into());
+    if let Err(e) = fit.check(&servers) {
+        return usage(e);
     }
     let path = paths::socket_path(socket.as_deref());
     let stream = match UnixStream::connect(&path) {
