@@ -58,6 +58,9 @@ const QUERIES: [&str; 8] = [
     "update table row",
 ];
 
+/// A server of the bytes comparison: name, argv, env.
+type ServerSpec = (&'static str, Vec<String>, Vec<(&'static str, String)>);
+
 /// Total tools of the search catalog.
 const SEARCH_TOOLS: usize = 1000;
 const SEARCH_SERVERS: usize = 4;
@@ -88,7 +91,7 @@ fn list_bytes(ctx: &mut Ctx) -> Res<()> {
     let root = ctx.tmp.join("fit-files");
     std::fs::create_dir_all(&root).map_err(|e| e.to_string())?;
     let memory_file = ctx.tmp.join("fit-memory.jsonl").display().to_string();
-    let servers: [(&str, Vec<String>, Vec<(&str, String)>); 3] = [
+    let servers: [ServerSpec; 3] = [
         ("everything", vec!["node".into(), everything], vec![]),
         (
             "memory",
