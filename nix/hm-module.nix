@@ -23,7 +23,23 @@ let
   cfg = config.services.stdioproxy;
   tomlFormat = pkgs.formats.toml { };
   hasSettings = cfg.settings != { };
-  configFile = tomlFormat.generate "stdioproxy-config.toml" cfg.settings;
+  rendered = tomlFormat.generate "stdioproxy-config.toml" cfg.settings;
+  # The rendered file, read by the daemon's own parser at build time: a
+  # setting the daemon would refuse (an unknown key, a bad duration) fails
+  # `home-manager switch` instead of the next reload.
+  checkedConfig =
+    pkgs.runCommand "stdioproxy-config.toml"
+      {
+        inherit rendered;
+        nativeBuildInputs = [ cfg.package ];
+        preferLocalBuild = true;
+      }
+      ''
+        install -m 0600 "$rendered" config.toml
+        stdioproxy check --config config.toml
+        install -m 0444 config.toml "$out"
+      '';
+  configFile = if cfg.checkConfig then checkedConfig else rendered;
 in
 {
   options.services.stdioproxy = {
@@ -59,6 +75,16 @@ in
         by hand or with `stdioproxy import`. Values of `env` may reference
         the daemon's environment as `''${VAR}`; keep secrets out of the Nix
         store that way.
+      '';
+    };
+
+    checkConfig = lib.mkOption {
+      type = lib.types.bool;
+      default = true;
+      description = ''
+        Check the generated config with `stdioproxy check` when it is
+        built, so settings the daemon would refuse fail the build. Turn it
+        off when the package cannot run on the build machine (cross builds).
       '';
     };
 

@@ -14,7 +14,9 @@ rustPlatform.buildRustPackage {
   inherit (cargoToml.package) version;
 
   # Only what the build and the tests read, so editing docs or Nix files does
-  # not rebuild. node_modules of the (optional) interop tests stays out.
+  # not rebuild. The npm and Python packages the interop and client tests
+  # install into a checkout (several hundred MB) stay out; a flake build
+  # never sees them anyway, since it copies only files git tracks.
   src = lib.fileset.toSource {
     root = ../.;
     fileset = lib.fileset.difference (lib.fileset.unions [
@@ -24,14 +26,19 @@ rustPlatform.buildRustPackage {
       ../tests
       ../systemd
       (lib.fileset.maybeMissing ../examples)
-    ]) (lib.fileset.maybeMissing ../tests/interop/node_modules);
+    ]) (lib.fileset.unions [
+      (lib.fileset.maybeMissing ../tests/interop/node_modules)
+      (lib.fileset.maybeMissing ../tests/interop/.venv)
+      (lib.fileset.maybeMissing ../tests/clients/node_modules)
+    ]);
   };
 
   cargoLock.lockFile = ../Cargo.lock;
 
-  # `cargo test` runs in checkPhase. Tests that need tools absent from the
-  # sandbox (systemd-analyze, nix-instantiate, node) skip themselves; the
-  # unit files are verified by the flake's `units` check instead.
+  # `cargo test` runs in checkPhase. Tests that need what the sandbox lacks
+  # (systemd-analyze, nix-instantiate, node, the npm and Python packages of
+  # the interop and client tests) print one SKIPPED line and pass, as CI is
+  # not set there; the unit files are verified by the flake's `units` check.
   preCheck = ''
     export HOME=$TMPDIR
     export XDG_RUNTIME_DIR=$TMPDIR/xdg-runtime

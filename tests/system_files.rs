@@ -1,19 +1,26 @@
 //! Checks of the files that are not Rust: the systemd units, as systemd
-//! itself parses them, and every Nix file, as Nix parses it.
+//! itself parses them, every Nix file, as Nix parses it, and (in
+//! nix/evaluation.rs) the Nix modules, package and flake as nixpkgs'
+//! module system evaluates them.
 //!
-//! Both checks work offline and never talk to a service manager: they must
+//! The checks work offline and never talk to a service manager: they must
 //! not start `systemd --user` or run `systemctl --user` (a user manager
 //! started on a shared machine can move its processes between cgroups).
 //!
-//! When `systemd-analyze` or `nix-instantiate` is missing the check is
-//! skipped with a notice, except under CI (`CI` set), where it fails: CI must
-//! install the `systemd` and `nix-bin` packages.
+//! When `systemd-analyze`, `nix-instantiate` or nixpkgs' lib is missing a
+//! check says so in one line on stderr (past the test harness's capture, so
+//! it shows in a plain `cargo test`), except under CI (`CI` set), where it
+//! fails: CI must install the `systemd` and `nix-bin` packages.
 
 use std::ffi::OsStr;
 use std::fs;
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+#[path = "nix/evaluation.rs"]
+mod nix_evaluation;
 
 const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
 const DAEMON: &str = env!("CARGO_BIN_EXE_stdioproxy");
@@ -21,22 +28,32 @@ const DAEMON: &str = env!("CARGO_BIN_EXE_stdioproxy");
 /// The warning systemd < 253 prints for the notify-reload unit.
 const OLD_SYSTEMD_WARNING: &str = "Failed to parse service type, ignoring: notify-reload";
 
+/// A check that cannot run: a failure under CI, else one line on the real
+/// stderr (not the captured one, which `cargo test` hides for passing
+/// tests), so a skipped check never reads as a passed one.
+fn skip_or_fail(reason: &str) {
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("system_files")
+        .to_string();
+    if std::env::var_os("CI").is_some() {
+        panic!("{test}: {reason}, but CI is set: .ci/run must provide it");
+    }
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "SKIPPED {test}: {reason} (this check is required under CI)"
+    );
+}
+
 /// Runs `program args`, or reports that it is missing: `None` (skip) outside
 /// CI, a panic under CI.
 fn run_tool(program: &str, package: &str, args: &[&str]) -> Option<Output> {
     match Command::new(program).args(args).output() {
         Ok(out) => Some(out),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if std::env::var_os("CI").is_some() {
-                panic!(
-                    "{program} is not installed, but CI is set: .ci/run must install it \
-                     (Debian package {package})"
-                );
-            }
-            eprintln!(
-                "SKIPPED: {program} is not installed (Debian package {package}); \
-                 this check runs when it is, and is required under CI"
-            );
+            skip_or_fail(&format!(
+                "{program} is not installed (Debian package {package})"
+            ));
             None
         }
         Err(e) => panic!("cannot run {program}: {e}"),
@@ -60,10 +77,9 @@ fn private_dir() -> tempfile::TempDir {
     dir
 }
 
-/// `systemd-analyze --user verify --man=no` on the units in `dir` (named
-/// `stdioproxy.socket` and `stdioproxy.service`). Returns stderr, after
-/// asserting success.
-fn verify_units(dir: &Path) -> String {
+/// `systemd-analyze --user verify --man=no` on the `units` in `dir`.
+/// Returns stderr, after asserting success.
+fn verify_units(dir: &Path, units: &[&str]) -> String {
     // --user needs an existing runtime dir; the config and data dirs are
     // pointed at empty ones so the user's own units cannot interfere. Only
     // the child's environment changes.
@@ -71,13 +87,8 @@ fn verify_units(dir: &Path) -> String {
     let config = private_dir();
     let data = private_dir();
     let out = Command::new("systemd-analyze")
-        .args([
-            "--user",
-            "verify",
-            "--man=no",
-            "stdioproxy.socket",
-            "stdioproxy.service",
-        ])
+        .args(["--user", "verify", "--man=no"])
+        .args(units)
         .current_dir(dir)
         .env("XDG_RUNTIME_DIR", runtime.path())
         .env("XDG_CONFIG_HOME", config.path())
@@ -95,6 +106,8 @@ fn verify_units(dir: &Path) -> String {
     );
     stderr
 }
+
+const BOTH_UNITS: &[&str] = &["stdioproxy.socket", "stdioproxy.service"];
 
 /// Copies the repository's socket unit and `service` into a fresh
 /// directory, with ExecStart pointing at the test build of the daemon
@@ -141,7 +154,7 @@ fn systemd_units_verify() {
     // The notify-reload service (systemd >= 253). Older systemd only warns
     // and falls back to Type=simple; that one warning is expected there.
     let current = stage_units("stdioproxy.service");
-    let stderr = verify_units(current.path());
+    let stderr = verify_units(current.path(), BOTH_UNITS);
     assert_clean(
         &stderr,
         major < 253,
@@ -153,7 +166,7 @@ fn systemd_units_verify() {
 
     // The legacy service must be clean everywhere.
     let legacy = stage_units("legacy/stdioproxy.service");
-    let stderr = verify_units(legacy.path());
+    let stderr = verify_units(legacy.path(), BOTH_UNITS);
     assert_clean(
         &stderr,
         false,
@@ -174,7 +187,7 @@ fn installed_units_verify() {
         let written = stdioproxy::install::install_units(Path::new(DAEMON), dir.path(), legacy)
             .expect("install_units");
         assert_eq!(written.len(), 2);
-        let stderr = verify_units(dir.path());
+        let stderr = verify_units(dir.path(), BOTH_UNITS);
         assert_clean(
             &stderr,
             !legacy && major < 253,
@@ -193,7 +206,7 @@ fn nix_files(dir: &Path, out: &mut Vec<PathBuf>) {
         let kind = entry.file_type().expect("file type");
         let name = entry.file_name();
         if kind.is_dir() {
-            if ["target", "node_modules", ".git"]
+            if ["target", "node_modules", ".git", ".venv"]
                 .iter()
                 .any(|skip| name == OsStr::new(skip))
             {

@@ -386,10 +386,7 @@ fn socket_is_private_stale_sockets_are_replaced_and_live_ones_kept() {
 
 #[test]
 fn connections_from_other_users_are_refused() {
-    if !nix::unistd::getuid().is_root()
-        || Command::new("setpriv").arg("--version").output().is_err()
-    {
-        eprintln!("skipped: needs root and setpriv to act as another user");
+    if !can_switch_user() {
         return;
     }
     let env = Env::new();

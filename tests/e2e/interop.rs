@@ -14,9 +14,10 @@ fn interop_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
 }
 
-/// A daemon running npm server-everything and the fixture, both ready.
-pub fn everything_and_fixture(env: &Env) -> Daemon {
-    let everything = require_node_modules();
+/// A daemon running npm server-everything and the fixture, both ready
+/// (`None`, after saying why, when the interop packages are missing).
+pub fn everything_and_fixture(env: &Env) -> Option<Daemon> {
+    let everything = require_node_modules()?;
     let cfg = format!(
         "[servers.everything]\ncommand = \"node\"\nargs = [\"{}\"]\n\n{}",
         everything.display(),
@@ -24,17 +25,37 @@ pub fn everything_and_fixture(env: &Env) -> Daemon {
     );
     let d = env.start(&cfg);
     d.wait_ready(&["everything", "fixture"]);
-    d
+    Some(d)
 }
 
-fn require_node_modules() -> PathBuf {
+/// server-everything's entry point, when `npm ci --prefix tests/interop`
+/// installed it (and node is there to run it).
+fn require_node_modules() -> Option<PathBuf> {
+    ci_tool("node", "nodejs")?;
     let dir = interop_dir();
     let everything = dir.join("node_modules/@modelcontextprotocol/server-everything/dist/index.js");
-    assert!(
-        everything.exists(),
-        "interop packages are missing: run `npm ci --prefix tests/interop` first (see README)"
-    );
-    everything
+    if everything.exists() {
+        Some(everything)
+    } else {
+        unavailable(
+            "interop packages are missing: run `npm ci --prefix tests/interop` (see README)",
+        );
+        None
+    }
+}
+
+/// The Python of the venv .ci/run makes from tests/interop/requirements.txt.
+fn require_python_sdk() -> Option<PathBuf> {
+    let python = interop_dir().join(".venv/bin/python");
+    if python.exists() {
+        Some(python)
+    } else {
+        unavailable(
+            "the Python SDK is missing: python3 -m venv tests/interop/.venv && \
+             tests/interop/.venv/bin/python -m pip install -r tests/interop/requirements.txt",
+        );
+        None
+    }
 }
 
 /// Runs `node tests/interop/<script> <args...> <shim> --socket <socket>` and
@@ -62,7 +83,9 @@ pub fn run_ts_client_with(script: &str, args: &[&str], socket: &Path, shim_args:
 #[test]
 fn typescript_sdk_client_lists_and_calls_server_everything_through_the_shim() {
     let env = Env::new();
-    let _d = everything_and_fixture(&env);
+    let Some(_d) = everything_and_fixture(&env) else {
+        return;
+    };
     let v = run_ts_client("ts_client.mjs", &[], &env.socket);
     assert_eq!(v["serverInfo"]["name"], "stdioproxy");
     let tools: Vec<&str> = v["tools"]
@@ -94,7 +117,9 @@ fn typescript_sdk_client_lists_and_calls_server_everything_through_the_shim() {
 
 #[test]
 fn typescript_sdk_client_uses_the_whole_surface_of_a_shared_server_everything() {
-    let everything = require_node_modules();
+    let Some(everything) = require_node_modules() else {
+        return;
+    };
     let env = Env::new();
     let root = env.path().join("project root");
     std::fs::create_dir_all(&root).unwrap();
@@ -219,5 +244,66 @@ fn typescript_sdk_client_uses_the_whole_surface_of_a_shared_server_everything() 
         task["text"].as_str().is_some_and(|t| t.contains("proxies")),
         "{}",
         show("task")
+    );
+}
+
+#[test]
+fn python_sdk_client_session_lists_calls_reads_and_gets_progress_through_the_shim() {
+    let Some(everything) = require_node_modules() else {
+        return;
+    };
+    let Some(python) = require_python_sdk() else {
+        return;
+    };
+    let env = Env::new();
+    let cfg = format!(
+        "[servers.everything]\ncommand = \"node\"\nargs = [\"{}\"]\n",
+        everything.display()
+    );
+    let d = env.start(&cfg);
+    d.wait_ready(&["everything"]);
+    let out = Command::new(python)
+        .arg(interop_dir().join("py_client.py"))
+        .arg(SHIM)
+        .arg("--socket")
+        .arg(&env.socket)
+        .output()
+        .expect("run python");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "py_client.py failed: {stderr}");
+    let v: Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
+
+    assert_eq!(v["serverInfo"]["name"], "stdioproxy", "{v}");
+    let tools = v["tools"].as_array().expect("tools");
+    for want in [
+        "everything__echo",
+        "everything__trigger-long-running-operation",
+    ] {
+        assert!(tools.iter().any(|t| t == want), "{want} missing: {v}");
+    }
+    assert_eq!(v["echo"], "Echo: hello python", "{v}");
+    assert_eq!(v["echoIsError"], false, "{v}");
+    let resources = v["resources"].as_array().expect("resources");
+    assert!(
+        !resources.is_empty()
+            && resources.iter().all(|r| r["uri"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("demo://"))
+                && r["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("everything__"))),
+        "{v}"
+    );
+    assert_eq!(v["read"]["uri"], resources[0]["uri"], "{v}");
+    assert_eq!(v["read"]["hasText"], true, "{v}");
+    // Three steps: the SDK's callback saw progress (the last one can race
+    // the result, as with the TS SDK; see the surface test above).
+    let progress = v["progress"].as_array().map_or(0, Vec::len);
+    assert!((2..=3).contains(&progress), "{v}");
+    assert!(
+        v["longRunning"]
+            .as_str()
+            .is_some_and(|t| t.contains("completed")),
+        "{v}"
     );
 }

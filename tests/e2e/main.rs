@@ -5,6 +5,7 @@ mod support;
 
 mod clientfit;
 mod clientfit_interop;
+mod clients;
 mod core;
 mod hostile;
 mod interop;

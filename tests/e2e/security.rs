@@ -17,22 +17,6 @@ use crate::support::*;
 
 const NOBODY: u32 = 65534;
 
-fn can_switch_user() -> bool {
-    let ok = nix::unistd::getuid().is_root()
-        && Command::new("setpriv")
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none() || !nix::unistd::getuid().is_root(),
-            "CI runs as root and must install setpriv (util-linux)"
-        );
-        eprintln!("skipped: needs root and setpriv to act as another user");
-    }
-    ok
-}
-
 /// Runs `program args` as uid/gid 65534.
 fn as_nobody(program: &str, args: &[&str], socket: &Path) -> Output {
     Command::new("setpriv")

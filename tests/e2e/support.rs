@@ -738,19 +738,53 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// A test that cannot run its real check: a failure under CI (`CI` set),
+/// else one line on the real stderr. It bypasses the test harness's capture
+/// (which hides a passing test's output), so a skip never reads as a pass.
+pub fn unavailable(reason: &str) {
+    let test = std::thread::current().name().unwrap_or("?").to_string();
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{test}: {reason}, but CI is set: .ci/run must provide it"
+    );
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "SKIPPED {test}: {reason} (this test is required under CI)"
+    );
+}
+
 /// A program a test needs that CI installs (from Debian package `package`):
 /// `None`, with a note, when it is missing on a developer's machine; a
 /// failure when it is missing under CI.
 pub fn ci_tool(tool: &str, package: &str) -> Option<PathBuf> {
     let found = which(tool);
     if found.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must install {package} ({tool})"
-        );
-        eprintln!("skipped: {tool} is not installed");
+        unavailable(&format!(
+            "{tool} is not installed (Debian package {package})"
+        ));
     }
     found
+}
+
+/// True when the suite can act as a second user (root, and `setpriv` from
+/// util-linux); otherwise says so through `unavailable` (CI runs as root).
+pub fn can_switch_user() -> bool {
+    let root = nix::unistd::getuid().is_root();
+    let setpriv = Command::new("setpriv")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    match (root, setpriv) {
+        (true, true) => true,
+        (false, _) => {
+            unavailable("needs root to act as another user");
+            false
+        }
+        (true, false) => {
+            unavailable("needs setpriv (Debian package util-linux) to act as another user");
+            false
+        }
+    }
 }
 
 /// A program on PATH.
