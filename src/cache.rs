@@ -31,6 +31,10 @@ use crate::names::fnv1a64;
 #[derive(Default, Serialize, Deserialize)]
 struct File {
     servers: BTreeMap<String, Entry>,
+    /// Era verdicts of `era = "auto"` servers, by
+    /// [`crate::era::child::verdict_key`], so later starts skip the probe.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    eras: BTreeMap<String, crate::era::Era>,
 }
 
 /// One server's entry. The lists' members sit next to `key` (the shape of
@@ -187,6 +191,20 @@ impl ToolCache {
                     capabilities: capabilities.clone(),
                 },
             );
+        }
+        self.dirty.store(true, Ordering::SeqCst);
+        self.wake.notify_one();
+    }
+
+    /// The era verdict cached under `key`.
+    pub fn era(&self, key: &str) -> Option<crate::era::Era> {
+        self.lock().eras.get(key).copied()
+    }
+
+    /// Records an era verdict; written soon.
+    pub fn set_era(&self, key: &str, era: crate::era::Era) {
+        if self.lock().eras.insert(key.to_string(), era) == Some(era) {
+            return;
         }
         self.dirty.store(true, Ordering::SeqCst);
         self.wake.notify_one();

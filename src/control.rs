@@ -8,6 +8,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,7 +16,7 @@ use serde_json::{json, Value};
 
 mod servers;
 
-use crate::proto::PROTO_VERSION;
+use crate::proto::{Hello, PROTO_VERSION};
 use crate::reload::{Reloader, Trigger};
 use crate::slots::Slots;
 use crate::supervisor::Supervisor;
@@ -28,6 +29,8 @@ pub struct Control {
     sessions: Arc<Slots>,
     socket_path: PathBuf,
     started: Instant,
+    /// Sessions a shim resumed here after a daemon restart.
+    resumes: AtomicU64,
 }
 
 impl Control {
@@ -44,12 +47,18 @@ impl Control {
             sessions,
             socket_path,
             started: Instant::now(),
+            resumes: AtomicU64::new(0),
         }
     }
 
+    /// Counts a session that a shim resumed (shown in `status`).
+    pub fn count_resume(&self) {
+        self.resumes.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Answers one control request with a JSON line.
-    pub async fn handle(&self, verb: &str, request: &Value) -> String {
-        let args = request.get("args").unwrap_or(&Value::Null);
+    pub async fn handle(&self, verb: &str, request: &Hello) -> String {
+        let args = request.args.as_ref().unwrap_or(&Value::Null);
         let reply = match verb {
             "status" => self.status(),
             "restart" => self.restart(args).await,
@@ -104,6 +113,9 @@ impl Control {
             },
             "pins": self.pins_status(),
             "sessions": self.sessions.taken(),
+            // Sessions resumed by a shim after a daemon restart (since this
+            // daemon started).
+            "resumed_sessions": self.resumes.load(Ordering::Relaxed),
             "tools": self.supervisor.catalog().len(),
             "servers": servers,
         })
@@ -192,15 +204,20 @@ fn send_control(
     stream
         .set_read_timeout(timeout)
         .map_err(|e| e.to_string())?;
-    let mut hello = json!({ "stdioproxy": PROTO_VERSION, "control": verb });
-    if params.as_object().is_some_and(|p| !p.is_empty()) {
-        hello["args"] = params;
-    }
+    let hello = Hello {
+        stdioproxy: PROTO_VERSION,
+        control: Some(verb.to_string()),
+        args: params
+            .as_object()
+            .is_some_and(|p| !p.is_empty())
+            .then_some(params),
+        ..Hello::default()
+    };
     // The daemon closes at once on connections from another user: before
     // our write (broken pipe), with our request unread (reset) or after it
     // (EOF). All three mean "no answer".
     let reader = BufReader::new(stream.try_clone().map_err(|e| e.to_string())?);
-    match stream.write_all(format!("{hello}\n").as_bytes()) {
+    match stream.write_all(hello.line().as_bytes()) {
         Err(e) if closed(&e) => {}
         Err(e) => return Err(format!("cannot send to the daemon: {e}")),
         Ok(()) => {}
@@ -240,75 +257,4 @@ fn read_reply(socket: &Path, reader: &mut BufReader<UnixStream>) -> Result<Optio
             .to_string());
     }
     Ok(Some(v))
-}
-
-/// Renders `status` for a terminal.
-pub fn render_status(v: &Value) -> String {
-    let mut out = String::new();
-    let d = &v["daemon"];
-    out.push_str(&format!(
-        "stdioproxy {} (pid {}), up {}s, socket {}\n",
-        d["version"].as_str().unwrap_or("?"),
-        d["pid"],
-        d["uptime_secs"],
-        d["socket"].as_str().unwrap_or("?")
-    ));
-    out.push_str(&format!(
-        "config: {}",
-        v["config"]["path"].as_str().unwrap_or("?")
-    ));
-    match v["config"]["error"].as_str() {
-        Some(e) => out.push_str(&format!("\n  ERROR (running the previous config): {e}\n")),
-        None => out.push_str(" (ok)\n"),
-    }
-    if let Some(r) = v["config"]["last_reload"].as_object() {
-        out.push_str(&format!(
-            "last reload: {} ({}, {}s since epoch): {}\n",
-            r.get("result").and_then(Value::as_str).unwrap_or("?"),
-            r.get("trigger").and_then(Value::as_str).unwrap_or("?"),
-            r.get("at_unix").and_then(Value::as_u64).unwrap_or(0),
-            r.get("detail").and_then(Value::as_str).unwrap_or("")
-        ));
-    }
-    if let Some(e) = v["pins"]["error"].as_str() {
-        out.push_str(&format!(
-            "PIN STORE REFUSED ({}): {e}; the tools of servers with pin_tools are held\n",
-            v["pins"]["store"].as_str().unwrap_or("?")
-        ));
-    }
-    out.push_str(&format!(
-        "sessions: {}, tools: {}\n",
-        v["sessions"], v["tools"]
-    ));
-    let servers = v["servers"].as_array().cloned().unwrap_or_default();
-    if servers.is_empty() {
-        out.push_str("no servers configured\n");
-    }
-    for s in servers {
-        let pid = s["pid"].as_u64().map_or("-".to_string(), |p| p.to_string());
-        out.push_str(&format!(
-            "  {:<20} {:<9} pid {:<8} tools {:<4} restarts {}\n",
-            s["name"].as_str().unwrap_or("?"),
-            s["state"].as_str().unwrap_or("?"),
-            pid,
-            s["tools"],
-            s["restarts"]
-        ));
-        if let Some(e) = s["last_error"].as_str() {
-            out.push_str(&format!("      last error: {e}\n"));
-        }
-        let held: Vec<&str> = s["held_tools"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
-        if !held.is_empty() {
-            out.push_str(&format!(
-                "      held tools (see `stdioproxy tools pending`): {}\n",
-                held.join(", ")
-            ));
-        }
-    }
-    out
 }

@@ -1,7 +1,7 @@
 //! The shim's client-fitting options (issue 16): `--server NAME`,
 //! `--name-max N`, `--tools search`. Parsing and checking live here, apart
-//! from the rest of the shim's command line, so the shim only routes these
-//! flags to [`Fit::set`] and calls [`Fit::check`]; the daemon checks the
+//! from the rest of the shim's command line (`shim::options` routes these
+//! flags to [`Fit::set`] and calls [`Fit::check`]); the daemon checks the
 //! same ranges again when it reads the hello. Std-only: the shim links it.
 
 /// Smallest `--name-max`: one character, `_` and a 6-digit hash.
@@ -11,14 +11,6 @@ pub const NAME_MAX_MAX: usize = 128;
 
 /// The flags of this module (each takes a value).
 pub const FLAGS: &[&str] = &["--server", "--name-max", "--tools"];
-
-/// Their lines of the shim's `--help`.
-pub const USAGE: &str = "  --server NAME     show exactly this server, under its own names, as if
-                    the client ran it directly (not with --servers)
-  --name-max N      keep every tool and prompt name within N characters
-                    (8..=128; for hosts that prefix names and cap them)
-  --tools search    list only search_tools and call_tool, which find and
-                    run every tool";
 
 /// What a shim asks of its session besides `servers`.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

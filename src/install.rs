@@ -1,4 +1,4 @@
-//! `stdioproxy install-units`: writes the systemd user units for a binary
+//! `stdioproxy install`: writes the systemd user units for a binary
 //! that was not installed by a package (cargo install, a release tarball).
 //!
 //! The unit files are the ones in the repository's `systemd/` directory,
@@ -15,7 +15,7 @@
 
 use std::ffi::OsString;
 use std::fs;
-use std::io::{self, Write as _};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -104,19 +104,12 @@ fn exec_path(exe: &Path) -> io::Result<String> {
     }
 }
 
-/// Writes via a temporary file and a rename, so systemd never reads half a unit.
+/// Unit files are public configuration (systemd's own are 0644).
+const UNIT_MODE: u32 = 0o644;
+
+/// Replaced atomically, so systemd never reads half a unit.
 fn write_file(path: &Path, text: &str) -> io::Result<()> {
-    let mut tmp_name = OsString::from(".");
-    tmp_name.push(path.file_name().unwrap_or_default());
-    tmp_name.push(format!(".{}.tmp", std::process::id()));
-    let tmp = path.with_file_name(tmp_name);
-    let result = fs::File::create(&tmp)
-        .and_then(|mut f| f.write_all(text.as_bytes()).and_then(|()| f.sync_all()))
-        .and_then(|()| fs::rename(&tmp, path));
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    crate::atomic_file::write(path, text.as_bytes(), UNIT_MODE)
 }
 
 /// The version of the installed systemd (from `systemctl --version`), or

@@ -285,6 +285,16 @@ impl<'a> RawObject<'a> {
             .and_then(|v| serde_json::from_str(v.get()).ok())
     }
 
+    /// Each member's key and the byte range of its value in the object's
+    /// text, in order.
+    pub fn value_ranges(&self) -> impl Iterator<Item = (&str, std::ops::Range<usize>)> + '_ {
+        self.members.iter().map(|(k, v)| {
+            // A member value borrows from `source`: its offset is exact.
+            let start = v.get().as_ptr() as usize - self.source.as_ptr() as usize;
+            (k.as_ref(), start..start + v.get().len())
+        })
+    }
+
     /// The object's text with some members' values replaced (raw JSON) or
     /// members added (at the end). Everything else is copied from the
     /// original text byte for byte, whitespace and order included: the

@@ -26,12 +26,15 @@
 //! - [`jsonrpc`] and [`framing`]: the wire format (envelopes on raw JSON, and
 //!   newline-delimited frames with a size limit).
 //! - [`proto`]: the shim/control hello lines that precede MCP on the socket.
+//! - [`shim`]: the shim's options and its session memory (reconnect and
+//!   resume), pure so that it is property-tested; the binary is thin I/O.
 //! - [`daemon`]: wires everything together and owns shutdown.
 //! - [`telemetry`]: tracing setup.
 //!
 //! See `docs/ARCHITECTURE.md` for the two data flows (a client request; a
 //! config change) and the ownership invariants.
 
+pub mod atomic_file;
 pub mod builtin;
 pub mod cache;
 pub mod catalog;
@@ -39,6 +42,7 @@ pub mod client_setup;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod era;
 pub mod error;
 pub mod fit_options;
 pub mod flag;
@@ -56,11 +60,14 @@ pub mod proto;
 pub mod reaper;
 pub mod reload;
 pub mod session;
+pub mod shim;
 pub mod slots;
+pub mod status_view;
 pub mod stderr_ring;
 pub mod supervisor;
 pub mod systemd;
 pub mod telemetry;
+pub mod toml_doc;
 pub mod tool_search;
 pub mod upstream;
 pub mod view;

@@ -22,7 +22,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
@@ -230,12 +229,13 @@ enum First {
 
 /// What a hello line asks for.
 enum Hello {
-    /// Another protocol version: refused with this message.
-    Mismatch(String),
-    /// A control request: its verb and the whole line.
-    Control(String, Value),
-    /// A session with these options (or why they are invalid).
-    Session(Result<SessionOptions, String>),
+    /// A hello this daemon cannot take (another protocol version, an
+    /// unknown field, a malformed one): refused with this message.
+    Refused(String),
+    /// A control request: its verb and the whole hello.
+    Control(String, proto::Hello),
+    /// A session with these options.
+    Session(SessionOptions),
 }
 
 async fn handle(stream: UnixStream, h: Arc<Handoff>) {
@@ -254,8 +254,8 @@ async fn handle(stream: UnixStream, h: Arc<Handoff>) {
         First::TooLong { .. } => None,
     };
     let options = match hello {
-        Some(Hello::Mismatch(msg)) => {
-            let _ = write.write_all(refusal(&msg).as_bytes()).await;
+        Some(Hello::Refused(msg)) => {
+            let _ = write.write_all(HelloReply::refusal(&msg).as_bytes()).await;
             return;
         }
         Some(Hello::Control(verb, request)) if verb == "logs" => {
@@ -296,13 +296,13 @@ async fn handle(stream: UnixStream, h: Arc<Handoff>) {
             let opts = SessionOptions::default();
             session::run(hub, reader, write, None, Some(line), opts).await;
         }
-        (Some(Err(msg)), _) => {
-            let _ = write.write_all(refusal(&msg).as_bytes()).await;
-        }
-        (Some(Ok(opts)), _) => {
+        (Some(opts), _) => {
             if let Err(msg) = session::check_options(&hub, &opts) {
-                let _ = write.write_all(refusal(&msg).as_bytes()).await;
+                let _ = write.write_all(HelloReply::refusal(&msg).as_bytes()).await;
                 return;
+            }
+            if opts.resumed.is_some() {
+                h.control.count_resume();
             }
             session::run(hub, reader, write, Some(HelloReply::ok()), None, opts).await;
         }
@@ -387,7 +387,7 @@ async fn reserve_session(
     );
     tracing::warn!(max_sessions, "refused a session: {msg}");
     let line = if said_hello {
-        refusal(&msg)
+        HelloReply::refusal(&msg)
     } else {
         let id = match first {
             First::TooLong { prefix, .. } => jsonrpc::recover_id(prefix),
@@ -407,57 +407,18 @@ async fn reserve_session(
     None
 }
 
-/// Reads a first line as a hello: `None` when it is not one (then it is the
-/// first MCP message). A first line is a hello when it is a JSON object with
-/// a `stdioproxy` key and no `jsonrpc` key.
+/// Reads a first line as a hello (the typed [`proto::Hello`], shared with
+/// the shim): `None` when it is not one, then it is the first MCP message.
 fn read_hello(line: &[u8]) -> Option<Hello> {
-    let key = format!("\"{}\"", proto::HELLO_KEY);
-    if !line.windows(key.len()).any(|w| w == key.as_bytes()) {
-        return None;
-    }
-    let hello: Value = serde_json::from_slice(line).ok()?;
-    if hello.get(proto::HELLO_KEY).is_none() || hello.get("jsonrpc").is_some() {
-        return None;
-    }
-    if hello["stdioproxy"].as_u64() != Some(u64::from(proto::PROTO_VERSION)) {
-        return Some(Hello::Mismatch(format!(
-            "this daemon speaks stdioproxy protocol {}, the client sent {}; use matching versions of stdioproxy and stdioproxy-shim",
-            proto::PROTO_VERSION,
-            hello["stdioproxy"]
-        )));
-    }
-    if let Some(verb) = hello["control"].as_str() {
-        return Some(Hello::Control(verb.to_string(), hello));
-    }
-    let servers = match hello.get("servers") {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|v| v.as_str().map(str::to_string))
-            .collect::<Option<_>>()
-            .map(Some)
-            .ok_or_else(|| "servers must be a list of names".to_string()),
-        Some(_) => Err("servers must be a list of names".to_string()),
+    let hello = match proto::Hello::parse(line)? {
+        Ok(hello) => hello,
+        Err(msg) => return Some(Hello::Refused(msg)),
     };
-    let session = servers.and_then(|servers| {
-        let name_max = match hello.get("name_max") {
-            None | Some(Value::Null) => None,
-            Some(v) => Some(v.as_u64().ok_or("name_max must be a number")?),
-        };
-        let text = |key: &str| match hello.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(_) => Err(format!("{key} must be a string")),
-        };
-        let server = text("server")?;
-        let tools = text("tools")?;
-        session::options_from_hello(servers, server, name_max, tools.as_deref())
-    });
-    Some(Hello::Session(session))
-}
-
-fn refusal(message: &str) -> String {
-    let v =
-        serde_json::json!({ "stdioproxy": proto::PROTO_VERSION, "ok": false, "error": message });
-    format!("{v}\n")
+    if let Some(verb) = hello.control.clone() {
+        return Some(Hello::Control(verb, hello));
+    }
+    Some(match session::options_from_hello(hello) {
+        Ok(options) => Hello::Session(options),
+        Err(msg) => Hello::Refused(msg),
+    })
 }

@@ -90,3 +90,77 @@ pub fn state_dir() -> PathBuf {
         .unwrap_or_else(env::temp_dir)
         .join("stdioproxy")
 }
+
+/// The program to start for a server's `command`.
+///
+/// A command with a `/` is used as written (relative to the daemon's working
+/// directory). A bare name is looked up on the daemon's `PATH` as usual and,
+/// when it is not there, next to the running stdioproxy binary: programs
+/// installed with stdioproxy (and this repository's demo server, in
+/// whatever `CARGO_TARGET_DIR` cargo built it) are found without a path.
+pub fn resolve_program(command: &str) -> PathBuf {
+    resolve_program_in(command, env::var_os("PATH"), current_exe_dir())
+}
+
+fn current_exe_dir() -> Option<PathBuf> {
+    let exe = env::current_exe().ok()?;
+    let exe = exe.canonicalize().unwrap_or(exe);
+    exe.parent().map(Path::to_path_buf)
+}
+
+fn resolve_program_in(
+    command: &str,
+    path: Option<std::ffi::OsString>,
+    exe_dir: Option<PathBuf>,
+) -> PathBuf {
+    if command.contains('/') || command.is_empty() {
+        return PathBuf::from(command);
+    }
+    let on_path = path
+        .as_deref()
+        .is_some_and(|p| env::split_paths(p).any(|dir| is_executable(&dir.join(command))));
+    if !on_path {
+        if let Some(candidate) = exe_dir.map(|d| d.join(command)) {
+            if is_executable(&candidate) {
+                return candidate;
+            }
+        }
+    }
+    PathBuf::from(command)
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+#[cfg(test)]
+mod program_tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn bare_names_fall_back_to_the_binary_s_directory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bin = dir.path().join("bin");
+        let exe_dir = dir.path().join("exe");
+        std::fs::create_dir_all(&bin).expect("mkdir");
+        std::fs::create_dir_all(&exe_dir).expect("mkdir");
+        for p in [bin.join("both"), exe_dir.join("both"), exe_dir.join("mine")] {
+            std::fs::write(&p, "#!/bin/sh\n").expect("write");
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+        std::fs::write(exe_dir.join("data"), "").expect("write");
+        let resolve =
+            |c: &str| resolve_program_in(c, Some(bin.clone().into()), Some(exe_dir.clone()));
+        // PATH first, as always.
+        assert_eq!(resolve("both"), PathBuf::from("both"));
+        assert_eq!(resolve("mine"), exe_dir.join("mine"));
+        // Not executable, or not anywhere: left for the spawn to report.
+        assert_eq!(resolve("data"), PathBuf::from("data"));
+        assert_eq!(resolve("nowhere"), PathBuf::from("nowhere"));
+        // Paths are never rewritten.
+        assert_eq!(resolve("./mine"), PathBuf::from("./mine"));
+        assert_eq!(resolve("/x/mine"), PathBuf::from("/x/mine"));
+    }
+}

@@ -12,9 +12,22 @@
 //! - anything else: the first MCP message of a session with default options, so
 //!   `socat STDIO UNIX-CONNECT:...` works as a client too.
 //!
+//! Both ends use the same typed [`Hello`] (serde), so a field added here is
+//! added for both. Every optional field is left out of the line when unset,
+//! so an older daemon still understands a newer shim that uses no new option.
+//!
+//! **Unknown fields are refused**, with a sentence that says to restart the
+//! daemon after an upgrade. A field is only sent when the user asked for
+//! that option (`--workspace`, `--tools search`, ...), and a daemon that
+//! silently ignored it would give the client something else than it asked
+//! for (another workspace's server instance, every tool instead of a
+//! search), which is worse than a clear refusal. A newer daemon understands
+//! every older shim, so a running shim keeps working across an upgrade.
+//!
 //! The protocol version is a small integer, not the crate's semver: it changes
-//! only when these lines change incompatibly. This module is std-only because
-//! the shim uses it.
+//! only when these lines change incompatibly.
+
+use serde::{Deserialize, Serialize};
 
 /// Version of the hello/control lines.
 pub const PROTO_VERSION: u32 = 1;
@@ -22,68 +35,100 @@ pub const PROTO_VERSION: u32 = 1;
 /// The key that marks a stdioproxy hello or control line.
 pub const HELLO_KEY: &str = "stdioproxy";
 
-/// Builds the shim's hello line (with trailing newline). `servers` limits the
-/// session's view to those servers when non-empty.
-pub fn shim_hello(version: &str, servers: &[String]) -> String {
-    let mut line = format!("{{\"stdioproxy\":{PROTO_VERSION},\"shim\":\"{version}\"");
-    if !servers.is_empty() {
-        line.push_str(",\"servers\":[");
-        for (i, s) in servers.iter().enumerate() {
-            if i > 0 {
-                line.push(',');
-            }
-            line.push('"');
-            // Server names are [A-Za-z0-9_-]; anything else is rejected by the
-            // daemon, so escaping quotes and backslashes is enough here.
-            for c in s.chars() {
-                if c == '"' || c == '\\' {
-                    line.push('\\');
-                }
-                line.push(c);
-            }
-            line.push('"');
-        }
-        line.push(']');
-    }
-    line.push_str("}\n");
-    line
+/// The first line of a shim or control connection.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hello {
+    /// [`PROTO_VERSION`] of the sender.
+    pub stdioproxy: u32,
+    /// The shim's crate version (a shim hello).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shim: Option<String>,
+    /// The control verb (a control request).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control: Option<String>,
+    /// Only these servers are visible to the session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub servers: Option<Vec<String>>,
+    /// Set when the shim resumes a session on a new connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<Resumed>,
+    /// `--server NAME`: exactly this server, under its own names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    /// `--name-max N`: every tool and prompt name at most N characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_max: Option<u64>,
+    /// `--tools search`: the two meta-tools instead of the catalog.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<String>,
+    /// A control request's arguments (`restart`, `logs`, `tools-*`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<serde_json::Value>,
 }
 
-/// [`shim_hello`] with the fitting options (`server`, `name_max`, `tools`).
-pub fn shim_hello_fit(version: &str, servers: &[String], fit: &crate::fit_options::Fit) -> String {
-    let mut line = shim_hello(version, servers);
-    line.truncate(line.len() - 2);
-    let quoted = |s: &str| {
-        let mut q = String::from("\"");
-        for c in s.chars() {
-            match c {
-                '"' | '\\' => {
-                    q.push('\\');
-                    q.push(c);
-                }
-                c if (c as u32) < 0x20 => q.push_str(&format!("\\u{:04x}", c as u32)),
-                c => q.push(c),
-            }
+/// What a shim resuming a session tells the daemon.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resumed {
+    /// `clientInfo.name` of the client's `initialize`, when it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    /// How many times this session has been resumed (1 the first time).
+    #[serde(default)]
+    pub count: u32,
+}
+
+impl Hello {
+    /// The line to send (with its newline).
+    pub fn line(&self) -> String {
+        let mut s = serde_json::to_string(self).unwrap_or_default();
+        s.push('\n');
+        s
+    }
+
+    /// Reads a connection's first line: `None` when it is not a hello (a
+    /// JSON object with a `stdioproxy` key and no `jsonrpc` key) but the
+    /// first MCP message; `Err` with a sentence for the peer when it is a
+    /// hello this daemon cannot accept.
+    pub fn parse(line: &[u8]) -> Option<Result<Hello, String>> {
+        let key = format!("\"{HELLO_KEY}\"");
+        if !line.windows(key.len()).any(|w| w == key.as_bytes()) {
+            return None;
         }
-        q.push('"');
-        q
-    };
-    if let Some(s) = &fit.server {
-        line.push_str(&format!(",\"server\":{}", quoted(s)));
+        let v: serde_json::Value = serde_json::from_slice(line).ok()?;
+        let obj = v.as_object()?;
+        if obj.contains_key("jsonrpc") {
+            return None;
+        }
+        let version = obj.get(HELLO_KEY)?;
+        if version.as_u64() != Some(u64::from(PROTO_VERSION)) {
+            return Some(Err(format!(
+                "this daemon speaks stdioproxy protocol {PROTO_VERSION}, the client sent {version}; use matching versions of stdioproxy and stdioproxy-shim"
+            )));
+        }
+        Some(serde_json::from_value(v).map_err(|e| {
+            let e = e.to_string();
+            if e.starts_with("unknown field") {
+                format!(
+                    "this daemon (stdioproxy {}) does not understand the hello: {e}; after upgrading stdioproxy, restart the daemon (`systemctl --user restart stdioproxy`)",
+                    env!("CARGO_PKG_VERSION")
+                )
+            } else {
+                format!("malformed hello: {e}")
+            }
+        }))
     }
-    if let Some(n) = fit.name_max {
-        line.push_str(&format!(",\"name_max\":{n}"));
-    }
-    if let Some(t) = &fit.tools {
-        line.push_str(&format!(",\"tools\":{}", quoted(t)));
-    }
-    line.push_str("}\n");
-    line
 }
 
 /// The daemon's answer to a shim hello: `{"stdioproxy":1,"ok":true}` or
 /// `{"stdioproxy":1,"ok":false,"error":"..."}`.
-pub struct HelloReply;
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HelloReply {
+    pub stdioproxy: u32,
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
 
 impl HelloReply {
     /// The success line.
@@ -91,35 +136,31 @@ impl HelloReply {
         format!("{{\"stdioproxy\":{PROTO_VERSION},\"ok\":true}}\n")
     }
 
+    /// A refusal line.
+    pub fn refusal(message: &str) -> String {
+        let mut s = serde_json::to_string(&HelloReply {
+            stdioproxy: PROTO_VERSION,
+            ok: false,
+            error: Some(message.to_string()),
+        })
+        .unwrap_or_default();
+        s.push('\n');
+        s
+    }
+
     /// Returns `Err(message)` when the line is a refusal, `Ok(())` when it
     /// accepts, and `Err` with a description when it is not a reply at all.
-    pub fn parse(line: &str) -> Result<(), String> {
-        // What the daemon sends, checked without allocating.
-        if line.contains("\"ok\":true") {
-            return Ok(());
-        }
-        let compact: String = line.chars().filter(|c| !c.is_whitespace()).collect();
-        if compact.contains("\"ok\":true") {
-            return Ok(());
-        }
-        if let Some(start) = line.find("\"error\":\"") {
-            let rest = &line[start + 9..];
-            let mut out = String::new();
-            let mut chars = rest.chars();
-            while let Some(c) = chars.next() {
-                match c {
-                    '\\' => {
-                        if let Some(n) = chars.next() {
-                            out.push(n);
-                        }
-                    }
-                    '"' => break,
-                    c => out.push(c),
-                }
+    pub fn parse(line: &[u8]) -> Result<(), String> {
+        match serde_json::from_slice::<HelloReply>(line) {
+            Ok(HelloReply { ok: true, .. }) => Ok(()),
+            Ok(HelloReply { error, .. }) => {
+                Err(error.unwrap_or_else(|| "no reason given".to_string()))
             }
-            return Err(out);
+            Err(_) => Err(format!(
+                "unexpected reply from the daemon: {}",
+                String::from_utf8_lossy(line).trim()
+            )),
         }
-        Err(format!("unexpected reply from the daemon: {}", line.trim()))
     }
 }
 
@@ -128,41 +169,86 @@ mod tests {
     use super::*;
 
     #[test]
-    fn shim_hello_roundtrips_as_json() {
-        let line = shim_hello("0.1.0", &["a".into(), "b-c".into()]);
+    fn hello_roundtrips() {
+        let hello = Hello {
+            stdioproxy: PROTO_VERSION,
+            shim: Some("0.1.0".into()),
+            servers: Some(vec!["a".into(), "b\"c".into()]),
+            resume: Some(Resumed {
+                client: Some("claude".into()),
+                count: 2,
+            }),
+            ..Hello::default()
+        };
+        let line = hello.line();
+        assert!(line.ends_with('\n') && !line.contains("control"));
+        assert_eq!(Hello::parse(line.as_bytes()), Some(Ok(hello)));
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-        assert_eq!(v["stdioproxy"], 1);
-        assert_eq!(v["servers"], serde_json::json!(["a", "b-c"]));
+        assert_eq!(v["servers"], serde_json::json!(["a", "b\"c"]));
     }
 
     #[test]
-    fn fit_options_roundtrip_as_json() {
-        use crate::fit_options::Fit;
-        let fit = Fit {
+    fn what_is_not_a_hello() {
+        assert_eq!(
+            Hello::parse(br#"{"jsonrpc":"2.0","id":1,"method":"initialize"}"#),
+            None
+        );
+        assert_eq!(
+            Hello::parse(br#"{"jsonrpc":"2.0","id":1,"method":"x","params":{"stdioproxy":1}}"#),
+            None
+        );
+        assert_eq!(Hello::parse(b"\"stdioproxy\""), None);
+        assert_eq!(Hello::parse(b"{\"stdioproxy\":1"), None);
+    }
+
+    #[test]
+    fn refusals() {
+        let e = Hello::parse(br#"{"stdioproxy":2,"shim":"9"}"#)
+            .unwrap()
+            .unwrap_err();
+        assert!(e.contains("protocol 1, the client sent 2"), "{e}");
+        let e = Hello::parse(br#"{"stdioproxy":1,"workspace":"/w"}"#)
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            e.contains("unknown field `workspace`") && e.contains("restart the daemon"),
+            "{e}"
+        );
+        let e = Hello::parse(br#"{"stdioproxy":1,"servers":"a"}"#)
+            .unwrap()
+            .unwrap_err();
+        assert!(e.starts_with("malformed hello"), "{e}");
+    }
+
+    #[test]
+    fn fit_fields_roundtrip() {
+        let hello = Hello {
+            stdioproxy: PROTO_VERSION,
+            shim: Some("0.1.0".into()),
             server: Some("we\"ird".into()),
             name_max: Some(40),
             tools: Some("search".into()),
+            ..Hello::default()
         };
-        let line = shim_hello_fit("0.1.0", &[], &fit);
+        let line = hello.line();
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["server"], "we\"ird");
         assert_eq!(v["name_max"], 40);
         assert_eq!(v["tools"], "search");
-        assert_eq!(
-            shim_hello_fit("1", &[], &Fit::default()),
-            shim_hello("1", &[])
-        );
+        assert_eq!(Hello::parse(line.as_bytes()), Some(Ok(hello)));
     }
 
     #[test]
     fn reply_parsing() {
-        assert_eq!(HelloReply::parse(&HelloReply::ok()), Ok(()));
+        assert_eq!(HelloReply::parse(HelloReply::ok().as_bytes()), Ok(()));
         assert_eq!(
-            HelloReply::parse(
-                "{\"stdioproxy\":1,\"ok\":false,\"error\":\"too \\\"many\\\" sessions\"}"
-            ),
+            HelloReply::parse(HelloReply::refusal("too \"many\" sessions").as_bytes()),
             Err("too \"many\" sessions".to_string())
         );
-        assert!(HelloReply::parse("{}").is_err());
+        assert_eq!(
+            HelloReply::parse(b"{ \"stdioproxy\": 1, \"ok\": true }\n"),
+            Ok(())
+        );
+        assert!(HelloReply::parse(b"{}").is_err());
     }
 }

@@ -239,7 +239,15 @@ impl Supervisor {
         let catalog = self.catalog();
         self.upstreams()
             .iter()
-            .map(|u| u.status(ListKind::ALL.map(|k| catalog.count(k, &u.name))))
+            .map(|u| {
+                let mut s = u.status(ListKind::ALL.map(|k| catalog.count(k, &u.name)));
+                s.shortened_tools = catalog
+                    .shortened(ListKind::Tools, &u.name)
+                    .into_iter()
+                    .map(|(name, original)| crate::upstream::ShortenedName { name, original })
+                    .collect();
+                s
+            })
             .collect()
     }
 

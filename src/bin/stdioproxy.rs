@@ -82,23 +82,46 @@ enum Command {
         legacy: Option<bool>,
     },
     /// Print (or with --write, merge with a backup) the config that points an
-    /// MCP client at stdioproxy-shim: claude-desktop, claude-code or cursor.
+    /// MCP client at stdioproxy-shim: claude-desktop, claude-code, cursor,
+    /// codex or gemini.
     SetupClient {
         client: client_setup::Client,
         /// Merge into the client's config file instead of printing.
         #[arg(long)]
         write: bool,
+        /// One client entry per enabled server (`stdioproxy-shim --server
+        /// NAME`), so every tool keeps the name it had before stdioproxy.
+        #[arg(long)]
+        per_server: bool,
         /// The shim to use [default: stdioproxy-shim next to this binary]
         #[arg(long)]
         shim: Option<PathBuf>,
-    },
-    /// Convert an existing client config's `mcpServers` (Claude Desktop,
-    /// Claude Code, Cursor, VS Code) into stdioproxy config TOML.
-    Import {
-        /// The JSON file to read.
-        file: PathBuf,
-        /// Write the TOML here (mode 0600) instead of stdout; never overwrites.
+        /// The daemon's config, for --per-server [default: as `serve`]
         #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Convert an existing client config's MCP servers (Claude Desktop,
+    /// Claude Code, Cursor, VS Code, Gemini CLI, Codex) into stdioproxy config.
+    Import {
+        /// The client's config file to read.
+        file: PathBuf,
+        /// Merge into the daemon's config (created 0600 in a 0700 directory
+        /// if missing; comments kept) instead of printing the TOML.
+        #[arg(long)]
+        write: bool,
+        /// With --write: replace servers the config already has (by name)
+        /// instead of skipping them.
+        #[arg(long, requires = "write")]
+        replace: bool,
+        /// Plan one client entry per server: show which entry reaches which
+        /// server and the `setup-client --per-server` command that writes them.
+        #[arg(long)]
+        per_server: bool,
+        /// The daemon's config for --write [default: as `serve`]
+        #[arg(long, conflicts_with = "output")]
+        config: Option<PathBuf>,
+        /// Write the TOML to this new file (mode 0600) instead of stdout; never overwrites.
+        #[arg(long, conflicts_with = "write")]
         output: Option<PathBuf>,
     },
     /// Validate a config file without running anything.
@@ -151,7 +174,10 @@ fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Ok(v) => {
-                    print!("{}", control::render_status(&v));
+                    print!(
+                        "{}",
+                        stdioproxy::status_view::render(&v, std::time::SystemTime::now())
+                    );
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(&e),
@@ -190,9 +216,27 @@ fn main() -> ExitCode {
         Command::SetupClient {
             client,
             write,
+            per_server,
             shim,
-        } => run_setup_client(client, write, shim),
-        Command::Import { file, output } => run_import(&file, output.as_deref()),
+            config,
+        } => run_setup_client(client, write, per_server, shim, config),
+        Command::Import {
+            file,
+            write,
+            replace,
+            per_server,
+            config,
+            output,
+        } => run_import(
+            &file,
+            ImportTo {
+                write,
+                replace,
+                per_server,
+                config,
+                output,
+            },
+        ),
         Command::Check { config } => {
             let path = paths::config_path(config.as_deref());
             match config::load(&path) {
@@ -435,45 +479,104 @@ fn default_shim() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("stdioproxy-shim"))
 }
 
-fn run_setup_client(client: client_setup::Client, write: bool, shim: Option<PathBuf>) -> ExitCode {
-    let shim = shim.unwrap_or_else(default_shim);
-    if !write {
-        print!("{}", client_setup::snippet(client, &shim));
-        return ExitCode::SUCCESS;
+/// The enabled servers of the daemon's config, for `--per-server`.
+fn per_server_layout(
+    config_flag: Option<&std::path::Path>,
+) -> Result<client_setup::Layout, String> {
+    let path = paths::config_path(config_flag);
+    let names: Vec<String> = match config::load(&path) {
+        Ok(Some((c, _))) => c
+            .enabled_servers()
+            .map(|(n, _)| n.as_str().to_string())
+            .collect(),
+        Ok(None) => Vec::new(),
+        Err(e) => return Err(e.to_string()),
+    };
+    if names.is_empty() {
+        return Err(format!(
+            "{} has no enabled servers to give the client one entry each; add some first, e.g. with: stdioproxy import FILE --write",
+            path.display()
+        ));
     }
+    Ok(client_setup::Layout::PerServer(names))
+}
+
+fn run_setup_client(
+    client: client_setup::Client,
+    write: bool,
+    per_server: bool,
+    shim: Option<PathBuf>,
+    config_flag: Option<PathBuf>,
+) -> ExitCode {
+    let shim = shim.unwrap_or_else(default_shim);
+    let layout = if per_server {
+        match per_server_layout(config_flag.as_deref()) {
+            Ok(l) => l,
+            Err(e) => return fail(&e),
+        }
+    } else {
+        client_setup::Layout::Aggregate
+    };
     let Some(home) = paths::home_dir() else {
         return fail("HOME is not set");
     };
     let file = client_setup::config_path(client, &home);
-    match client_setup::merge(client, &file, &shim) {
+    if !write {
+        let current = std::fs::read_to_string(&file).ok();
+        return match client_setup::snippet(client, &shim, &layout, current.as_deref()) {
+            Ok(s) => {
+                print!("{s}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&format!("{}: {e}", file.display())),
+        };
+    }
+    match client_setup::merge(client, &file, &shim, &layout) {
         Ok(out) => {
             if !out.changed {
                 println!(
-                    "{} already points at {}",
+                    "{} already runs {} as wanted",
                     out.path.display(),
                     shim.display()
                 );
             } else {
                 println!("updated {}", out.path.display());
+                for (what, names) in [
+                    ("added", &out.added),
+                    ("replaced", &out.replaced),
+                    ("removed", &out.removed),
+                ] {
+                    if !names.is_empty() {
+                        println!("  {what}: {}", names.join(", "));
+                    }
+                }
                 if let Some(b) = &out.backup {
                     println!("backup: {}", b.display());
                 }
             }
             if out.has_other_servers() {
                 println!(
-                    "the client still starts other MCP servers itself; move them into stdioproxy with:\n  stdioproxy import {} >> {}",
+                    "the client still starts other MCP servers itself; run them through stdioproxy, keeping their tool names, with:\n  stdioproxy import {} --write\n  stdioproxy setup-client {client} --per-server --write",
                     out.path.display(),
-                    paths::config_path(None).display()
                 );
             }
-            println!("restart the client to use it");
+            println!("restart {} to use it", client.display_name());
             ExitCode::SUCCESS
         }
         Err(e) => fail(&e.to_string()),
     }
 }
 
-fn run_import(file: &std::path::Path, output: Option<&std::path::Path>) -> ExitCode {
+/// Where `stdioproxy import` puts its result.
+struct ImportTo {
+    write: bool,
+    replace: bool,
+    per_server: bool,
+    config: Option<PathBuf>,
+    output: Option<PathBuf>,
+}
+
+fn run_import(file: &std::path::Path, to: ImportTo) -> ExitCode {
     let text = match std::fs::read_to_string(file) {
         Ok(t) => t,
         Err(e) => return fail(&format!("cannot read {}: {e}", file.display())),
@@ -494,28 +597,88 @@ fn run_import(file: &std::path::Path, output: Option<&std::path::Path>) -> ExitC
             s.server, s.key, s.key, s.key
         );
     }
-    eprintln!("imported {} server(s)", out.imported.len());
-    match output {
-        None => {
-            print!("{}", out.toml);
-            ExitCode::SUCCESS
-        }
-        Some(path) => {
-            use std::io::Write;
-            use std::os::unix::fs::OpenOptionsExt;
-            let written = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)
-                .and_then(|mut f| f.write_all(out.toml.as_bytes()));
-            match written {
-                Ok(()) => {
-                    eprintln!("wrote {}", path.display());
-                    ExitCode::SUCCESS
+    let result = if to.write {
+        let path = paths::config_path(to.config.as_deref());
+        match import::write::write_config(&path, &out, &file.display().to_string(), to.replace) {
+            Ok(w) => {
+                for name in &w.existing {
+                    eprintln!(
+                        "skipped {name}: {} already has a server of that name (--replace replaces it)",
+                        w.path.display()
+                    );
                 }
-                Err(e) => fail(&format!("cannot write {}: {e}", path.display())),
+                if w.changed() {
+                    println!(
+                        "{} {}",
+                        if w.created { "created" } else { "updated" },
+                        w.path.display()
+                    );
+                    for (what, names) in [("added", &w.added), ("replaced", &w.replaced)] {
+                        if !names.is_empty() {
+                            println!("  {what}: {}", names.join(", "));
+                        }
+                    }
+                    if let Some(b) = &w.backup {
+                        println!("backup: {}", b.display());
+                    }
+                } else {
+                    println!(
+                        "{} already has every imported server; nothing written",
+                        w.path.display()
+                    );
+                }
+                Ok(())
             }
+            Err(e) => Err(e.to_string()),
         }
+    } else if let Some(path) = &to.output {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .and_then(|mut f| f.write_all(out.toml.as_bytes()))
+            .map(|()| eprintln!("wrote {}", path.display()))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))
+    } else {
+        print!("{}", out.toml);
+        Ok(())
+    };
+    if let Err(e) = result {
+        return fail(&e);
+    }
+    eprintln!("imported {} server(s)", out.imported.len());
+    import_next_steps(file, &out, &to);
+    ExitCode::SUCCESS
+}
+
+/// What to run next, on stderr (stdout may be the TOML).
+fn import_next_steps(file: &std::path::Path, out: &import::ImportOutcome, to: &ImportTo) {
+    if out.imported.is_empty() {
+        return;
+    }
+    let client = paths::home_dir().and_then(|h| client_setup::client_of(file, &h));
+    let client_name = client.map_or("<client>", client_setup::Client::cli_name);
+    if to.per_server {
+        eprintln!("one client entry per server (tool names unchanged):");
+        for s in out.imported.iter().filter(|s| s.project.is_none()) {
+            eprintln!("  {:?} -> stdioproxy-shim --server {}", s.original, s.name);
+        }
+    }
+    let mut next = Vec::new();
+    if !to.write {
+        next.push(format!("stdioproxy import {} --write", file.display()));
+    }
+    // One entry per server keeps every tool's name: the migration default.
+    next.push(format!(
+        "stdioproxy setup-client {client_name} --per-server --write"
+    ));
+    eprintln!("next: {}", next.join(" && "));
+    if !to.per_server {
+        eprintln!(
+            "(or `stdioproxy setup-client {client_name} --write` for one `stdioproxy` entry with every server, tools named <server>__<tool>)"
+        );
     }
 }

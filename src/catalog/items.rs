@@ -291,11 +291,117 @@ fn render(kind: ListKind, server: &Arc<str>, raw: &RawItem) -> Option<Item> {
             _ => format!("{server}{SEPARATOR}{original}"),
         },
     );
-    let json = obj.to_string_with(&[("name", &name)]);
+    let json = match kind {
+        ListKind::Tools | ListKind::Prompts if key != plain_name(server, &original) => {
+            with_original_name(&obj, &name, &plain_name(server, &original))
+        }
+        _ => obj.to_string_with(&[("name", &name)]),
+    };
     Some(Item {
         key,
         server: server.clone(),
         original,
         json,
     })
+}
+
+/// The key this item keeps the original name under in `_meta`.
+pub const ORIGINAL_NAME_META: &str = "stdioproxy/originalName";
+
+/// `<server>__<name>` as written, before any shortening.
+fn plain_name(server: &str, original: &str) -> String {
+    format!("{server}{SEPARATOR}{original}")
+}
+
+/// A tool or prompt whose exposed name had to be shortened (or sanitised)
+/// keeps its original `<server>__<name>`: always in
+/// `_meta["stdioproxy/originalName"]` (added to the server's `_meta`, or a
+/// new one), and as its `title` when the server gave none, so a person
+/// picking tools still sees what it is.
+fn with_original_name(obj: &RawObject<'_>, name: &str, plain: &str) -> String {
+    let mut original = String::new();
+    crate::jsonrpc::push_json_str(&mut original, plain);
+    let meta = match obj.get("_meta") {
+        None => Some(format!("{{{}:{original}}}", json_key(ORIGINAL_NAME_META))),
+        Some(raw) => {
+            RawObject::parse(raw).map(|m| m.to_string_with(&[(ORIGINAL_NAME_META, &original)]))
+        }
+    };
+    let mut replace: Vec<(&str, &str)> = vec![("name", name)];
+    if obj.get("title").is_none() {
+        replace.push(("title", &original));
+    }
+    if let Some(meta) = &meta {
+        replace.push(("_meta", meta));
+    }
+    obj.to_string_with(&replace)
+}
+
+fn json_key(k: &str) -> String {
+    let mut out = String::new();
+    crate::jsonrpc::push_json_str(&mut out, k);
+    out
+}
+
+impl Item {
+    /// True when the exposed name is not simply `<server>__<original>`.
+    pub fn is_shortened(&self) -> bool {
+        self.key != plain_name(&self.server, &self.original)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn rendered(server: &str, tools: Vec<Value>) -> Vec<Value> {
+        let lists = Lists {
+            tools: tools.iter().map(RawItem::from_value).collect(),
+            ..Lists::default()
+        };
+        let r = Rendered::new(server.into(), &lists, &ToolFilter::default());
+        r.items[ListKind::Tools.index()]
+            .iter()
+            .map(|i| serde_json::from_str(&i.json).expect("json"))
+            .collect()
+    }
+
+    #[test]
+    fn shortened_names_keep_the_original_in_title_and_meta() {
+        let server = "twenty_char_server_x";
+        let long = "tool_name_of_forty_seven_characters_long_enough";
+        let original = format!("{server}__{long}");
+        let tools = rendered(
+            server,
+            vec![
+                json!({"name": long, "inputSchema": {}}),
+                json!({"name": format!("{long}2"), "title": "Own title", "_meta": {"x": 1}, "inputSchema": {}}),
+                json!({"name": "short", "inputSchema": {}}),
+                json!({"name": "has space", "inputSchema": {}}),
+            ],
+        );
+        let [a, b, plain, spaced] = &tools[..] else {
+            panic!("{tools:?}")
+        };
+        assert!(a["name"]
+            .as_str()
+            .is_some_and(|n| n.len() <= 64 && n != original));
+        assert_eq!(a["title"], original.as_str());
+        assert_eq!(a["_meta"][ORIGINAL_NAME_META], original.as_str());
+        // The server's own title and _meta members stay.
+        assert_eq!(b["title"], "Own title");
+        assert_eq!(b["_meta"]["x"], 1);
+        assert_eq!(b["_meta"][ORIGINAL_NAME_META], format!("{original}2"));
+        // A name that fits is not touched.
+        assert_eq!(
+            plain,
+            &json!({"name": format!("{server}__short"), "inputSchema": {}})
+        );
+        // Sanitised names count as shortened too.
+        assert_eq!(
+            spaced["_meta"][ORIGINAL_NAME_META],
+            format!("{server}__has space")
+        );
+    }
 }

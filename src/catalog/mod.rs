@@ -114,6 +114,20 @@ impl Catalog {
             .map(move |&slot| self.at(kind, slot))
     }
 
+    /// The exposed names of `server`'s items of `kind` that are not simply
+    /// `<server>__<name>`, with that original (for `status`).
+    pub fn shortened(&self, kind: ListKind, server: &str) -> Vec<(String, String)> {
+        self.items(kind)
+            .filter(|i| &*i.server == server && i.is_shortened())
+            .map(|i| {
+                (
+                    i.key.clone(),
+                    format!("{server}{}{}", crate::names::SEPARATOR, i.original),
+                )
+            })
+            .collect()
+    }
+
     /// Number of servers merged (the daemon's own tools count as one).
     pub fn server_count(&self) -> usize {
         self.servers.len()
@@ -172,11 +186,14 @@ impl Catalog {
     /// A fingerprint of the items of `kinds` visible through `visible`; two
     /// catalogs give the same value when a session's view did not change.
     pub fn view_fingerprint(&self, kinds: &[ListKind], visible: impl Fn(&str) -> bool) -> u64 {
+        // A server with no items of these kinds is not part of this view:
+        // adding or removing it changes nothing a client would list.
         let mut servers: Vec<&Rendered> = self
             .servers
             .iter()
             .map(|r| &**r)
             .filter(|r| visible(&r.server))
+            .filter(|r| kinds.iter().any(|k| !r.items[k.index()].is_empty()))
             .collect();
         servers.sort_by(|a, b| a.server.cmp(&b.server));
         let mut text = String::new();
@@ -461,6 +478,32 @@ mod tests {
         assert_ne!(
             changed.view_fingerprint(&[ListKind::Prompts], |_| true),
             only_a.view_fingerprint(&[ListKind::Prompts], |_| true)
+        );
+        // A server with no prompts joining changes the tools view only.
+        let mut tools_only = lists_a();
+        tools_only.prompts.clear();
+        tools_only.resources.clear();
+        tools_only.resource_templates.clear();
+        let with_b = Catalog::build(
+            4,
+            [
+                Arc::new(Rendered::new("a".into(), &lists_a(), &open)),
+                Arc::new(Rendered::new("b".into(), &tools_only, &open)),
+            ],
+        );
+        for kinds in [
+            &[ListKind::Prompts][..],
+            &[ListKind::Resources, ListKind::Templates],
+        ] {
+            assert_eq!(
+                with_b.view_fingerprint(kinds, |_| true),
+                only_a.view_fingerprint(kinds, |_| true),
+                "{kinds:?}"
+            );
+        }
+        assert_ne!(
+            with_b.view_fingerprint(&tools, |_| true),
+            only_a.view_fingerprint(&tools, |_| true)
         );
     }
 }

@@ -93,10 +93,19 @@ pub fn load(path: &Path) -> Result<Option<(Config, String)>, ConfigError> {
 
 /// Parses config text; `path` is only used in errors.
 pub fn parse_str(path: &Path, text: &str) -> Result<Config, ConfigError> {
-    toml::from_str::<Config>(text).map_err(|e| ConfigError {
-        path: path.to_path_buf(),
-        position: e.span().map(|s| line_col(text, s.start)),
-        message: e.message().trim().to_string(),
+    toml::from_str::<Config>(text).map_err(|e| {
+        let message = e.message().trim();
+        let message = match e.span() {
+            Some(span) if message == "duplicate key" => {
+                super::duplicate::describe(text, span).unwrap_or_else(|| message.to_string())
+            }
+            _ => message.to_string(),
+        };
+        ConfigError {
+            path: path.to_path_buf(),
+            position: e.span().map(|s| line_col(text, s.start)),
+            message,
+        }
     })
 }
 
@@ -210,6 +219,11 @@ enabled = false
         assert_eq!(c.daemon.max_sessions, 3);
         assert_eq!(c.daemon.handshake_timeout.0, Duration::from_secs(2));
         let d = parse("").unwrap().daemon;
+        assert_eq!(d.first_list_wait.0, Duration::from_secs(5));
+        let w = parse("[daemon]\nfirst_list_wait = \"0s\"\n")
+            .unwrap()
+            .daemon;
+        assert_eq!(w.first_list_wait.0, Duration::ZERO);
         assert_eq!(d.max_sessions, 256);
         assert_eq!(d.handshake_timeout.0, Duration::from_secs(60));
         for (bad, line) in [
@@ -226,5 +240,35 @@ enabled = false
     fn line_col_counts_characters() {
         assert_eq!(line_col("ab\ncé\nx", 7), (3, 1));
         assert_eq!(line_col("ab\ncéd", 6), (2, 3));
+    }
+}
+
+#[cfg(test)]
+mod era_tests {
+    use super::*;
+    use crate::config::{EraSetting, ServerName};
+
+    #[test]
+    fn the_era_key() {
+        let c = parse_str(
+            Path::new("c.toml"),
+            "[servers.a]\ncommand = \"x\"\n[servers.b]\ncommand = \"x\"\nera = \"modern\"\n[servers.c]\ncommand = \"x\"\nera = \"legacy\"\n",
+        )
+        .unwrap();
+        let era = |n: &str| c.servers[&ServerName::new(n).unwrap()].era;
+        assert_eq!(era("a"), EraSetting::Auto);
+        assert_eq!(era("b"), EraSetting::Modern);
+        assert_eq!(era("c"), EraSetting::Legacy);
+        let e = parse_str(
+            Path::new("c.toml"),
+            "[servers.a]\ncommand = \"x\"\nera = \"2026\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("auto") && e.contains("c.toml:3"), "{e}");
+        // Another era is another process.
+        let b = &c.servers[&ServerName::new("b").unwrap()];
+        let a = &c.servers[&ServerName::new("a").unwrap()];
+        assert!(a.needs_new_process(b) && !a.needs_new_process(a));
     }
 }

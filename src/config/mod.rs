@@ -7,6 +7,7 @@
 //! printed: `Debug` redacts them.
 
 mod diff;
+mod duplicate;
 mod duration;
 mod expand;
 mod filter;
@@ -72,6 +73,11 @@ pub struct DaemonSettings {
     /// make the daemon re-read its config. Off by default: a model should
     /// not be able to restart servers unless you decided it may.
     pub reload_tool: bool,
+    /// While the daemon's first start is under way (no cached lists yet),
+    /// how long a session's first `tools/list` may wait for every enabled
+    /// server to be ready or to have failed, so a client that ignores
+    /// `list_changed` does not keep a partial catalog. "0s" answers at once.
+    pub first_list_wait: ConfigDuration,
 }
 
 /// How long a new connection may stay silent before its first line, unless
@@ -113,6 +119,7 @@ impl Default for DaemonSettings {
             reload_debounce: ConfigDuration(Duration::from_millis(150)),
             watch_config: true,
             reload_tool: false,
+            first_list_wait: ConfigDuration(Duration::from_secs(5)),
         }
     }
 }
@@ -284,7 +291,8 @@ impl<'de> Deserialize<'de> for ServerName {
 #[derive(Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
-    /// Program to run (looked up in the daemon's PATH).
+    /// Program to run: a bare name is looked up on the daemon's PATH, then
+    /// next to the stdioproxy binary ([`crate::paths::resolve_program`]).
     pub command: Command,
     /// Arguments.
     #[serde(default)]
@@ -305,6 +313,11 @@ pub struct ServerConfig {
     /// set, so a shared server never sees one client's roots (server-filesystem
     /// would replace its allowed directories with them).
     pub roots: Option<Vec<RootPath>>,
+    /// Which MCP era the server speaks: `auto` (probe it with
+    /// `server/discover` in a throwaway spawn, cache the verdict), or
+    /// `legacy` / `modern` to skip the probe.
+    #[serde(default)]
+    pub era: EraSetting,
     // Per-server timeouts, over `[defaults]`. Listed one by one rather than
     // flattened: serde's flatten loses the spans that errors need.
     startup_timeout: Option<ConfigDuration>,
@@ -316,6 +329,19 @@ pub struct ServerConfig {
     stop_grace: Option<ConfigDuration>,
     drain_timeout: Option<ConfigDuration>,
     pin_tools: Option<bool>,
+}
+
+/// The `era` key of a server.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EraSetting {
+    /// Probe the child (once per command, args and env; the verdict is cached).
+    #[default]
+    Auto,
+    /// `initialize` (2025-11-25 and before).
+    Legacy,
+    /// `2026-07-28`: stateless, `_meta` on every request.
+    Modern,
 }
 
 fn yes() -> bool {
@@ -347,6 +373,7 @@ impl ServerConfig {
             enabled: true,
             tools: ToolFilter::default(),
             roots: None,
+            era: EraSetting::Auto,
             startup_timeout: None,
             request_timeout: None,
             health_interval: None,
@@ -389,6 +416,7 @@ impl ServerConfig {
             || self.env != other.env
             || self.cwd != other.cwd
             || self.roots.is_some() != other.roots.is_some()
+            || self.era != other.era
     }
 
     /// The `roots/list` result for this server, when roots are configured.
@@ -408,6 +436,7 @@ impl fmt::Debug for ServerConfig {
             .field("enabled", &self.enabled)
             .field("tools", &self.tools)
             .field("roots", &self.roots)
+            .field("era", &self.era)
             .field("timeouts", &self.timeouts())
             .finish()
     }

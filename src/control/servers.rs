@@ -138,12 +138,12 @@ impl Control {
     /// goes away.
     pub async fn logs<W: AsyncWrite + Unpin>(
         &self,
-        request: &Value,
+        request: &crate::proto::Hello,
         write: &mut W,
         mut shutdown: watch::Receiver<bool>,
         peer_gone: impl std::future::Future<Output = ()>,
     ) {
-        let args = request.get("args").unwrap_or(&Value::Null);
+        let args = request.args.as_ref().unwrap_or(&Value::Null);
         let name = args
             .get("server")
             .and_then(Value::as_str)

@@ -66,18 +66,14 @@ pub(super) enum Lookup {
     Missing,
 }
 
-/// The session options a hello asks for (`servers`, `server`, `name_max`,
-/// `tools`), or the refusal.
-pub fn options_from_hello(
-    servers: Option<Vec<String>>,
-    server: Option<String>,
-    name_max: Option<u64>,
-    tools: Option<&str>,
-) -> Result<SessionOptions, String> {
+/// The session options a shim's hello asks for (`servers`, `server`,
+/// `name_max`, `tools`, `resume`), or the refusal.
+pub fn options_from_hello(hello: crate::proto::Hello) -> Result<SessionOptions, String> {
+    let (servers, server) = (hello.servers, hello.server);
     if server.is_some() && servers.is_some() {
         return Err("use either --server or --servers, not both".into());
     }
-    let name_max = match name_max {
+    let name_max = match hello.name_max {
         None => None,
         Some(n) if (names::MIN_BUDGET as u64..=names::MAX_BUDGET as u64).contains(&n) => {
             Some(n as usize)
@@ -90,7 +86,7 @@ pub fn options_from_hello(
             ))
         }
     };
-    let search = match tools {
+    let search = match hello.tools.as_deref() {
         None | Some("all") => false,
         Some("search") => true,
         Some(other) => return Err(format!("unknown tools mode {other:?} (use \"search\")")),
@@ -103,6 +99,7 @@ pub fn options_from_hello(
         servers: visible,
         naming: Naming { server, name_max },
         search,
+        resumed: hello.resume,
     })
 }
 
@@ -251,7 +248,7 @@ impl Session {
     }
 
     /// A call to a held tool: refused, saying why and what to run.
-    pub(super) fn held(&self, id: &RawValue, server: &str, tool: &str) {
+    pub(super) fn refuse_held(&self, id: &RawValue, server: &str, tool: &str) {
         tracing::info!(
             session = self.link.id,
             server,

@@ -85,7 +85,7 @@ impl Session {
     }
 
     /// Each visible child's instructions, labelled with its server name.
-    fn instructions(&self) -> Option<String> {
+    pub(super) fn instructions(&self) -> Option<String> {
         let parts: Vec<String> = self
             .hub
             .supervisor

@@ -41,7 +41,11 @@ impl Session {
                             Some(catalog.view_fingerprint(ANNOUNCED[i], |s| self.visible(s)));
                     }
                 }
-                self.send(jsonrpc::response(id.get(), &result));
+                self.send(
+                    self.link
+                        .era
+                        .cacheable_line(id.get(), &result, self.list_hint(kind)),
+                );
             }
             Err(CursorError::Stale) => self.error(
                 Some(id),
@@ -58,16 +62,28 @@ impl Session {
     /// Sends one `list_changed` per group whose visible items changed since
     /// the client last listed (or was told).
     pub(super) fn maybe_announce(&mut self, catalog: &Catalog) {
-        if !self.link.is_initialized() {
+        let modern = self.link.era.is_modern();
+        if !self.link.is_initialized() && !modern {
             return;
         }
         for (i, kinds) in ANNOUNCED.iter().enumerate() {
+            if self.held.is_some() && kinds.contains(&ListKind::Tools) {
+                // The held first tools/list will show the current view.
+                continue;
+            }
             let fp = catalog.view_fingerprint(kinds, |s| self.visible(s));
             if self.announced[i] != Some(fp) {
                 self.announced[i] = Some(fp);
                 let method = kinds[0].changed_notification();
                 tracing::debug!(session = self.link.id, method, "announcing a list change");
-                self.send(jsonrpc::notification(method, None));
+                if modern {
+                    // Only to the listens that asked, each tagged.
+                    for line in self.link.era.listens.list_changed(kinds[0]) {
+                        self.send(line);
+                    }
+                } else {
+                    self.send(jsonrpc::notification(method, None));
+                }
             }
         }
     }

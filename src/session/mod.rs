@@ -16,10 +16,12 @@
 //! it still waits for are cancelled upstream, children's requests it was
 //! handling are answered with an error, and its subscriptions are dropped.
 
+mod first_list;
 mod fit;
 mod hub;
 mod initialize;
 mod lists;
+mod modern;
 mod resources;
 mod route;
 mod tasks;
@@ -54,6 +56,10 @@ pub struct SessionOptions {
     pub naming: crate::view::Naming,
     /// `--tools search`: two meta-tools instead of the whole catalog.
     pub search: bool,
+    /// Set when a shim resumes its client's session on a new connection
+    /// (the daemon restarted): the client will not initialize again, the
+    /// shim replays its session.
+    pub resumed: Option<crate::proto::Resumed>,
 }
 
 pub use fit::{check_options, options_from_hello};
@@ -74,6 +80,12 @@ struct Session {
     announced: [Option<u64>; 3],
     /// The session's own names and search mode, when it asked for them.
     fit: fit::Fit,
+    /// The session has sent its first `tools/list`.
+    listed_tools: bool,
+    /// Its first `tools/list`, held during the daemon's first start.
+    held: Option<first_list::Held>,
+    /// A hold just started: the session loop takes its receiver.
+    new_hold: Option<tokio::sync::oneshot::Receiver<Vec<String>>>,
 }
 
 /// Runs a session until the client disconnects, is dropped, or the daemon
@@ -94,8 +106,19 @@ pub async fn run<R, W>(
     let (outbox, rx) = Outbox::new(id);
     let (closing_tx, closing_rx) = watch::channel(false);
     let writer_task = tokio::spawn(write_loop(writer, rx, closing_rx));
-    tracing::info!(session = id, servers = ?options.servers, server = ?options.naming.server,
-        name_max = ?options.naming.name_max, search = options.search, "client session opened");
+    match &options.resumed {
+        None => {
+            tracing::info!(session = id, servers = ?options.servers, server = ?options.naming.server,
+            name_max = ?options.naming.name_max, search = options.search, "client session opened")
+        }
+        Some(r) => tracing::info!(
+            session = id,
+            servers = ?options.servers,
+            client = r.client.as_deref().unwrap_or("(unnamed)"),
+            resumes = r.count,
+            "session resumed: a client's shim reconnected after the daemon restarted and replays its session"
+        ),
+    }
     let link = Arc::new(SessionLink::new(id, outbox, options.servers.clone()));
     if let Some(g) = greeting {
         link.outbox.send(g);
@@ -112,11 +135,17 @@ pub async fn run<R, W>(
         link: link.clone(),
         announced: [None; 3],
         fit: fit::Fit::new(&options),
+        listed_tools: false,
+        held: None,
+        new_hold: None,
     };
+    // The held first tools/list's wait, when there is one.
+    let mut hold: Option<tokio::sync::oneshot::Receiver<Vec<String>>> = None;
     let mut catalog_rx = hub.supervisor.subscribe();
     let mut shutdown = hub.shutdown_signal();
     if let Some(line) = first {
         session.on_line(&line);
+        hold = session.new_hold.take().or(hold);
     }
     let reason = {
         // Armed once, not on every message; checked before the client's
@@ -136,8 +165,15 @@ pub async fn run<R, W>(
                     let catalog = catalog_rx.borrow_and_update().clone();
                     session.maybe_announce(&catalog);
                 }
+                missing = async { hold.as_mut().expect("guarded").await }, if hold.is_some() => {
+                    hold = None;
+                    session.answer_held(missing.unwrap_or_default());
+                }
                 frame = reader.next_frame() => match frame {
-                    Ok(Frame::Line(line)) => session.on_line(&line),
+                    Ok(Frame::Line(line)) => {
+                        session.on_line(&line);
+                        hold = session.new_hold.take().or(hold);
+                    }
                     Ok(Frame::TooLong { prefix }) => session.on_too_long(&prefix),
                     Ok(Frame::Eof) => break "client disconnected",
                     Err(e) => {
@@ -291,6 +327,16 @@ impl Session {
             );
             return;
         };
+        if let Some(reply) = outgoing.reply {
+            // The daemon asked on a modern child's behalf.
+            let answer = match (env.result, env.error) {
+                (Some(r), _) => crate::wire::ClientAnswer::Result(r.to_owned()),
+                (None, Some(e)) => crate::wire::ClientAnswer::Error(e.to_owned()),
+                (None, None) => return,
+            };
+            let _ = reply.send(answer);
+            return;
+        }
         match outgoing.conn.upgrade() {
             Some(conn) => conn.answer_child(
                 &outgoing.child_id,
@@ -306,7 +352,9 @@ impl Session {
 
     fn on_notification(&mut self, env: &Envelope<'_>) {
         match env.method.as_deref().unwrap_or_default() {
-            "notifications/initialized" if !self.link.is_initialized() => {
+            "notifications/initialized"
+                if !self.link.is_initialized() && !self.link.era.is_modern() =>
+            {
                 self.link.set_initialized();
                 let catalog = self.hub.supervisor.catalog();
                 for (i, kinds) in ANNOUNCED.iter().enumerate() {
@@ -318,6 +366,9 @@ impl Session {
                 let Some(request) = params.as_ref().and_then(|p| p.get("requestId")) else {
                     return;
                 };
+                if self.link.era.is_modern() && self.end_listen(request.get()) {
+                    return;
+                }
                 let reason = params
                     .as_ref()
                     .and_then(|p| p.get_str("reason"))
@@ -332,6 +383,9 @@ impl Session {
                         );
                         conn.cancel(upstream_id, &reason);
                     }
+                } else if self.link.era.is_modern() {
+                    // A call answered input_required that will not be retried.
+                    self.end_round(request.get());
                 }
             }
             // Roots come from the config, never from a client; progress for
@@ -347,10 +401,19 @@ impl Session {
     fn on_request(&mut self, env: &Envelope<'_>) {
         let Some(id) = env.id else { return };
         let method = env.method.as_deref().unwrap_or_default();
+        if !self.era_gate(id, method, env.params) {
+            return;
+        }
         match method {
             "initialize" => self.initialize(id, env.params),
+            "server/discover" => self.discover(id),
+            "subscriptions/listen" => self.listen(id, env.params),
             "ping" => self.send(jsonrpc::response(id.get(), "{}")),
-            "tools/list" => self.list(ListKind::Tools, id, env.params),
+            "tools/list" => {
+                if !self.hold_first_list(id, env.params) {
+                    self.list(ListKind::Tools, id, env.params);
+                }
+            }
             "prompts/list" => self.list(ListKind::Prompts, id, env.params),
             "resources/list" => self.list(ListKind::Resources, id, env.params),
             "resources/templates/list" => self.list(ListKind::Templates, id, env.params),
@@ -425,6 +488,10 @@ impl Drop for Closing {
             .into_iter()
             .filter(|u| self.link.visible(&u.name))
             .collect();
+        for up in &ups {
+            let rounds = up.context().bridge.drain_session(self.link.id);
+            crate::wire::abandon_rounds(rounds, "the client disconnected");
+        }
         let session = self.link.id;
         let had_level = self.link.log_level().is_some();
         if let Ok(rt) = tokio::runtime::Handle::try_current() {

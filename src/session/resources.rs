@@ -15,7 +15,7 @@ use super::route::{ready_for, wait_ready};
 use super::Session;
 use crate::jsonrpc::{self, code, RawObject};
 use crate::upstream::Upstream;
-use crate::wire::{Reply, Rewrite, SubscribeError};
+use crate::wire::{Reply, Rewrite, SessionLink, SubscribeError};
 
 /// MCP's "resource not found" (2024-11-05 to 2025-11-25).
 pub(super) const RESOURCE_NOT_FOUND: i64 = -32002;
@@ -58,6 +58,8 @@ impl Session {
             return;
         };
         let params = params.map_or_else(|| "{}".into(), |p| p.get().to_string());
+        // read_from_first asks children itself, not through route::send.
+        let params = crate::era::params_for_child(&self.link, false, params);
         let catalog = self.hub.supervisor.catalog();
         if let Some(server) = catalog.resource_owner(&uri, |s| self.visible(s)) {
             return self.dispatch(
@@ -92,12 +94,22 @@ impl Session {
                 let link = self.link.clone();
                 let id = id.to_owned();
                 tokio::spawn(async move {
-                    let line = read_from_first(&candidates, &params, &uri, &id).await;
+                    let line = read_from_first(&link, &candidates, &params, &uri, &id).await;
                     link.finish(id.get(), ticket);
                     link.outbox.send(line);
                 });
             }
         }
+    }
+
+    /// The server a subscription to `uri` goes to: the one listing it, else
+    /// the only one declaring resources.
+    pub(super) fn subscription_owner(&self, uri: &str) -> Option<Arc<Upstream>> {
+        let catalog = self.hub.supervisor.catalog();
+        let owner = catalog
+            .resource_owner(uri, |s| self.visible(s))
+            .or_else(|| self.only_server_with("resources"));
+        owner.and_then(|s| self.hub.supervisor.upstream(&s))
     }
 
     /// `resources/subscribe` and `resources/unsubscribe`: counted across
@@ -106,11 +118,7 @@ impl Session {
         let Some(uri) = self.uri_param(method, id, params) else {
             return;
         };
-        let catalog = self.hub.supervisor.catalog();
-        let owner = catalog
-            .resource_owner(&uri, |s| self.visible(s))
-            .or_else(|| self.only_server_with("resources"));
-        let Some(up) = owner.and_then(|s| self.hub.supervisor.upstream(&s)) else {
+        let Some(up) = self.subscription_owner(&uri) else {
             return self.error(
                 Some(id),
                 RESOURCE_NOT_FOUND,
@@ -167,6 +175,7 @@ impl Session {
 /// Asks each candidate in turn; the first answer that is not "not found"
 /// (or the last answer) goes to the client.
 async fn read_from_first(
+    link: &SessionLink,
     candidates: &[Arc<Upstream>],
     params: &str,
     uri: &str,
@@ -183,7 +192,7 @@ async fn read_from_first(
             }
         };
         match conn.request("resources/read", Some(params), timeout).await {
-            Ok(Reply::Result(r)) => return jsonrpc::response(id.get(), r.get()),
+            Ok(Reply::Result(r)) => return link.era.result_line(id.get(), r.get()),
             Ok(Reply::Error(e)) => {
                 let code = serde_json::from_str::<Value>(e.get())
                     .ok()

@@ -64,7 +64,7 @@ impl Session {
         let catalog = self.hub.supervisor.catalog();
         let item = match self.lookup(&catalog, kind, &name) {
             fit::Lookup::Key(key) => catalog.get(kind, &key),
-            fit::Lookup::Held { server, tool } => return self.held(id, &server, &tool),
+            fit::Lookup::Held { server, tool } => return self.refuse_held(id, &server, &tool),
             fit::Lookup::Missing => None,
         };
         let Some(item) = item.filter(|t| self.visible(&t.server)) else {
@@ -140,7 +140,7 @@ impl Session {
         tokio::spawn(async move {
             let result = crate::builtin::call_reload(reloader.reload(Trigger::Tool)).await;
             link.finish(id.get(), ticket);
-            link.outbox.send(jsonrpc::response(id.get(), &result));
+            link.outbox.send(link.era.result_line(id.get(), &result));
         });
     }
 
@@ -253,7 +253,27 @@ impl Session {
                 Some(json!({ "server": &*target.server })),
             );
         };
+        // A retry of a call a legacy child asked input for; a modern
+        // child's own rounds are forwarded like any call.
+        if self.link.era.is_modern()
+            && crate::era::mrtr::may_require_input(method)
+            && up.era() != Some(crate::era::Era::Modern)
+        {
+            if let Some(retry) = crate::era::mrtr::retry_of(&target.params) {
+                return self.bridge_retry(method, id, &up, &target, retry);
+            }
+        }
         let Some(ticket) = self.begin(id) else { return };
+        if self.link.era.is_modern() && crate::era::mrtr::may_require_input(method) {
+            self.link
+                .era
+                .note_call(id.get(), call_fingerprint(method, &target));
+        }
+        if self.link.era.bind_server(id.get(), &up.name) {
+            // A modern request asked for log messages: the child may need a
+            // more verbose level.
+            up.sync_log_level();
+        }
         match up.connection() {
             Ok(conn) => send(
                 &self.link,
@@ -284,6 +304,17 @@ impl Session {
             }
         }
     }
+}
+
+/// What ties an MRTR retry to its call: the method, the server and the
+/// name (or URI) the child knows.
+pub(super) fn call_fingerprint(method: &str, target: &Target) -> u64 {
+    let obj = RawObject::parse_str(&target.params);
+    let what = obj
+        .as_ref()
+        .and_then(|o| o.get_str("name").or_else(|| o.get_str("uri")))
+        .unwrap_or_default();
+    crate::era::state::call_fingerprint(method, &format!("{}\0{what}", target.server))
 }
 
 /// Where a `tools/call` or `prompts/get` for a catalog item goes: the
@@ -339,6 +370,7 @@ pub(super) fn send(
     params: String,
     rewrite: Rewrite,
 ) {
+    let params = crate::era::params_for_child(link, conn.is_modern(), params);
     let call = ClientCall {
         link,
         client_id: id,

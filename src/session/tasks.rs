@@ -78,7 +78,7 @@ impl Session {
                 }
             }
             let result = json!({ "tasks": listed }).to_string();
-            link.outbox.send(jsonrpc::response(id.get(), &result));
+            link.outbox.send(link.era.result_line(id.get(), &result));
         });
     }
 }

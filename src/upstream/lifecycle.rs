@@ -19,9 +19,10 @@ use tokio::io::BufReader;
 use tokio::sync::{mpsc, watch};
 
 use super::process::{self, describe_exit};
-use super::{InitInfo, State, Upstream};
+use super::{InitInfo, State, Upstream, FAIL_FAST_AFTER};
 use crate::catalog::{ListKind, Lists, RawItem};
 use crate::config::EffectiveTimeouts;
+use crate::era::decorate::CacheHint;
 use crate::error::UpstreamError;
 use crate::framing::{Frame, LineReader};
 use crate::jsonrpc::RawObject;
@@ -34,9 +35,11 @@ enum InstanceEnd {
     Stopped,
     /// `stdioproxy restart`: the instance was stopped to start a new one.
     Restart,
+    /// It failed; `was_ready` when it had got ready before.
     Failed {
         error: String,
         ran_for: Duration,
+        was_ready: bool,
     },
 }
 
@@ -60,6 +63,45 @@ enum Crash {
 }
 
 impl Upstream {
+    /// True when a call should not wait for this server: it failed to start
+    /// [`FAIL_FAST_AFTER`] times in a row with no ready instance in between,
+    /// or its next attempt is further away than the call could wait (its
+    /// `limit`, and never more than `startup_timeout`). Waiting makes sense
+    /// for a server that is starting or recovering from a crash; not for
+    /// one that cannot start (a wrong command, a missing token).
+    pub fn hopeless(&self, limit: Duration) -> bool {
+        let inner = self.lock();
+        if inner.failed_starts >= FAIL_FAST_AFTER {
+            return true;
+        }
+        let useful = limit.min(self.timeouts().startup_timeout);
+        inner.next_attempt.is_some_and(|t| {
+            t.duration_since(SystemTime::now())
+                .is_ok_and(|away| away > useful)
+        })
+    }
+
+    /// True when clients can list what this server offers: its lists came
+    /// from the cache, or it is not in its first start (it has been ready
+    /// or has failed at least once, or it is in any state but starting).
+    pub fn is_known(&self) -> bool {
+        if self.from_cache || self.state() != State::Starting {
+            return true;
+        }
+        let inner = self.lock();
+        inner.ready_since.is_some() || inner.last_error.is_some() || inner.restarts > 0
+    }
+
+    /// Waits until [`Upstream::is_known`].
+    pub async fn wait_known(&self) {
+        let mut rx = self.state_tx.subscribe();
+        while !self.is_known() {
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
     /// The lifecycle: start, serve, restart with backoff, until stopped.
     pub async fn run(self: Arc<Self>) {
         let mut stop_rx = self.stop_tx.subscribe();
@@ -78,9 +120,14 @@ impl Upstream {
                     failures = 0;
                     let mut inner = self.lock();
                     inner.restarts += 1;
+                    inner.ready_since = None;
                     inner.pid = None;
                 }
-                InstanceEnd::Failed { error, ran_for } => {
+                InstanceEnd::Failed {
+                    error,
+                    ran_for,
+                    was_ready,
+                } => {
                     if ran_for >= STABLE_AFTER {
                         failures = 0;
                     }
@@ -91,7 +138,14 @@ impl Upstream {
                     {
                         let mut inner = self.lock();
                         inner.last_error = Some(error);
+                        inner.last_error_at = Some(SystemTime::now());
+                        inner.ready_since = None;
                         inner.restarts += 1;
+                        if was_ready {
+                            inner.failed_starts = 0;
+                        } else {
+                            inner.failed_starts = inner.failed_starts.saturating_add(1);
+                        }
                         inner.pid = None;
                         inner.next_attempt = Some(SystemTime::now() + delay);
                     }
@@ -119,6 +173,8 @@ impl Upstream {
         restart_rx: &mut watch::Receiver<u64>,
     ) -> InstanceEnd {
         let started = Instant::now();
+        // The era to speak (config, cache, or a probe in a throwaway spawn).
+        self.child_era().await;
         let spec = self.spec();
         let mut spawned = match process::spawn(&spec) {
             Ok(s) => s,
@@ -126,6 +182,7 @@ impl Upstream {
                 return InstanceEnd::Failed {
                     error,
                     ran_for: started.elapsed(),
+                    was_ready: false,
                 }
             }
         };
@@ -161,6 +218,7 @@ impl Upstream {
                 return InstanceEnd::Failed {
                     error,
                     ran_for: started.elapsed(),
+                    was_ready: false,
                 }
             }
         };
@@ -173,6 +231,7 @@ impl Upstream {
             Some(crash) => InstanceEnd::Failed {
                 error: self.reap(spawned, &conn, crash).await,
                 ran_for: started.elapsed(),
+                was_ready: true,
             },
         }
     }
@@ -207,6 +266,9 @@ impl Upstream {
             self.timeouts().request_timeout,
             ev_tx,
         );
+        if self.era() == Some(crate::era::Era::Modern) {
+            conn.set_modern();
+        }
 
         let handshake = tokio::select! {
             r = tokio::time::timeout(self.timeouts().startup_timeout, self.handshake(&conn)) => r,
@@ -251,7 +313,12 @@ impl Upstream {
         }
         self.set_lists(lists);
         self.set_conn(Some(conn.clone()));
-        self.lock().last_error = None;
+        {
+            let mut inner = self.lock();
+            inner.last_error = None;
+            inner.failed_starts = 0;
+            inner.ready_since = Some(SystemTime::now());
+        }
         tracing::info!(server = %self.name, pid, tools = counts.0, prompts = counts.1,
             resources = counts.2, "server ready");
         self.set_state(State::Ready);
@@ -284,7 +351,9 @@ impl Upstream {
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(next_ping), if !health.is_zero() => {
-                    match conn.request("ping", None, self.timeouts().health_timeout).await {
+                    // A modern child has no ping: discover is as cheap.
+                    let ping = if conn.is_modern() { "server/discover" } else { "ping" };
+                    match conn.request(ping, None, self.timeouts().health_timeout).await {
                         // An error reply still proves the child is responsive.
                         Ok(_) => next_ping = tokio::time::Instant::now() + health,
                         Err(UpstreamError::Timeout(t)) => {
@@ -369,7 +438,7 @@ impl Upstream {
         let mut lists = (*self.lists()).clone();
         let timeout = self.timeouts().request_timeout;
         for &kind in kinds {
-            match list_all(conn, kind, timeout).await {
+            match self.list_with_hint(conn, kind, timeout).await {
                 Ok(items) => {
                     tracing::info!(server = %self.name, list = kind.method(), items = items.len(),
                         "server's list changed");
@@ -384,7 +453,55 @@ impl Upstream {
         self.set_lists(lists);
     }
 
+    /// Every page of a list; a modern child's cache hint for it is kept.
+    async fn list_with_hint(
+        &self,
+        conn: &Connection,
+        kind: ListKind,
+        timeout: Duration,
+    ) -> Result<Vec<RawItem>, UpstreamError> {
+        if !conn.is_modern() {
+            return list_all(conn, kind, timeout, None).await;
+        }
+        let mut hint = CacheHint {
+            ttl_ms: u64::MAX,
+            scope: crate::era::decorate::Scope::Public,
+        };
+        let items = list_all(conn, kind, timeout, Some(&mut hint)).await?;
+        self.set_list_hint(kind, hint);
+        Ok(items)
+    }
+
     async fn handshake(&self, conn: &Connection) -> Result<(InitInfo, Lists), UpstreamError> {
+        let init = if conn.is_modern() {
+            self.discover(conn).await?
+        } else {
+            self.initialize(conn).await?
+        };
+        // The outer startup timeout bounds the whole handshake.
+        let forever = Duration::from_secs(24 * 3600);
+        let mut lists = Lists::default();
+        for kind in ListKind::ALL {
+            if init.capabilities.get(kind.capability()).is_none() {
+                continue;
+            }
+            match self.list_with_hint(conn, kind, forever).await {
+                Ok(items) => *lists.get_mut(kind) = items,
+                // Tools are what clients come for: a server that cannot list
+                // them is not ready. The other lists are optional extras.
+                Err(e) if kind == ListKind::Tools => return Err(e),
+                Err(e) => tracing::warn!(server = %self.name, list = kind.method(),
+                    "cannot read the list; serving none: {e}"),
+            }
+        }
+        if conn.is_modern() {
+            conn.listen_upstream();
+        }
+        Ok((init, lists))
+    }
+
+    /// The legacy handshake: `initialize`, `notifications/initialized`.
+    async fn initialize(&self, conn: &Connection) -> Result<InitInfo, UpstreamError> {
         let mut capabilities = serde_json::json!({
             "sampling": {},
             "elicitation": { "form": {}, "url": {} },
@@ -402,7 +519,10 @@ impl Upstream {
         let forever = Duration::from_secs(24 * 3600);
         let result = match conn.request("initialize", Some(&params), forever).await? {
             Reply::Result(r) => r,
-            Reply::Error(e) => return Err(UpstreamError::Rpc(e.get().to_string())),
+            Reply::Error(e) => {
+                self.refused_initialize(e.get());
+                return Err(UpstreamError::Rpc(e.get().to_string()));
+            }
         };
         // Only the members the daemon reads are parsed, so an odd value
         // elsewhere (a number no f64 holds) does not fail the handshake.
@@ -424,21 +544,7 @@ impl Upstream {
                 "server answered with a protocol version stdioproxy does not know; continuing");
         }
         conn.notify("notifications/initialized", None).await?;
-        let mut lists = Lists::default();
-        for kind in ListKind::ALL {
-            if init.capabilities.get(kind.capability()).is_none() {
-                continue;
-            }
-            match list_all(conn, kind, forever).await {
-                Ok(items) => *lists.get_mut(kind) = items,
-                // Tools are what clients come for: a server that cannot list
-                // them is not ready. The other lists are optional extras.
-                Err(e) if kind == ListKind::Tools => return Err(e),
-                Err(e) => tracing::warn!(server = %self.name, list = kind.method(),
-                    "cannot read the list; serving none: {e}"),
-            }
-        }
-        Ok((init, lists))
+        Ok(init)
     }
 }
 
@@ -456,10 +562,13 @@ pub fn backoff_delay(failures: u32, t: &EffectiveTimeouts) -> Duration {
 }
 
 /// Pulls every page of one list. Items stay raw JSON.
+/// A modern child's pages carry cache hints: `hint` ends as the combination
+/// of every page's (pass `None` for a legacy child).
 async fn list_all(
     conn: &Connection,
     kind: ListKind,
     timeout: Duration,
+    mut hint: Option<&mut CacheHint>,
 ) -> Result<Vec<RawItem>, UpstreamError> {
     let mut items = Vec::new();
     let mut cursor: Option<String> = None;
@@ -472,6 +581,9 @@ async fn list_all(
             Reply::Result(r) => r,
             Reply::Error(e) => return Err(UpstreamError::Rpc(e.get().to_string())),
         };
+        if let Some(h) = hint.as_mut() {
+            **h = h.combine(CacheHint::of_result(raw.get()).unwrap_or(CacheHint::UNKNOWN));
+        }
         let protocol =
             |what: &str| UpstreamError::Protocol(format!("{} result {what}", kind.method()));
         let page = RawObject::parse(&raw).ok_or_else(|| protocol("is not an object"))?;

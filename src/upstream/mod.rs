@@ -18,6 +18,7 @@
 //! While ready, the child is pinged every `health_interval`; a child that does
 //! not answer within `health_timeout` is killed and restarted like a crash.
 
+mod era;
 mod lifecycle;
 mod pinning;
 mod process;
@@ -46,6 +47,10 @@ use crate::wire::{Connection, Context, Registry, Reply};
 
 /// Lines of a child's stderr kept for `status`.
 const STDERR_TAIL: usize = 20;
+
+/// Failed starts in a row after which calls fail at once instead of
+/// waiting for the next attempt.
+pub const FAIL_FAST_AFTER: u32 = 3;
 
 /// Lifecycle state of a server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -110,6 +115,13 @@ pub struct ServerStatus {
     pub resource_templates: usize,
     /// Last failure, if any.
     pub last_error: Option<String>,
+    /// When the last failure happened (unix seconds).
+    pub last_error_at_unix: Option<u64>,
+    /// When the running instance became ready (unix seconds).
+    pub started_at_unix: Option<u64>,
+    /// Starts that failed in a row; from [`FAIL_FAST_AFTER`] on, calls fail
+    /// at once instead of waiting.
+    pub failed_starts: u32,
     /// How the last instance ended.
     pub last_exit: Option<String>,
     /// When the next restart attempt is due (unix seconds).
@@ -125,6 +137,21 @@ pub struct ServerStatus {
     pub stderr_tail: Vec<String>,
     /// Tools held by pinning (`stdioproxy tools pending`).
     pub held_tools: Vec<String>,
+    /// The MCP era the child speaks (`legacy` or `modern`), once known.
+    pub era: Option<&'static str>,
+    /// How that is known: `config`, `cache`, `probe` or `handshake`.
+    pub era_source: Option<&'static str>,
+    /// Tools whose exposed name had to be shortened, with the original.
+    pub shortened_tools: Vec<ShortenedName>,
+}
+
+/// An exposed name and the `<server>__<name>` it stands for.
+#[derive(Clone, Debug, Serialize)]
+pub struct ShortenedName {
+    /// What clients see and call.
+    pub name: String,
+    /// `<server>__<name>` as the server named it.
+    pub original: String,
 }
 
 /// Why a server cannot take a call right now.
@@ -157,7 +184,13 @@ impl Unavailable {
 struct Inner {
     pid: Option<u32>,
     restarts: u64,
+    /// Starts that failed in a row, with no ready instance in between.
+    failed_starts: u32,
     last_error: Option<String>,
+    /// When `last_error` happened.
+    last_error_at: Option<SystemTime>,
+    /// When the current instance became ready.
+    ready_since: Option<SystemTime>,
     last_exit: Option<String>,
     next_attempt: Option<SystemTime>,
     init: Option<InitInfo>,
@@ -168,6 +201,10 @@ struct Inner {
     listed: bool,
     /// The level last sent to the live child with logging/setLevel.
     applied_level: Option<Level>,
+    /// The era the child speaks, and how that is known.
+    era: Option<(crate::era::Era, era::EraSource)>,
+    /// A modern child's cache hints for its lists (by kind).
+    list_hints: [Option<crate::era::decorate::CacheHint>; 4],
 }
 
 /// What every upstream of a daemon shares.
@@ -212,6 +249,9 @@ pub struct Upstream {
     attempts: std::sync::atomic::AtomicU64,
     /// This server's stderr lines (shared with its later replacements).
     stderr: Arc<StderrRing>,
+    /// Its lists came from the on-disk cache: clients can see them before
+    /// its first start is decided.
+    from_cache: bool,
 }
 
 impl Upstream {
@@ -226,6 +266,7 @@ impl Upstream {
     ) -> Arc<Self> {
         let cache_key = spec_key(&spec);
         let cached = shared.cache.as_ref().and_then(|c| c.get(name, &cache_key));
+        let from_cache = cached.is_some();
         let mut inner = Inner::default();
         let lists = match cached {
             Some(CachedServer {
@@ -270,6 +311,7 @@ impl Upstream {
             restart_tx: watch::channel(0).0,
             attempts: std::sync::atomic::AtomicU64::new(0),
             stderr,
+            from_cache,
         });
         up.render(&up.lists());
         up
@@ -326,7 +368,8 @@ impl Upstream {
     }
 
     /// Waits up to `limit` for the server to be ready (for calls made while
-    /// it starts or restarts). Fails at once when it is stopping or stopped.
+    /// it starts or restarts). Fails at once when it is stopping or stopped,
+    /// or when waiting is pointless ([`Upstream::hopeless`]).
     pub async fn wait_ready(&self, limit: Duration) -> Result<Arc<Connection>, Unavailable> {
         let mut rx = self.state_tx.subscribe();
         let waited = tokio::time::timeout(limit, async {
@@ -334,6 +377,7 @@ impl Upstream {
                 match self.connection() {
                     Ok(c) => return Ok(c),
                     Err(u) if matches!(u.state, State::Stopping | State::Stopped) => return Err(u),
+                    Err(u) if self.hopeless(limit) => return Err(u),
                     Err(_) => {}
                 }
                 if rx.changed().await.is_err() {
@@ -440,12 +484,15 @@ impl Upstream {
             resources: exposed[2],
             resource_templates: exposed[3],
             last_error: inner.last_error.clone(),
+            last_error_at_unix: inner
+                .last_error
+                .as_ref()
+                .and(inner.last_error_at)
+                .and_then(unix_secs),
+            started_at_unix: inner.ready_since.and_then(unix_secs),
+            failed_starts: inner.failed_starts,
             last_exit: inner.last_exit.clone(),
-            next_attempt_unix: inner.next_attempt.and_then(|t| {
-                t.duration_since(SystemTime::UNIX_EPOCH)
-                    .ok()
-                    .map(|d| d.as_secs())
-            }),
+            next_attempt_unix: inner.next_attempt.and_then(unix_secs),
             in_flight: conn.map_or(0, |c| c.in_flight()),
             subscriptions: self.ctx.subscriptions.len(),
             log_level: inner.applied_level.map(Level::as_str),
@@ -456,6 +503,9 @@ impl Upstream {
                 .into_iter()
                 .map(|l| l.text)
                 .collect(),
+            era: inner.era.map(|(e, _)| e.as_str()),
+            era_source: inner.era.map(|(_, s)| s.as_str()),
+            shortened_tools: Vec::new(),
         }
     }
 
@@ -559,4 +609,10 @@ impl Upstream {
     pub fn restart(&self) {
         self.restart_tx.send_modify(|n| *n += 1);
     }
+}
+
+fn unix_secs(t: SystemTime) -> Option<u64> {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_secs())
 }

@@ -36,7 +36,8 @@ pub struct Spawned {
 /// Spawns the server's process. Errors are one line a person can act on.
 pub fn spawn(spec: &ServerConfig) -> Result<Spawned, String> {
     let env = expand_env_table(&spec.env)?;
-    let mut cmd = Command::new(&spec.command.0);
+    // A bare name not on PATH may be a program installed next to stdioproxy.
+    let mut cmd = Command::new(crate::paths::resolve_program(&spec.command.0));
     cmd.args(&spec.args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

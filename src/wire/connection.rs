@@ -87,6 +87,9 @@ pub enum Rewrite {
 pub(super) enum Pending {
     Client(ClientRequest),
     Internal(oneshot::Sender<Reply>),
+    /// A modern client's call answered `input_required`, waiting for the
+    /// retry (see `mrtr`).
+    Parked(super::mrtr::Parked),
 }
 
 pub(super) struct ClientRequest {
@@ -98,6 +101,9 @@ pub(super) struct ClientRequest {
     /// The client's own progress token, when it asked for progress.
     pub(super) progress_token: Option<Box<RawValue>>,
     pub(super) rewrite: Rewrite,
+    /// For a legacy client's call to a modern child: what to retry it with
+    /// after an `input_required` (see `modern`).
+    pub(super) retry: Option<Box<super::modern::RetryBase>>,
 }
 
 impl ClientRequest {
@@ -138,9 +144,11 @@ pub struct Connection {
     /// Milliseconds; changed in place by a reload.
     request_timeout_ms: AtomicU64,
     /// Woken whenever the pending map becomes empty (draining).
-    idle: tokio::sync::Notify,
-    next_id: AtomicU64,
+    pub(super) idle: tokio::sync::Notify,
+    pub(super) next_id: AtomicU64,
     closed: AtomicBool,
+    /// The child speaks 2026-07-28 (see `modern`).
+    pub(super) modern: AtomicBool,
     closed_tx: watch::Sender<bool>,
     pub(super) events: mpsc::UnboundedSender<Event>,
 }
@@ -165,6 +173,7 @@ impl Connection {
             idle: tokio::sync::Notify::new(),
             next_id: AtomicU64::new(1),
             closed: AtomicBool::new(false),
+            modern: AtomicBool::new(false),
             closed_tx: watch::channel(false).0,
             events,
         });
@@ -186,6 +195,7 @@ impl Connection {
         call: ClientCall<'_>,
     ) -> Result<u64, UpstreamError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let retry = self.retry_base(method, params, &call);
         let (params, progress_token) = match params {
             Some(p) if p.contains("progressToken") => {
                 let (rewritten, token) = rewrite_progress_token(p, &progress_token_for(id));
@@ -200,7 +210,14 @@ impl Connection {
             deadline: Instant::now() + self.request_timeout(),
             progress_token,
             rewrite: call.rewrite,
+            retry,
         };
+        // A legacy client's logging/setLevel becomes the request's log level
+        // for a modern child (which has no setLevel).
+        let level = (!call.link.era.is_modern())
+            .then(|| call.link.log_level())
+            .flatten();
+        let params = self.for_child_at(params, level);
         self.lock().insert(id, Pending::Client(request));
         self.routes().note_requester(call.link.id);
         let line = jsonrpc::request(id, method, params.as_deref());
@@ -235,7 +252,8 @@ impl Connection {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.lock().insert(id, Pending::Internal(tx));
-        let line = jsonrpc::request(id, method, params);
+        let params = self.for_child(params.map(str::to_string));
+        let line = jsonrpc::request(id, method, params.as_deref());
         if self.is_closed() || self.to_child.send(WriterMsg::Line(line)).await.is_err() {
             self.take(id);
             return Err(UpstreamError::Closed);
@@ -427,6 +445,9 @@ impl Connection {
 
     fn on_response(self: &Arc<Self>, env: &Envelope<'_>) {
         let id = env.id.and_then(|raw| raw.get().parse::<u64>().ok());
+        if id.is_some_and(|id| self.keep_parked_answer(id, env)) {
+            return;
+        }
         let Some(entry) = id.and_then(|id| self.take(id)) else {
             let issued = id.is_some_and(|id| id < self.next_id.load(Ordering::Relaxed));
             let shown = env.id.map_or("null", |r| r.get());
@@ -440,13 +461,14 @@ impl Connection {
             return;
         };
         match entry {
+            Pending::Client(req) if self.is_modern() => self.modern_response(req, env),
             Pending::Client(req) => {
                 let line = match (env.result, env.error) {
                     (Some(r), _) => match &req.rewrite {
-                        Rewrite::None => jsonrpc::response(req.client_id.get(), r.get()),
+                        Rewrite::None => req.link.era.result_line(req.client_id.get(), r.get()),
                         rewrite => {
                             let rewritten = self.rewrite_task_result(&req, rewrite, r, id);
-                            jsonrpc::response(req.client_id.get(), &rewritten)
+                            req.link.era.result_line(req.client_id.get(), &rewritten)
                         }
                     },
                     (None, Some(e)) => jsonrpc::error_response_raw(req.client_id.get(), e.get()),
@@ -454,6 +476,8 @@ impl Connection {
                 };
                 req.answer(line);
             }
+            // Kept by keep_parked_answer above.
+            Pending::Parked(_) => {}
             Pending::Internal(tx) => {
                 let reply = match (env.result, env.error) {
                     (Some(r), _) => Reply::Result(r.to_owned()),
@@ -588,7 +612,10 @@ async fn sweep_loop(conn: std::sync::Weak<Connection>) {
     loop {
         tokio::time::sleep(tick).await;
         match conn.upgrade() {
-            Some(c) if !c.is_closed() => c.expire(Instant::now()),
+            Some(c) if !c.is_closed() => {
+                c.expire(Instant::now());
+                c.expire_rounds();
+            }
             _ => return,
         }
     }

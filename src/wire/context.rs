@@ -1,7 +1,7 @@
 //! What one configured server's child instances share with the rest of the
 //! daemon across restarts: its name, the session registry (fan-out, routing
 //! a child's requests to a client), its resource subscriptions and its
-//! configured roots. Every [`Connection`] of the server holds it, and the
+//! configured roots, and its requests held for 2026-07-28 clients. Every [`Connection`] of the server holds it, and the
 //! upstream updates it in place on reload.
 //!
 //! [`Connection`]: super::Connection
@@ -23,6 +23,8 @@ pub struct Context {
     pub subscriptions: Subscriptions,
     /// The rendered `roots/list` result, when roots are configured.
     roots: RwLock<Option<Arc<str>>>,
+    /// The server's requests held for 2026-07-28 clients (MRTR).
+    pub bridge: super::mrtr::ServerBridge,
 }
 
 impl Context {
@@ -33,6 +35,7 @@ impl Context {
             registry,
             subscriptions: Subscriptions::default(),
             roots: RwLock::new(roots),
+            bridge: super::mrtr::ServerBridge::new(crate::era::state::StateKey::daemon()),
         }
     }
 

@@ -47,6 +47,8 @@ pub struct Routes {
     /// Session id -> sequence number of its latest request to this child.
     recent: HashMap<u64, u64>,
     seq: u64,
+    /// A modern child's listens for resource updates: URI -> listen id.
+    pub(super) uri_listens: HashMap<String, u64>,
 }
 
 /// Progress routing for a running task.
@@ -142,7 +144,7 @@ impl Connection {
             Some(&obj.to_string_with(&[("logger", &quoted)])),
         );
         for link in self.ctx.registry.seeing(self.server()) {
-            if link.wants_log(level) {
+            if link.wants_log_from(self.server(), level) {
                 link.outbox.send(line.clone());
             }
         }
@@ -166,7 +168,16 @@ impl Connection {
             env.params.map(RawValue::get),
         );
         for id in sessions {
-            if let Some(link) = self.ctx.registry.get(id) {
+            let Some(link) = self.ctx.registry.get(id) else {
+                continue;
+            };
+            if link.era.is_modern() {
+                // Tagged once per listen that asked for this URI.
+                let params = env.params.map_or("{}", RawValue::get);
+                for tagged in link.era.listens.resource_updated(&uri, params) {
+                    link.outbox.send(tagged);
+                }
+            } else {
                 link.outbox.send(line.clone());
             }
         }
@@ -228,6 +239,7 @@ impl Connection {
                     None,
                 ),
             },
+            "sampling/createMessage" | "elicitation/create" if self.bridge_request(env) => return,
             "sampling/createMessage" | "elicitation/create" => match self.route_to_client(env) {
                 Ok(()) => return,
                 Err(why) => {
@@ -292,6 +304,7 @@ impl Connection {
         let our_id = link.add_outgoing(Outgoing {
             conn: Arc::downgrade(self),
             child_id: child_id.to_owned(),
+            reply: None,
         });
         {
             let mut routes = self.routes();

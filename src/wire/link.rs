@@ -30,6 +30,7 @@ use serde_json::value::RawValue;
 
 use super::connection::Connection;
 use super::outbox::Outbox;
+use crate::era::session::EraLink;
 use crate::loglevel::Level;
 
 /// What the client declared in `initialize` that the daemon routes on.
@@ -80,6 +81,19 @@ pub struct Outgoing {
     pub conn: Weak<Connection>,
     /// The child's id for it, raw.
     pub child_id: Box<RawValue>,
+    /// Where the answer goes instead, when the daemon itself asked on a
+    /// modern child's behalf (its `input_required`, see `wire::modern`).
+    pub reply: Option<tokio::sync::oneshot::Sender<ClientAnswer>>,
+}
+
+/// A client's answer to a request the daemon sent it: `result` or `error`,
+/// raw.
+#[derive(Debug)]
+pub enum ClientAnswer {
+    /// `result`
+    Result(Box<RawValue>),
+    /// `error`
+    Error(Box<RawValue>),
 }
 
 #[derive(Default)]
@@ -105,6 +119,8 @@ pub struct SessionLink {
     log_level: AtomicU8,
     next_ticket: AtomicU64,
     next_outgoing: AtomicU64,
+    /// The session's era, listens and per-request log levels.
+    pub era: EraLink,
 }
 
 static NEXT_TASK: AtomicU64 = AtomicU64::new(1);
@@ -122,6 +138,7 @@ impl SessionLink {
             log_level: AtomicU8::new(NO_LEVEL),
             next_ticket: AtomicU64::new(1),
             next_outgoing: AtomicU64::new(1),
+            era: EraLink::default(),
         }
     }
 
@@ -154,8 +171,12 @@ impl SessionLink {
         self.initialized.store(true, Ordering::SeqCst);
     }
 
-    /// The level the client asked for with `logging/setLevel`, if any.
+    /// The level the client asked for with `logging/setLevel` (a modern
+    /// client: the most verbose its requests in flight asked for), if any.
     pub fn log_level(&self) -> Option<Level> {
+        if self.era.is_modern() {
+            return self.era.log_level();
+        }
         Level::from_rank(self.log_level.load(Ordering::Relaxed))
     }
 
@@ -167,7 +188,10 @@ impl SessionLink {
     /// True when a message at `level` passes the client's level (a client
     /// that never set one gets everything its servers send).
     pub fn wants_log(&self, level: Option<Level>) -> bool {
-        match (self.log_level(), level) {
+        match (
+            Level::from_rank(self.log_level.load(Ordering::Relaxed)),
+            level,
+        ) {
             (Some(min), Some(l)) => l >= min,
             _ => true,
         }
@@ -237,6 +261,17 @@ impl SessionLink {
         )
     }
 
+    /// True when a log message at `level` from `server` is for this
+    /// session: a legacy one filters by its `logging/setLevel`, a modern one
+    /// takes only what a request in flight to that server asked for.
+    pub fn wants_log_from(&self, server: &str, level: Option<Level>) -> bool {
+        if self.era.is_modern() {
+            self.era.wants_log_from(server, level)
+        } else {
+            self.wants_log(level)
+        }
+    }
+
     /// Forgets a request once it has been answered (or will never be).
     pub fn finish(&self, client_id: &str, ticket: u64) {
         let mut st = self.lock();
@@ -246,6 +281,8 @@ impl SessionLink {
             .is_some_and(|f| f.ticket() == ticket)
         {
             st.in_flight.remove(client_id);
+            drop(st);
+            self.era.finished(client_id);
         }
     }
 
@@ -253,6 +290,7 @@ impl SessionLink {
     /// for the caller to cancel upstream (nothing when it had not been sent
     /// yet: it will not be).
     pub fn cancel(&self, client_id: &str) -> Option<(Weak<Connection>, u64)> {
+        self.era.finished(client_id);
         let mut st = self.lock();
         match st.in_flight.get_mut(client_id)? {
             InFlight::Waiting { cancelled, .. } => {
@@ -270,6 +308,7 @@ impl SessionLink {
 
     /// Every request still in flight at disconnect, to cancel upstream.
     pub fn drain_in_flight(&self) -> Vec<(Weak<Connection>, u64)> {
+        self.era.clear();
         self.lock()
             .in_flight
             .drain()

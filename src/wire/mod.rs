@@ -21,6 +21,11 @@
 //! - `tasks`: task ids translated between a child and the owning session.
 //! - `subscriptions`: resource subscriptions counted per URI.
 //! - `context`: what one server's instances share across restarts.
+//! - `modern`: a 2026-07-28 child's connection: the envelope on every
+//!   request, results for either era, its `input_required` turned into real
+//!   requests to a legacy client.
+//! - `mrtr`: a legacy child's requests bridged to a 2026-07-28 client's
+//!   call (`input_required`), the parked call, and the rounds' expiry.
 //!
 //! Lock order: a link's lock is never held while calling into a connection,
 //! and a connection releases its own locks before calling into a link.
@@ -29,13 +34,16 @@ mod connection;
 mod context;
 mod inbound;
 mod link;
+mod modern;
+mod mrtr;
 mod outbox;
 mod subscriptions;
 mod tasks;
 
 pub use connection::{ClientCall, Connection, Event, Reply, Rewrite};
 pub use context::Context;
-pub use link::{ClientCaps, Outgoing, Registry, SessionLink, TaskRef};
+pub use link::{ClientAnswer, ClientCaps, Outgoing, Registry, SessionLink, TaskRef};
+pub use mrtr::{abandon as abandon_rounds, ChildAsk, ChildCall, Resume, ServerBridge};
 pub use outbox::Outbox;
 pub use subscriptions::{SubscribeError, Subscriptions};
 pub use tasks::replace_task_ids;

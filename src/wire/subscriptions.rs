@@ -5,7 +5,9 @@
 //! `resources/unsubscribe` when the last one leaves (or disconnects), and its
 //! `notifications/resources/updated` reaches exactly the sessions subscribed
 //! to that URI. The set survives child restarts: a new instance is
-//! re-subscribed to every URI that still has subscribers.
+//! re-subscribed to every URI that still has subscribers. A 2026-07-28
+//! child, which has no `resources/subscribe`, gets a `subscriptions/listen`
+//! for the URI instead, cancelled for the unsubscribe.
 //!
 //! Subscribe and unsubscribe calls to the child are serialised by an async
 //! lock, so two sessions racing on one URI never send two subscribes; the
@@ -145,6 +147,11 @@ async fn call(
     uri: &str,
     timeout: Duration,
 ) -> Result<(), SubscribeError> {
+    if conn.is_modern() {
+        // 2026-07-28 has no resources/subscribe: a listen per URI instead.
+        conn.listen_resource(uri, method == "resources/subscribe");
+        return Ok(());
+    }
     let params = json!({ "uri": uri }).to_string();
     match conn.request(method, Some(&params), timeout).await {
         Ok(Reply::Result(_)) => Ok(()),

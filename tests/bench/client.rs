@@ -365,6 +365,15 @@ pub fn echo_tool(names: &[String]) -> Option<String> {
         .cloned()
 }
 
+/// The `_meta` a 2026-07-28 request carries.
+pub fn modern_meta() -> Value {
+    json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": {"name": "stdioproxy-bench", "version": "1"},
+    })
+}
+
 /// A pre-rendered tools/call: `head` + id + `tail`.
 pub struct Call {
     head: Vec<u8>,
@@ -373,6 +382,17 @@ pub struct Call {
 impl Call {
     pub fn new(tool: &str, text: &str) -> Call {
         let params = json!({"name": tool, "arguments": {"message": text, "text": text}});
+        let head = format!(r#"{{"jsonrpc":"2.0","method":"tools/call","params":{params},"id":"#);
+        Call {
+            head: head.into_bytes(),
+        }
+    }
+
+    /// The same call as a 2026-07-28 client sends it: the `_meta` envelope
+    /// (version, capabilities, client info) on every request.
+    pub fn modern(tool: &str, text: &str) -> Call {
+        let params = json!({"name": tool, "arguments": {"message": text, "text": text},
+            "_meta": modern_meta()});
         let head = format!(r#"{{"jsonrpc":"2.0","method":"tools/call","params":{params},"id":"#);
         Call {
             head: head.into_bytes(),

@@ -19,6 +19,7 @@
 
 mod client;
 mod fit;
+mod outage;
 mod procs;
 mod report;
 
@@ -69,8 +70,8 @@ fn shim_bin() -> String {
 }
 
 const SYSTEMS: [&str; 3] = ["direct", "stdioproxy", "socat"];
-const SCENARIOS: [&str; 9] = [
-    "cold", "seq", "pipe", "multi", "scale", "list", "reload", "memory", "fit",
+const SCENARIOS: [&str; 11] = [
+    "cold", "seq", "pipe", "multi", "scale", "list", "reload", "outage", "memory", "era", "fit",
 ];
 const UPSTREAMS: [&str; 2] = ["echo", "everything"];
 
@@ -83,7 +84,7 @@ const USAGE: &str = "usage: cargo bench --bench mcp -- [options]
   --quick            small counts, one repetition (about a minute)
   --full             the default: every figure, several repetitions
   --only a,b,...     run only these scenarios, systems and/or upstreams:
-                       scenarios: cold seq pipe multi scale list reload memory fit
+                       scenarios: cold seq pipe multi scale list reload outage memory era fit
                        systems:   direct stdioproxy socat
                        upstreams: echo everything
   --reps N           repetitions (medians are reported)
@@ -112,6 +113,7 @@ struct Params {
     list_tools: usize,
     list_reps: usize,
     reload_reps: usize,
+    outage_reps: usize,
     mem_clients: usize,
     mem_reps: usize,
     mem_calls: usize,
@@ -137,6 +139,7 @@ impl Params {
             list_tools: 100,
             list_reps: if quick { 5 } else { 30 },
             reload_reps: if quick { 3 } else { 10 },
+            outage_reps: if quick { 3 } else { 10 },
             mem_clients: 4,
             mem_reps: if quick { 1 } else { 3 },
             mem_calls: 20,
@@ -315,6 +318,22 @@ impl Daemon {
 }
 
 fn start_daemon(ctx: &Ctx, name: &str, config: &str, servers: usize) -> Res<Daemon> {
+    let d = spawn_daemon(ctx, name, config)?;
+    let line = d
+        .proc
+        .log
+        .wait_for(0, "ready status=", Duration::from_secs(180))
+        .map_err(|e| format!("{name}: {e}"))?;
+    let want = format!("{servers}/{servers} servers ready");
+    if !line.contains(&want) {
+        return Err(format!("{name}: not every server started: {line}"));
+    }
+    Ok(d)
+}
+
+/// Starts a daemon in `ctx.tmp/<name>` (the same dir, socket and cache when
+/// the name is used again) without waiting for it.
+fn spawn_daemon(ctx: &Ctx, name: &str, config: &str) -> Res<Daemon> {
     let dir = ctx.tmp.join(name);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let cfg = dir.join("config.toml");
@@ -343,14 +362,6 @@ fn start_daemon(ctx: &Ctx, name: &str, config: &str, servers: usize) -> Res<Daem
         ("STDIOPROXY_SOCKET".into(), socket.display().to_string()),
     ];
     let proc = Proc::start(name, &argv, &env, &dir.join("daemon.log"))?;
-    let line = proc
-        .log
-        .wait_for(0, "ready status=", Duration::from_secs(180))
-        .map_err(|e| format!("{name}: {e}"))?;
-    let want = format!("{servers}/{servers} servers ready");
-    if !line.contains(&want) {
-        return Err(format!("{name}: not every server started: {line}"));
-    }
     Ok(Daemon {
         proc,
         socket,
@@ -1052,6 +1063,72 @@ impl Conn {
     }
 }
 
+/// Per-call latency on a 2026-07-28 session against a legacy one, through
+/// the same daemon to the same echo server: what the modern era costs
+/// (reading and checking every request's `_meta`, stripping it for the
+/// legacy child, decorating every result). Sessions alternate each round.
+fn era(ctx: &mut Ctx) -> Res<()> {
+    let g = "era";
+    let servers = server_toml(
+        "echo",
+        &[python(), format!("{REPO}/tests/bench/echo_server.py")],
+        &[],
+    );
+    let d = start_daemon(ctx, "daemon-era", &format!("{DEFAULTS}{servers}"), 1)?;
+    let argv = vec![
+        shim_bin(),
+        "--socket".into(),
+        d.socket.display().to_string(),
+    ];
+    let mut legacy = Conn::spawn(&argv, &[], &ctx.errlog, "era/legacy")?;
+    let tools = legacy.handshake(T)?.tools;
+    let tool = echo_tool(&tools).ok_or("era: the echo server lists no echo tool")?;
+    let mut modern = Conn::spawn(&argv, &[], &ctx.errlog, "era/modern")?;
+    let (_, _, discover) = modern.request(
+        "server/discover",
+        json!({ "_meta": client::modern_meta() }),
+        T,
+    )?;
+    if !discover.to_string().contains("2026-07-28") {
+        return Err(format!(
+            "era: server/discover did not offer 2026-07-28: {discover}"
+        ));
+    }
+    let text = "hello era";
+    let mut calls = [
+        ("legacy", Call::new(&tool, text), legacy),
+        ("modern", Call::modern(&tool, text), modern),
+    ];
+    for (_, call, conn) in calls.iter_mut() {
+        call_checked(conn, call, text, T)?;
+        sequential(conn, call, ctx.p.warmup, T)?;
+    }
+    let rounds = ctx.p.reps.max(3);
+    for _ in 0..rounds {
+        for (label, call, conn) in calls.iter_mut() {
+            let (lats, errors) = sequential(conn, call, ctx.p.k, T)?;
+            if errors > 0 {
+                return Err(format!("era: {errors} {label} calls failed"));
+            }
+            ctx.res.add(g, label, "p50_us", lat_us(&lats, 50.0));
+            ctx.res.add(g, label, "p99_us", lat_us(&lats, 99.0));
+        }
+    }
+    for label in ["legacy", "modern"] {
+        let p50 = ctx.res.get(g, label, "p50_us").unwrap_or(f64::NAN);
+        let p99 = ctx.res.get(g, label, "p99_us").unwrap_or(f64::NAN);
+        log(&format!(
+            "era: {label} session: p50 {p50:.1} us, p99 {p99:.1} us ({rounds} rounds of {} calls)",
+            ctx.p.k
+        ));
+    }
+    for (_, _, conn) in calls {
+        conn.close(Duration::from_millis(300));
+    }
+    drop(d);
+    Ok(())
+}
+
 /// Config renamed over the old one -> notifications/tools/list_changed.
 fn reload(ctx: &mut Ctx) -> Res<()> {
     let g = "reload";
@@ -1560,6 +1637,26 @@ fn render(ctx: &Ctx, meta: &Value) -> String {
         "ms",
     );
     add(
+        "outage: new daemon listening -> first call answered (warm cache)".into(),
+        r.get("outage", "stdioproxy", "listen_to_answer_ms"),
+        "ms",
+    );
+    add(
+        "  ... new daemon listening -> session resumed (a queued ping answered)".into(),
+        r.get("outage", "stdioproxy", "listen_to_resumed_ms"),
+        "ms",
+    );
+    add(
+        "  ... daemon killed -> that call answered".into(),
+        r.get("outage", "stdioproxy", "kill_to_answer_ms"),
+        "ms",
+    );
+    add(
+        "  ... daemon killed -> new daemon listening".into(),
+        r.get("outage", "stdioproxy", "kill_to_listen_ms"),
+        "ms",
+    );
+    add(
         "shim binary size".into(),
         r.get("binary", "stdioproxy", "shim_bytes")
             .map(|b| b / 1024.0),
@@ -1687,10 +1784,12 @@ fn run(opts: Opts) -> Res<()> {
     }
     if ctx.f.system("stdioproxy") {
         type Scenario = fn(&mut Ctx) -> Res<()>;
-        let daemon_only: [(&str, Scenario); 4] = [
+        let daemon_only: [(&str, Scenario); 6] = [
             ("scale", scale),
             ("list", list),
             ("reload", reload),
+            ("era", era),
+            ("outage", outage::outage),
             ("fit", fit::fit),
         ];
         for (name, f) in daemon_only {

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::support::*;
 
-fn interop_dir() -> PathBuf {
+pub fn interop_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
 }
 
@@ -30,7 +30,7 @@ pub fn everything_and_fixture(env: &Env) -> Option<Daemon> {
 
 /// server-everything's entry point, when `npm ci --prefix tests/interop`
 /// installed it (and node is there to run it).
-fn require_node_modules() -> Option<PathBuf> {
+pub fn require_node_modules() -> Option<PathBuf> {
     ci_tool("node", "nodejs")?;
     let dir = interop_dir();
     let everything = dir.join("node_modules/@modelcontextprotocol/server-everything/dist/index.js");
@@ -45,7 +45,7 @@ fn require_node_modules() -> Option<PathBuf> {
 }
 
 /// The Python of the venv .ci/run makes from tests/interop/requirements.txt.
-fn require_python_sdk() -> Option<PathBuf> {
+pub fn require_python_sdk() -> Option<PathBuf> {
     let python = interop_dir().join(".venv/bin/python");
     if python.exists() {
         Some(python)
@@ -61,12 +61,37 @@ fn require_python_sdk() -> Option<PathBuf> {
 /// Runs `node tests/interop/<script> <args...> <shim> --socket <socket>` and
 /// returns the one JSON report it prints.
 fn run_ts_client(script: &str, args: &[&str], socket: &Path) -> Value {
-    run_ts_client_with(script, args, socket, &[])
+    run_client(Path::new("node"), script, args, socket, &[])
 }
 
 /// [`run_ts_client`] with flags for the shim after `--socket <socket>`.
 pub fn run_ts_client_with(script: &str, args: &[&str], socket: &Path, shim_args: &[&str]) -> Value {
-    let out = Command::new("node")
+    run_client_with(Path::new("node"), script, args, socket, &[], shim_args)
+}
+
+/// Runs `<program> tests/interop/<script> <args...> <shim> --socket
+/// <socket>` with extra `env` and returns the one JSON report it prints.
+pub fn run_client(
+    program: &Path,
+    script: &str,
+    args: &[&str],
+    socket: &Path,
+    env: &[(&str, &str)],
+) -> Value {
+    run_client_with(program, script, args, socket, env, &[])
+}
+
+/// [`run_client`] with flags for the shim after `--socket <socket>`.
+fn run_client_with(
+    program: &Path,
+    script: &str,
+    args: &[&str],
+    socket: &Path,
+    env: &[(&str, &str)],
+    shim_args: &[&str],
+) -> Value {
+    let out = Command::new(program)
+        .envs(env.iter().copied())
         .arg(interop_dir().join(script))
         .args(args)
         .arg(SHIM)
@@ -74,10 +99,26 @@ pub fn run_ts_client_with(script: &str, args: &[&str], socket: &Path, shim_args:
         .arg(socket)
         .args(shim_args)
         .output()
-        .expect("run node");
+        .expect("run the client");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{script} failed: {stderr}");
-    serde_json::from_slice(&out.stdout).expect("one JSON line")
+    assert!(out.status.success(), "{script} {args:?} failed: {stderr}");
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{script}: not one JSON line ({e}); stderr: {stderr}"))
+}
+
+/// ts_client.mjs's report has the echo and the sum of its calls.
+pub fn assert_echo_and_sum(v: &Value) {
+    assert_eq!(
+        v["echo"]["content"][0]["text"], "Echo: hello interop",
+        "{v}"
+    );
+    assert!(
+        v["sum"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains('5'),
+        "{v}"
+    );
 }
 
 #[test]
@@ -102,17 +143,7 @@ fn typescript_sdk_client_lists_and_calls_server_everything_through_the_shim() {
     ] {
         assert!(tools.contains(&want), "{want} missing: {tools:?}");
     }
-    assert_eq!(
-        v["echo"]["content"][0]["text"], "Echo: hello interop",
-        "{v}"
-    );
-    assert!(
-        v["sum"]["content"][0]["text"]
-            .as_str()
-            .unwrap()
-            .contains('5'),
-        "{v}"
-    );
+    assert_echo_and_sum(&v);
 }
 
 #[test]

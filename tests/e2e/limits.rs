@@ -136,10 +136,13 @@ fn sessions_past_max_sessions_are_refused_clearly_and_control_still_works() {
     assert_eq!(st.code(), Some(1));
     let err = c.stderr.wait_for(&["too many client sessions"]);
     assert!(err.contains("max_sessions") && err.contains('2'), "{err}");
-    assert!(
-        c.received().is_empty(),
-        "nothing reached the client's stdout"
-    );
+    // Its request is answered (nothing is left hanging), with the reason;
+    // nothing else (no hello reply) reached its stdout.
+    let got = c.received();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["id"], 1, "{got:?}");
+    let msg = got[0]["error"]["message"].as_str().unwrap_or_default();
+    assert!(msg.contains("too many client sessions"), "{got:?}");
     drop(c);
 
     // A plain client past the limit: a JSON-RPC error naming its id, then EOF.

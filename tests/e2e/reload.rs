@@ -369,6 +369,69 @@ fn connected_clients_get_exactly_one_list_changed_per_reload() {
         .is_none());
 }
 
+/// The `list_changed` notifications a session got, after a round trip that
+/// flushes everything the reload queued for it.
+fn list_changes(c: &mut Client) -> Vec<String> {
+    assert!(c.request("ping", json!({}))["result"].is_object());
+    let mut seen = Vec::new();
+    while let Some(n) = c.try_backlog(|v| {
+        v["method"]
+            .as_str()
+            .is_some_and(|m| m.ends_with("/list_changed"))
+    }) {
+        seen.push(n["method"].as_str().unwrap_or_default().to_string());
+    }
+    seen.sort();
+    seen
+}
+
+#[test]
+fn list_changed_goes_out_only_for_the_kinds_that_changed() {
+    let env = Env::new();
+    let tools_only = |name: &str| fixture_server(name, &[("FIXTURE_TOOLS_ONLY", "1")]);
+    let d = env.start(&fixture_server("alpha", &[]));
+    d.wait_ready(&["alpha"]);
+    let mut c = Client::initialized(&env.socket);
+    let _ = c.tool_names();
+
+    // A server with tools only: only the tools listing changed.
+    env.write_config(&[fixture_server("alpha", &[]), tools_only("plain")].join("\n"));
+    assert!(reload_cli(&d).0);
+    c.notification("notifications/tools/list_changed");
+    assert_eq!(
+        list_changes(&mut c),
+        Vec::<String>::new(),
+        "no prompts/resources list_changed"
+    );
+    assert!(c.tool_names().contains(&"plain__echo".to_string()));
+
+    // Removing it again: tools only, again.
+    env.write_config(&fixture_server("alpha", &[]));
+    assert!(reload_cli(&d).0);
+    c.notification("notifications/tools/list_changed");
+    assert_eq!(list_changes(&mut c), Vec::<String>::new());
+
+    // A server with prompts and resources: every kind changed.
+    env.write_config(&[fixture_server("alpha", &[]), fixture_server("full", &[])].join("\n"));
+    assert!(reload_cli(&d).0);
+    c.notification("notifications/tools/list_changed");
+    c.notification("notifications/prompts/list_changed");
+    c.notification("notifications/resources/list_changed");
+    assert_eq!(
+        list_changes(&mut c),
+        Vec::<String>::new(),
+        "exactly one of each"
+    );
+
+    // A session that sees only alpha (--servers) hears nothing at all.
+    let mut only_alpha = Client::connect_with(&env.socket, &["--servers", "alpha"]);
+    only_alpha.initialize();
+    env.write_config(&[fixture_server("alpha", &[]), tools_only("plain")].join("\n"));
+    assert!(reload_cli(&d).0);
+    c.notification("notifications/tools/list_changed");
+    assert_eq!(list_changes(&mut only_alpha), Vec::<String>::new());
+}
+
 #[test]
 fn sighup_reloads() {
     let env = Env::new();

@@ -216,6 +216,16 @@ pub struct Daemon {
 impl Daemon {
     /// Starts the daemon and waits until it listens.
     pub fn start(env: &Env, extra_env: &[(&str, &str)]) -> Daemon {
+        Daemon::start_with(env, extra_env, |_| {})
+    }
+
+    /// [`Daemon::start`], with `configure` applied to the command last (a
+    /// working directory, a PATH).
+    pub fn start_with(
+        env: &Env,
+        extra_env: &[(&str, &str)],
+        configure: impl FnOnce(&mut Command),
+    ) -> Daemon {
         let mut cmd = Command::new(DAEMON);
         cmd.arg("serve")
             .arg("--config")
@@ -233,6 +243,7 @@ impl Daemon {
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
+        configure(&mut cmd);
         let mut child = cmd.spawn().expect("spawn daemon");
         let log = Log::default();
         log.collect(child.stderr.take().expect("stderr"));
@@ -279,7 +290,18 @@ impl Daemon {
     /// re-read whenever the daemon logs a new line (every state change is
     /// logged), so this waits on events rather than on a clock.
     pub fn wait_status(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + WAIT;
+        self.wait_status_within(WAIT, what, pred)
+    }
+
+    /// [`Daemon::wait_status`] with another bound, for children that are
+    /// slow to start on a loaded machine (Python servers).
+    pub fn wait_status_within(
+        &self,
+        limit: Duration,
+        what: &str,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + limit;
         loop {
             let seen = self.log.len();
             let st = self.status();
@@ -287,7 +309,7 @@ impl Daemon {
                 return st;
             }
             if Instant::now() >= deadline {
-                panic!("status never showed {what} within {WAIT:?}; last: {st:#}");
+                panic!("status never showed {what} within {limit:?}; last: {st:#}");
             }
             // Wait for the next log line (or a short tick), then look again.
             let (lines, cv) = &*self.log.inner;
@@ -300,7 +322,12 @@ impl Daemon {
 
     /// Waits until every named server is ready.
     pub fn wait_ready(&self, names: &[&str]) -> Value {
-        self.wait_status(&format!("{names:?} ready"), |st| {
+        self.wait_ready_within(WAIT, names)
+    }
+
+    /// [`Daemon::wait_ready`] with another bound.
+    pub fn wait_ready_within(&self, limit: Duration, names: &[&str]) -> Value {
+        self.wait_status_within(limit, &format!("{names:?} ready"), |st| {
             names.iter().all(|n| {
                 st["servers"]
                     .as_array()
@@ -388,7 +415,13 @@ pub struct Client {
 impl Client {
     /// Starts a shim on `socket` with extra args.
     pub fn connect_with(socket: &Path, args: &[&str]) -> Client {
-        let mut child = Command::new(SHIM)
+        Self::spawn(Command::new(SHIM), socket, args)
+    }
+
+    /// Starts the shim `cmd` (set up by the caller, e.g. with env) on
+    /// `socket` with extra args.
+    pub fn spawn(mut cmd: Command, socket: &Path, args: &[&str]) -> Client {
+        let mut child = cmd
             .arg("--socket")
             .arg(socket)
             .args(args)

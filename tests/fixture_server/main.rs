@@ -25,6 +25,8 @@
 //! - `FIXTURE_RAW_TOOL=<json>`: one more tool definition, given as raw JSON text and
 //!   written into `tools/list` byte for byte (for JSON a `serde_json::Value` cannot hold,
 //!   such as the number `1e999`).
+//! - `FIXTURE_TOOLS_ONLY=1`: declare only the `tools` capability (no prompts,
+//!   resources, completions, logging or tasks), like many real servers.
 //! - `FIXTURE_HOSTILE=1`: also list the tools that make the fixture a hostile peer
 //!   (`raw`, `reply`, `flood`; marked (hostile) below). They are unlisted by default so that tool
 //!   counts in other tests do not depend on them.
@@ -453,7 +455,11 @@ impl Server {
             .unwrap_or(LATEST_VERSION);
         *lock(&self.client_capabilities) =
             params.get("capabilities").cloned().unwrap_or(Value::Null);
-        let mut capabilities = surface::capabilities();
+        let mut capabilities = if std::env::var_os("FIXTURE_TOOLS_ONLY").is_some() {
+            json!({})
+        } else {
+            surface::capabilities()
+        };
         capabilities["tools"] = json!({"listChanged": true});
         let mut result = json!({
             "protocolVersion": version,

@@ -22,7 +22,9 @@ mod support;
 mod config;
 mod envelope;
 mod framing;
+mod mrtr;
 mod names;
+mod resume;
 mod routing;
 
 use proptest::test_runner::{Config, RngSeed};
