@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+pub mod commands;
 mod servers;
 
 use crate::proto::{Hello, PROTO_VERSION};

@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use stdioproxy::config::{self, Config};
+use stdioproxy::control::commands;
 use stdioproxy::{
     client_setup, control, daemon, import, install, listener, paths, systemd, telemetry,
 };
@@ -196,22 +197,39 @@ fn main() -> ExitCode {
         }
         Command::Restart { server, socket } => {
             let path = paths::socket_path(socket.as_deref());
-            let params = serde_json::json!({ "server": server });
-            match control::request_with(&path, "restart", params, Duration::from_secs(60)) {
-                Ok(v) => {
-                    println!("{}", v["message"].as_str().unwrap_or("restarted"));
-                    ExitCode::SUCCESS
-                }
-                Err(e) => fail(&e),
-            }
+            print_or_fail(commands::restart(&path, &server).map(|m| format!("{m}\n")))
         }
         Command::Logs {
             server,
             lines,
             follow,
             socket,
-        } => run_logs(&server, lines, follow, socket),
-        Command::Tools { command } => run_tools(command),
+        } => {
+            let path = paths::socket_path(socket.as_deref());
+            let mut out = std::io::stdout().lock();
+            match commands::logs(&path, &server, lines, follow, &mut out) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(&e),
+            }
+        }
+        Command::Tools {
+            command: ToolsCommand::Pending { json, socket },
+        } => print_or_fail(commands::pending(
+            &paths::socket_path(socket.as_deref()),
+            json,
+        )),
+        Command::Tools {
+            command:
+                ToolsCommand::Approve {
+                    server,
+                    tool,
+                    socket,
+                },
+        } => print_or_fail(commands::approve(
+            &paths::socket_path(socket.as_deref()),
+            &server,
+            tool.as_deref(),
+        )),
         Command::Install { unit_dir, legacy } => run_install(unit_dir, legacy),
         Command::SetupClient {
             client,
@@ -270,83 +288,14 @@ fn fail(message: &str) -> ExitCode {
     ExitCode::from(1)
 }
 
-fn run_logs(server: &str, lines: usize, follow: bool, socket: Option<PathBuf>) -> ExitCode {
-    use std::io::Write;
-    let path = paths::socket_path(socket.as_deref());
-    let params = serde_json::json!({ "server": server, "lines": lines, "follow": follow });
-    let mut out = std::io::stdout().lock();
-    let printed = control::stream(&path, "logs", params, |v| {
-        if let Some(missed) = v["missed"].as_u64().filter(|m| *m > 0) {
-            let _ = writeln!(
-                out,
-                "... {missed} line(s) dropped from the buffer before they could be shown"
-            );
-        }
-        for line in v["lines"].as_array().into_iter().flatten() {
-            if writeln!(out, "{}", line.as_str().unwrap_or_default()).is_err() {
-                return false;
-            }
-        }
-        out.flush().is_ok()
-    });
-    match printed {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail(&e),
-    }
-}
-
-fn run_tools(command: ToolsCommand) -> ExitCode {
-    match command {
-        ToolsCommand::Pending { json, socket } => {
-            let path = paths::socket_path(socket.as_deref());
-            let v = match control::request(&path, "tools-pending", Duration::from_secs(10)) {
-                Ok(v) => v,
-                Err(e) => return fail(&e),
-            };
-            if json {
-                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-                return ExitCode::SUCCESS;
-            }
-            if let Some(e) = v["store_error"].as_str() {
-                println!(
-                    "the pin store {} is refused: {e}",
-                    v["store"].as_str().unwrap_or("?")
-                );
-            }
-            let held: Vec<stdioproxy::pins::Held> =
-                serde_json::from_value(v["held"].clone()).unwrap_or_default();
-            print!("{}", stdioproxy::pins::render_pending(&held));
+/// Prints `text` and exits 0, or the error and exits 1.
+fn print_or_fail(result: Result<String, String>) -> ExitCode {
+    match result {
+        Ok(text) => {
+            print!("{text}");
             ExitCode::SUCCESS
         }
-        ToolsCommand::Approve {
-            server,
-            tool,
-            socket,
-        } => {
-            let path = paths::socket_path(socket.as_deref());
-            let params = serde_json::json!({ "server": server, "tool": tool });
-            match control::request_with(&path, "tools-approve", params, Duration::from_secs(10)) {
-                Ok(v) => {
-                    let names: Vec<&str> = v["approved"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|n| n.as_str())
-                        .collect();
-                    if names.is_empty() {
-                        println!("no tools of {server} are held");
-                    } else {
-                        println!(
-                            "approved {} tool(s) of {server}: {}; clients are told the tool list changed",
-                            names.len(),
-                            names.join(", ")
-                        );
-                    }
-                    ExitCode::SUCCESS
-                }
-                Err(e) => fail(&format!("nothing approved: {e}")),
-            }
-        }
+        Err(e) => fail(&e),
     }
 }
 
