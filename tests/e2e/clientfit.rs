@@ -141,6 +141,35 @@ fn a_single_server_session_sees_the_childs_own_names_and_info() {
 }
 
 #[test]
+fn a_modern_single_server_session_discovers_the_child() {
+    let env = Env::new();
+    let d = env.start(&fixture_server(
+        "alpha",
+        &[("FIXTURE_INSTRUCTIONS", "Use alpha wisely.")],
+    ));
+    d.wait_ready(&["alpha"]);
+    let mut c = Client::connect_with(&env.socket, &["--server", "alpha"]);
+    let r = c.request(
+        "server/discover",
+        json!({"_meta": crate::era::modern_meta(json!({}))}),
+    );
+    let result = &r["result"];
+    assert_eq!(
+        result["_meta"]["io.modelcontextprotocol/serverInfo"]["name"], "alpha",
+        "{r}"
+    );
+    assert_eq!(result["instructions"], "Use alpha wisely.", "{r}");
+    let r = c.request("tools/list", crate::era::modern(json!({}), json!({})));
+    let tools = names(
+        r["result"]["tools"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{r}")),
+    );
+    assert!(tools.contains(&"echo".to_string()), "{tools:?}");
+    assert!(tools.iter().all(|n| !n.contains("__")), "{tools:?}");
+}
+
+#[test]
 fn a_single_server_session_follows_reloads() {
     let env = Env::new();
     let d = env.start(&fixture_server("alpha", &[]));
