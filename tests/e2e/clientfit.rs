@@ -496,6 +496,30 @@ fn search_mode_combines_with_servers() {
         json!({"name": "alpha__echo", "arguments": {"text": "x"}}),
     );
     assert_eq!(hidden["result"]["isError"], true, "{hidden}");
+    // With a budget the meta-tools and every search hit fit it.
+    let mut tight = Client::connect_with(&env.socket, &["--tools", "search", "--name-max", "10"]);
+    tight.initialize();
+    let meta = names(&tight.list_tools());
+    assert_eq!(meta.len(), 2);
+    assert!(meta.iter().all(|n| n.len() <= 10), "{meta:?}");
+    let r = tight.call(&meta[0], json!({"query": "echo", "limit": 50}));
+    let hits = names(
+        r["result"]["structuredContent"]["tools"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{r}")),
+    );
+    assert!(
+        !hits.is_empty() && hits.iter().all(|h| h.len() <= 10),
+        "{hits:?}"
+    );
+    let echoed = tight.call(
+        &meta[1],
+        json!({"name": hits[0], "arguments": {"text": "tight"}}),
+    );
+    assert_eq!(
+        echoed["result"]["content"][0]["text"], "tight",
+        "the top hit for echo is an echo tool, called by its fitted name: {echoed}"
+    );
     let (code, err) = refused_shim(&env.socket, &["--tools", "all"]);
     assert_eq!(code, Some(2), "{err}");
 }
