@@ -48,6 +48,8 @@ pub struct ServeOptions {
     pub watchdog: Option<Duration>,
     /// Reload requests from outside (the binary sends one per SIGHUP).
     pub reload_requests: Option<mpsc::Receiver<()>>,
+    /// The on-disk list cache ([`ToolCache::default_path`] for the binary).
+    pub cache_path: PathBuf,
 }
 
 /// The running parts, as [`run`] wires them.
@@ -103,7 +105,7 @@ impl Parts {
                 None
             }
         };
-        let cache = Arc::new(ToolCache::load(&ToolCache::default_path()));
+        let cache = Arc::new(ToolCache::load(&opts.cache_path));
         cache.spawn_writer();
         let registry = Arc::new(Registry::default());
         let supervisor = Supervisor::new(Shared {
@@ -232,5 +234,48 @@ impl Parts {
         // Give session writers a moment to flush their last lines.
         tokio::time::sleep(Duration::from_millis(10)).await;
         tracing::info!("stdioproxy stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shutdown future alone stops a daemon: no signal involved.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn run_returns_when_its_shutdown_future_completes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let socket = dir.path().join("run").join("stdioproxy.sock");
+        let listener = crate::listener::bind(&socket).expect("bind");
+        let opts = ServeOptions {
+            config: Config::default(),
+            config_text: None,
+            config_path: dir.path().join("config.toml"),
+            socket_path: socket.clone(),
+            owns_socket_file: true,
+            watchdog: None,
+            reload_requests: None,
+            cache_path: dir.path().join("cache").join("tools.json"),
+        };
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let daemon = tokio::spawn(run(listener, opts, async {
+            let _ = stop_rx.await;
+        }));
+        let path = socket.clone();
+        let status = tokio::task::spawn_blocking(move || {
+            crate::control::request(&path, "status", Duration::from_secs(20))
+        })
+        .await
+        .expect("join")
+        .expect("status");
+        assert_eq!(status["sessions"], 0, "{status}");
+        assert_eq!(status["servers"], serde_json::json!([]), "{status}");
+        stop_tx.send(()).expect("daemon alive");
+        tokio::time::timeout(Duration::from_secs(20), daemon)
+            .await
+            .expect("the daemon stopped")
+            .expect("join")
+            .expect("run");
+        assert!(!socket.exists(), "the socket file was removed");
     }
 }

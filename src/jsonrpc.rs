@@ -37,6 +37,10 @@ pub mod code {
     /// stdioproxy: the daemon already has `max_sessions` client sessions
     /// open; sent to a plain (hello-less) client before closing.
     pub const TOO_MANY_SESSIONS: i64 = -32006;
+    /// No instance for this call: a per-client or per-workspace server at its
+    /// `max_instances`, or a per-workspace server and a session without a
+    /// workspace.
+    pub const TOO_MANY_INSTANCES: i64 = -32007;
 }
 
 /// The envelope of any JSON-RPC message, borrowing from the line it was read

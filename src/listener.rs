@@ -417,8 +417,17 @@ fn read_hello(line: &[u8]) -> Option<Hello> {
     if let Some(verb) = hello.control.clone() {
         return Some(Hello::Control(verb, hello));
     }
+    // A workspace that is not an existing directory refuses this session
+    // only, with the reason.
+    let workspace = match crate::workspace::Workspace::from_hello(hello.workspace.as_ref()) {
+        Ok(w) => w,
+        Err(why) => return Some(Hello::Refused(why)),
+    };
     Some(match session::options_from_hello(hello) {
-        Ok(options) => Hello::Session(options),
+        Ok(options) => Hello::Session(SessionOptions {
+            workspace,
+            ..options
+        }),
         Err(msg) => Hello::Refused(msg),
     })
 }

@@ -3,8 +3,8 @@
 //!
 //! The same resolution rules are used by `stdioproxy serve`, every control
 //! subcommand and `stdioproxy-shim`, so a client and the daemon always agree
-//! without configuration. This module is std-only on purpose: the shim links it
-//! and must stay small.
+//! without configuration. This module needs nothing but std (and `nix` for
+//! the uid) on purpose: the shim links it and must stay small.
 
 use std::env;
 use std::path::{Path, PathBuf};

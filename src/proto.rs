@@ -23,6 +23,10 @@
 //! for (another workspace's server instance, every tool instead of a
 //! search), which is worse than a clear refusal. A newer daemon understands
 //! every older shim, so a running shim keeps working across an upgrade.
+//! `workspace` is the exception that is always sent (the shim's working
+//! directory unless `--workspace` names another): per-workspace servers need
+//! it for every session, so a shim that has this field needs a daemon that
+//! knows it (the refusal says to restart the daemon).
 //!
 //! The protocol version is a small integer, not the crate's semver: it changes
 //! only when these lines change incompatibly.
@@ -65,6 +69,11 @@ pub struct Hello {
     /// A control request's arguments (`restart`, `logs`, `tools-*`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub args: Option<serde_json::Value>,
+    /// The session's workspace for per-workspace servers: an absolute path
+    /// as a string, or as an array of its bytes when it is not UTF-8 (see
+    /// `crate::workspace`; the daemon canonicalises and checks it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<serde_json::Value>,
 }
 
 /// What a shim resuming a session tells the daemon.
@@ -188,6 +197,21 @@ mod tests {
     }
 
     #[test]
+    fn workspaces_travel_as_strings_or_bytes() {
+        use std::os::unix::ffi::OsStrExt;
+        for raw in [&b"/tmp/a \"q\" \n\x1b"[..], b"/tmp/\xff\xfe"] {
+            let path = std::path::Path::new(std::ffi::OsStr::from_bytes(raw));
+            let hello = Hello {
+                stdioproxy: PROTO_VERSION,
+                workspace: Some(crate::workspace::Workspace::hello_value(path)),
+                ..Hello::default()
+            };
+            let parsed = Hello::parse(hello.line().as_bytes()).unwrap().unwrap();
+            assert_eq!(parsed, hello);
+        }
+    }
+
+    #[test]
     fn what_is_not_a_hello() {
         assert_eq!(
             Hello::parse(br#"{"jsonrpc":"2.0","id":1,"method":"initialize"}"#),
@@ -207,11 +231,11 @@ mod tests {
             .unwrap()
             .unwrap_err();
         assert!(e.contains("protocol 1, the client sent 2"), "{e}");
-        let e = Hello::parse(br#"{"stdioproxy":1,"workspace":"/w"}"#)
+        let e = Hello::parse(br#"{"stdioproxy":1,"future_option":"/w"}"#)
             .unwrap()
             .unwrap_err();
         assert!(
-            e.contains("unknown field `workspace`") && e.contains("restart the daemon"),
+            e.contains("unknown field `future_option`") && e.contains("restart the daemon"),
             "{e}"
         );
         let e = Hello::parse(br#"{"stdioproxy":1,"servers":"a"}"#)

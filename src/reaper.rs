@@ -11,13 +11,13 @@
 //! the daemon stop children gracefully first; under systemd, `KillMode=mixed`
 //! ends it after the daemon exits.
 
-use parking_lot::Mutex;
 use std::collections::BTreeSet;
 use std::io::{BufRead, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
 
 use nix::sys::signal::{killpg, SigSet, Signal};
 use nix::unistd::Pid;
+use parking_lot::Mutex;
 
 /// The daemon's handle on its reaper.
 pub struct Reaper {

@@ -140,12 +140,18 @@ impl Reloader {
     pub fn status_line(&self) -> String {
         let servers = self.supervisor.status();
         let ready = servers.iter().filter(|s| s.state == State::Ready).count();
+        let idle = servers.iter().filter(|s| s.state == State::Idle).count();
         let sessions = self.sessions.taken();
         let mut line = format!(
             "{ready}/{} servers ready, {sessions} client{}",
             servers.len(),
             if sessions == 1 { "" } else { "s" }
         );
+        if idle > 0 {
+            // Lazy, idle-stopped or per-client/per-workspace servers: they
+            // start on demand.
+            line.push_str(&format!(", {idle} idle until used"));
+        }
         if self.config_error().is_some() {
             line.push_str("; config error (see stdioproxy status)");
         }

@@ -111,6 +111,40 @@ fn server(out: &mut String, s: &Value, now: SystemTime) {
             r["original"].as_str().unwrap_or("?")
         ));
     }
+    instances(out, s, now);
+}
+
+/// The instances of a per-client or per-workspace server, one line each.
+/// Keys come escaped from the daemon: a workspace path cannot break a line.
+fn instances(out: &mut String, s: &Value, now: SystemTime) {
+    let share = s["share"].as_str().unwrap_or("shared");
+    if share == "shared" {
+        return;
+    }
+    let list = s["instances"].as_array().cloned().unwrap_or_default();
+    let max = s["max_instances"]
+        .as_u64()
+        .map_or(String::new(), |m| format!(" (max {m})"));
+    out.push_str(&format!(
+        "      {share}: {} instance{}{max}\n",
+        list.len(),
+        if list.len() == 1 { "" } else { "s" }
+    ));
+    for i in list {
+        let client = i["owner"]["client"]
+            .as_str()
+            .map_or(String::new(), |c| format!(" ({})", c.escape_debug()));
+        let used = i["last_used_unix"]
+            .as_u64()
+            .map_or("?".into(), |t| when(t, now));
+        out.push_str(&format!(
+            "        {}{client} {} pid {} restarts {} last used {used}\n",
+            i["key"].as_str().unwrap_or("?"),
+            i["state"].as_str().unwrap_or("?"),
+            i["pid"].as_u64().map_or("-".to_string(), |p| p.to_string()),
+            i["restarts"],
+        ));
+    }
 }
 
 /// `14:02:11 (12 s ago)`: local time (with the date when it is not today)

@@ -20,7 +20,8 @@ use tokio::sync::watch;
 use crate::builtin::SERVER as BUILTIN_SERVER;
 use crate::catalog::{Catalog, ListKind, Lists, RawItem, Rendered};
 use crate::config::{Config, ConfigDiff};
-use crate::upstream::{ServerStatus, Shared, State, Upstream};
+use crate::upstream::{supervise, InstanceRefusal, ServerStatus, Shared, State, Upstream};
+use crate::wire::SessionLink;
 
 /// Owns the upstreams.
 pub struct Supervisor {
@@ -69,6 +70,7 @@ impl Supervisor {
                     name.as_str(),
                     Arc::new(spec.clone()),
                     timeouts,
+                    spec.instances(&config.defaults),
                     self.shared.clone(),
                 );
                 tokio::spawn(supervise(up.clone()));
@@ -84,30 +86,47 @@ impl Supervisor {
     /// backoff), then swaps the whole set at once and publishes one catalog,
     /// so clients see the reload as a single change. Removed and replaced
     /// instances drain their in-flight calls and stop in the background.
-    /// Unchanged servers are not touched.
+    /// Unchanged servers are not touched. A replaced per-client or
+    /// per-workspace server gets a new instance for every key that runs
+    /// (blue-green per instance) unless its `share` changed.
     pub async fn apply(&self, new: &Config, diff: &ConfigDiff) {
         self.set_disabled(new);
         let spec_of = |name: &str| {
             new.servers
                 .iter()
                 .find(|(n, _)| n.as_str() == name)
-                .map(|(_, s)| (Arc::new(s.clone()), s.timeouts().resolve(&new.defaults)))
+                .map(|(_, s)| {
+                    (
+                        Arc::new(s.clone()),
+                        s.timeouts().resolve(&new.defaults),
+                        s.instances(&new.defaults),
+                    )
+                })
         };
         for name in &diff.updated {
-            if let (Some(up), Some((spec, t))) = (self.upstream(name), spec_of(name)) {
-                up.update(spec, t);
+            if let (Some(up), Some((spec, t, i))) = (self.upstream(name), spec_of(name)) {
+                up.update_all(spec, t, i);
             }
         }
         let mut fresh = Vec::new();
+        let mut waits = Vec::new();
         for name in diff.added.iter().chain(&diff.replaced) {
-            let Some((spec, timeouts)) = spec_of(name) else {
+            let Some((spec, timeouts, settings)) = spec_of(name) else {
                 continue;
             };
-            let up = Upstream::new(name, spec, timeouts, self.shared.clone());
+            let up = Upstream::new(name, spec, timeouts, settings, self.shared.clone());
             tokio::spawn(supervise(up.clone()));
+            if let Some(old) = self.upstream(name) {
+                if old.settings().share == settings.share && settings.is_pooled() {
+                    for key in old.running_keys() {
+                        waits.push(up.prestart(key));
+                    }
+                }
+            }
+            waits.push(up.clone());
             fresh.push(up);
         }
-        for up in &fresh {
+        for up in &waits {
             let mut rx = up.watch_state();
             let limit = up.timeouts().startup_timeout + Duration::from_secs(1);
             let attempted =
@@ -131,8 +150,8 @@ impl Supervisor {
         let configured: std::collections::HashSet<String> = self.read().keys().cloned().collect();
         self.shared.stderr.retain(|n| configured.contains(n));
         for old in retired {
-            tracing::info!(server = %old.name, "retiring the previous instance");
-            tokio::spawn(async move { old.drain_and_stop().await });
+            tracing::info!(server = %old.name, "retiring the previous instances");
+            tokio::spawn(async move { old.drain_and_stop_all().await });
         }
     }
 
@@ -240,7 +259,7 @@ impl Supervisor {
         self.upstreams()
             .iter()
             .map(|u| {
-                let mut s = u.status(ListKind::ALL.map(|k| catalog.count(k, &u.name)));
+                let mut s = u.server_status(ListKind::ALL.map(|k| catalog.count(k, &u.name)));
                 s.shortened_tools = catalog
                     .shortened(ListKind::Tools, &u.name)
                     .into_iter()
@@ -253,12 +272,37 @@ impl Supervisor {
 
     /// Stops every server gracefully and waits for all of them.
     pub async fn shutdown(&self) {
-        let ups = self.upstreams();
-        for up in &ups {
-            up.request_stop();
+        let stops: Vec<_> = self
+            .upstreams()
+            .into_iter()
+            .map(|up| tokio::spawn(async move { up.stop_all().await }))
+            .collect();
+        for stop in stops {
+            let _ = stop.await;
         }
-        for up in &ups {
-            up.stopped().await;
+    }
+
+    /// The instance of server `name` that a call of `link`'s goes to
+    /// (started if needed; see docs/INSTANCES.md). `Ok(None)`: no such
+    /// server (removed by a reload).
+    pub fn instance_for(
+        &self,
+        name: &str,
+        link: &SessionLink,
+    ) -> Result<Option<Arc<Upstream>>, InstanceRefusal> {
+        match self.upstream(name) {
+            Some(up) => up.instance_for(link).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// A session closed: each server it saw lets go of it (its per-client
+    /// instances stop, subscriptions and log levels are dropped).
+    pub async fn session_closed(&self, link: &SessionLink, had_level: bool) {
+        for up in self.upstreams() {
+            if link.visible(&up.name) {
+                up.session_closed(link, had_level).await;
+            }
         }
     }
 
@@ -268,21 +312,5 @@ impl Supervisor {
 
     fn write(&self) -> parking_lot::RwLockWriteGuard<'_, BTreeMap<String, Arc<Upstream>>> {
         self.upstreams.write()
-    }
-}
-
-/// Runs an upstream's lifecycle; if it panics (a bug), logs it and runs it
-/// again, so one server's bug never leaves it dead or takes the daemon down.
-/// The panicked task's `Child` is dropped with it, which kills the process.
-async fn supervise(up: Arc<Upstream>) {
-    loop {
-        match tokio::spawn(up.clone().run()).await {
-            Ok(()) => return,
-            Err(e) if e.is_panic() => {
-                tracing::error!(server = %up.name, "server lifecycle task panicked; restarting it");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            Err(_) => return,
-        }
     }
 }

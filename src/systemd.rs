@@ -29,7 +29,7 @@
 //!   socket, so the listener is switched to non-blocking here.
 //!
 //! Messages are built with the `sd-notify` crate's [`NotifyState`] but sent by
-//! [`send_notification`] here, which takes the socket address as a parameter
+//! `send_notification` here, which takes the socket address as a parameter
 //! (so it can be tested against a fake receiver without touching the process
 //! environment) and also understands abstract (`@name`) socket addresses.
 

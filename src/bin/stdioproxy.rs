@@ -345,6 +345,7 @@ fn serve(config_flag: Option<PathBuf>, socket_flag: Option<PathBuf>) -> ExitCode
         owns_socket_file,
         watchdog,
         reload_requests: Some(reload_rx),
+        cache_path: stdioproxy::cache::ToolCache::default_path(),
     };
     let served = runtime.block_on(async {
         let shutdown = signals(reload_tx)?;

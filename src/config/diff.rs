@@ -15,11 +15,13 @@ pub struct ConfigDiff {
     pub added: Vec<String>,
     /// Gone (or disabled) servers: drain and stop them.
     pub removed: Vec<String>,
-    /// Command, args, env or cwd changed: start a new instance, switch to it
-    /// when ready, drain and stop the old one.
+    /// Command, args, env or cwd changed, or `share` or `start`: start new
+    /// instances, switch to them when ready, drain and stop the old ones
+    /// (for a lazy or pooled server: new instances start on demand).
     pub replaced: Vec<String>,
     /// Only options that need no new process changed (timeouts, tool
-    /// filters, the list of roots): applied in place.
+    /// filters, the list of roots, `idle_stop`, `max_instances`): applied
+    /// in place.
     pub updated: Vec<String>,
     /// Untouched.
     pub unchanged: Vec<String>,
@@ -91,11 +93,13 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
         let (Some(o), Some(n)) = (get(old, name), get(new, name)) else {
             continue;
         };
-        if o.needs_new_process(&n) {
+        let (oi, ni) = (o.instances(&old.defaults), n.instances(&new.defaults));
+        if o.needs_new_process(&n) || oi.share != ni.share || oi.start != ni.start {
             d.replaced.push(name.clone());
         } else if o.timeouts().resolve(&old.defaults) != n.timeouts().resolve(&new.defaults)
             || o.tools != n.tools
             || o.roots != n.roots
+            || oi != ni
         {
             d.updated.push(name.clone());
         } else {
@@ -183,6 +187,58 @@ roots = ["/a"]
         assert_eq!(d.unchanged, vec!["same"]);
         assert!(!d.daemon_changed);
         assert!(d.summary().contains("restarted: args, env"));
+    }
+
+    #[test]
+    fn instance_settings_replace_or_update() {
+        let old = cfg(r#"
+[servers.share]
+command = "a"
+[servers.start]
+command = "b"
+[servers.idle]
+command = "c"
+share = "per-workspace"
+[servers.max]
+command = "d"
+share = "per-client"
+[servers.viadefaults]
+command = "e"
+[servers.same]
+command = "f"
+share = "per-client"
+"#);
+        let new = cfg(r#"
+[defaults]
+idle_stop = "5m"
+[servers.share]
+command = "a"
+share = "per-client"
+[servers.start]
+command = "b"
+start = "lazy"
+[servers.idle]
+command = "c"
+share = "per-workspace"
+idle_stop = "1m"
+[servers.max]
+command = "d"
+share = "per-client"
+max_instances = 2
+[servers.viadefaults]
+command = "e"
+[servers.same]
+command = "f"
+share = "per-client"
+start = "lazy"
+"#);
+        let d = diff(&old, &new);
+        assert_eq!(d.replaced, vec!["share", "start"]);
+        // The defaults' idle_stop now stops `viadefaults` when idle;
+        // `same` spells out its mode's default and is per-client (the
+        // defaults' idle_stop does not apply to it).
+        assert_eq!(d.updated, vec!["idle", "max", "viadefaults"]);
+        assert_eq!(d.unchanged, vec!["same"]);
     }
 
     #[test]

@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-/// A duration parsed from a config string. `Display` prints it back in the
-/// same notation, so error messages and `status` echo what the user wrote.
+/// A duration parsed from a config string. `Display` prints whole seconds as
+/// seconds (`30s`; `5m` shows as `300s`) and anything else in milliseconds
+/// (`1500ms`, sub-millisecond parts dropped): one notation the config accepts
+/// back, not necessarily the one the user wrote.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConfigDuration(pub Duration);
 

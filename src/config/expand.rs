@@ -41,9 +41,25 @@ pub fn expand_vars(value: &str, lookup: impl Fn(&str) -> Option<String>) -> Resu
 /// Expands every value of a configured `env` table from the process
 /// environment. The error names the key and the variable, never a value.
 pub fn expand_env_table(env: &BTreeMap<String, String>) -> Result<Vec<(String, String)>, String> {
+    expand_env_table_with(env, &[])
+}
+
+/// Like [`expand_env_table`], with `extra` variables (the instance's own,
+/// such as `STDIOPROXY_INSTANCE`) looked up before the daemon's.
+pub fn expand_env_table_with(
+    env: &BTreeMap<String, String>,
+    extra: &[(&str, String)],
+) -> Result<Vec<(String, String)>, String> {
+    let lookup = |name: &str| {
+        extra
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.clone())
+            .or_else(|| std::env::var(name).ok())
+    };
     env.iter()
         .map(|(k, v)| {
-            expand_vars(v, |name| std::env::var(name).ok())
+            expand_vars(v, lookup)
                 .map(|x| (k.clone(), x))
                 .map_err(|e| format!("env {k}: {e}"))
         })
@@ -71,6 +87,20 @@ mod tests {
         );
         assert_eq!(expand_vars("cost $5", lookup).unwrap(), "cost $5");
         assert_eq!(expand_vars("$${TOKEN}", lookup).unwrap(), "${TOKEN}");
+    }
+
+    #[test]
+    fn instance_variables_come_first() {
+        let env = BTreeMap::from([(
+            "F".to_string(),
+            "/m/${STDIOPROXY_INSTANCE}.json".to_string(),
+        )]);
+        let got =
+            expand_env_table_with(&env, &[("STDIOPROXY_INSTANCE", "session-3".into())]).unwrap();
+        assert_eq!(
+            got,
+            vec![("F".to_string(), "/m/session-3.json".to_string())]
+        );
     }
 
     #[test]

@@ -93,7 +93,7 @@ pub fn load(path: &Path) -> Result<Option<(Config, String)>, ConfigError> {
 
 /// Parses config text; `path` is only used in errors.
 pub fn parse_str(path: &Path, text: &str) -> Result<Config, ConfigError> {
-    toml::from_str::<Config>(text).map_err(|e| {
+    let config = toml::from_str::<Config>(text).map_err(|e| {
         let message = e.message().trim();
         let message = match e.span() {
             Some(span) if message == "duplicate key" => {
@@ -106,7 +106,18 @@ pub fn parse_str(path: &Path, text: &str) -> Result<Config, ConfigError> {
             position: e.span().map(|s| line_col(text, s.start)),
             message,
         }
-    })
+    })?;
+    // Checks that need `[defaults]` and a server together.
+    for (name, server) in &config.servers {
+        if let Some((span, why)) = server.instance_conflict(&config.defaults) {
+            return Err(ConfigError {
+                path: path.to_path_buf(),
+                position: Some(line_col(text, span.start)),
+                message: format!("server {name}: {why}"),
+            });
+        }
+    }
+    Ok(config)
 }
 
 /// 1-based line and column (in characters) of a byte offset.

@@ -11,6 +11,7 @@ mod duplicate;
 mod duration;
 mod expand;
 mod filter;
+mod instances;
 mod load;
 mod roots;
 pub mod watch;
@@ -24,8 +25,9 @@ use serde::{Deserialize, Deserializer};
 
 pub use diff::{diff, ConfigDiff};
 pub use duration::{parse_duration, ConfigDuration};
-pub use expand::{expand_env_table, expand_vars};
+pub use expand::{expand_env_table, expand_env_table_with, expand_vars};
 pub use filter::{Glob, ToolFilter};
+pub use instances::{EffectiveInstances, InstanceLimit, Share, Start, DEFAULT_IDLE_STOP};
 pub use load::{check_permissions, load, parse_str, ConfigError};
 pub use roots::RootPath;
 
@@ -36,7 +38,8 @@ pub struct Config {
     /// Daemon-wide settings.
     #[serde(default)]
     pub daemon: DaemonSettings,
-    /// Per-server option defaults (timeouts), overridable per server.
+    /// Per-server option defaults (timeouts, instance settings),
+    /// overridable per server.
     #[serde(default)]
     pub defaults: Timeouts,
     /// The servers, keyed by name. The name is the tool prefix clients see.
@@ -180,6 +183,15 @@ pub struct Timeouts {
     /// Pin tool definitions on first use and hold changed or new ones until
     /// `stdioproxy tools approve` (default false).
     pub pin_tools: Option<bool>,
+    /// Who shares a process (`[defaults]` only; see `config::instances`).
+    pub share: Option<Share>,
+    /// When instances start (`[defaults]` only).
+    pub start: Option<Start>,
+    /// Idle time after which an instance stops (`[defaults]` only).
+    pub idle_stop: Option<ConfigDuration>,
+    /// Most instances of a per-client or per-workspace server
+    /// (`[defaults]` only).
+    pub max_instances: Option<InstanceLimit>,
 }
 
 /// Resolved timeouts with built-in defaults applied.
@@ -329,6 +341,12 @@ pub struct ServerConfig {
     stop_grace: Option<ConfigDuration>,
     drain_timeout: Option<ConfigDuration>,
     pin_tools: Option<bool>,
+    // Instance settings (`config::instances`); spans kept where a
+    // combination with the effective mode can be refused.
+    share: Option<toml::Spanned<Share>>,
+    start: Option<Start>,
+    idle_stop: Option<instances::SpannedDuration>,
+    max_instances: Option<toml::Spanned<InstanceLimit>>,
 }
 
 /// The `era` key of a server.
@@ -383,6 +401,10 @@ impl ServerConfig {
             stop_grace: None,
             drain_timeout: None,
             pin_tools: None,
+            share: None,
+            start: None,
+            idle_stop: None,
+            max_instances: None,
         }
     }
 
@@ -398,6 +420,7 @@ impl ServerConfig {
             stop_grace: self.stop_grace,
             drain_timeout: self.drain_timeout,
             pin_tools: self.pin_tools,
+            ..Timeouts::default()
         }
     }
 
@@ -409,7 +432,8 @@ impl ServerConfig {
     /// True when a change from `other` needs a new process: command, args,
     /// env or cwd differ, or roots appear or disappear (the roots capability
     /// is declared at initialize). Other differences (timeouts, tool
-    /// filters, the list of roots) are applied in place.
+    /// filters, the list of roots) are applied in place. A change of
+    /// `share` or `start` is decided with `[defaults]` in `config::diff`.
     pub fn needs_new_process(&self, other: &ServerConfig) -> bool {
         self.command != other.command
             || self.args != other.args
@@ -438,6 +462,13 @@ impl fmt::Debug for ServerConfig {
             .field("roots", &self.roots)
             .field("era", &self.era)
             .field("timeouts", &self.timeouts())
+            .field("share", &self.share.as_ref().map(|s| *s.get_ref()))
+            .field("start", &self.start)
+            .field("idle_stop", &self.idle_stop.as_ref().map(|d| *d.get_ref()))
+            .field(
+                "max_instances",
+                &self.max_instances.as_ref().map(|m| m.get_ref().0),
+            )
             .finish()
     }
 }

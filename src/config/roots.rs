@@ -22,16 +22,7 @@ impl RootPath {
 
     /// The `file://` URI of the path, `~` expanded.
     pub fn uri(&self) -> String {
-        let path = crate::paths::expand_tilde(&self.0);
-        let mut uri = String::from("file://");
-        for b in path.to_string_lossy().bytes() {
-            if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
-                uri.push(char::from(b));
-            } else {
-                uri.push_str(&format!("%{b:02X}"));
-            }
-        }
-        uri
+        crate::workspace::file_uri(&crate::paths::expand_tilde(&self.0))
     }
 
     /// The last path component (the root's display name).

@@ -63,6 +63,15 @@ impl Control {
             Ok(up) => up,
             Err(e) => return e,
         };
+        if up.settings().is_pooled() {
+            // The server's own process only learns the catalog; its
+            // instances (one per client or workspace) are what runs.
+            let n = up.restart();
+            return json!({
+                "ok": true,
+                "message": format!("restarting {n} instance(s) of {} now (each with its backoff reset)", up.name),
+            });
+        }
         let before = up.status([0; 4]).pid;
         let attempts = up.attempts();
         let mut rx = up.watch_state();

@@ -123,13 +123,11 @@ pub fn carries_version(params: Option<&RawValue>) -> bool {
 /// The params of a client's request as its child gets them: for a legacy
 /// child, a modern client's reserved `_meta` keys removed (it would not
 /// know them); a modern child's connection puts its own envelope on
-/// (keeping the client's log level).
-pub fn params_for_child(
-    link: &crate::wire::SessionLink,
-    child_modern: bool,
-    params: String,
-) -> String {
-    if link.era.is_modern() && !child_modern && params.contains("io.modelcontextprotocol/") {
+/// (keeping the client's log level). `client_modern`: the session's era
+/// (`link.era.is_modern()`), passed as a value so that era stays below the
+/// wire (no import cycle through `wire::link`).
+pub fn params_for_child(client_modern: bool, child_modern: bool, params: String) -> String {
+    if client_modern && !child_modern && params.contains("io.modelcontextprotocol/") {
         meta::strip_for_legacy(&params)
     } else {
         params

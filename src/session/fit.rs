@@ -100,6 +100,7 @@ pub fn options_from_hello(hello: crate::proto::Hello) -> Result<SessionOptions, 
         naming: Naming { server, name_max },
         search,
         resumed: hello.resume,
+        ..SessionOptions::default()
     })
 }
 

@@ -23,6 +23,14 @@ impl Session {
             .and_then(|c| serde_json::from_str(c.get()).ok())
             .unwrap_or(Value::Null);
         self.link.set_caps(client_caps(&caps));
+        if let Some(name) = params
+            .as_ref()
+            .and_then(|p| p.get("clientInfo"))
+            .and_then(RawObject::parse)
+            .and_then(|i| i.get_str("name"))
+        {
+            self.link.set_client_name(&name);
+        }
         let mut capabilities = json!({
             "tools": { "listChanged": true },
             "prompts": { "listChanged": true },
@@ -116,6 +124,7 @@ fn client_caps(caps: &Value) -> ClientCaps {
         sampling: caps.get("sampling").is_some_and(Value::is_object),
         elicitation_form: form,
         elicitation_url: elicitation.is_some_and(|e| e.get("url").is_some()),
+        roots: caps.get("roots").is_some_and(Value::is_object),
     }
 }
 
@@ -132,5 +141,6 @@ mod tests {
         let c = client_caps(&json!({"elicitation": {"form": {}, "url": {}}}));
         assert!(c.elicitation_form && c.elicitation_url);
         assert_eq!(client_caps(&Value::Null), ClientCaps::default());
+        assert!(client_caps(&json!({"roots": {"listChanged": true}})).roots);
     }
 }

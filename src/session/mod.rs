@@ -1,20 +1,22 @@
 //! One MCP session per client connection, in which the daemon is the server.
 //!
 //! The session answers `initialize`, `ping`, `logging/setLevel` and the four
-//! lists itself (lists come from the catalog snapshot, see [`lists`]), routes
-//! everything addressed to a child to that child (see [`route`],
-//! [`resources`], [`tasks`]), passes the
-//! client's answers to children's requests back, and tells the client
-//! `notifications/{tools,prompts,resources}/list_changed` whenever what it
-//! can see changed. Bad input never ends the session: a line that is not
-//! JSON gets -32700 and the next line is read as usual.
+//! lists itself (lists come from the catalog snapshot, see `lists`), routes
+//! everything addressed to a child to that child (see `route`, `resources`,
+//! `tasks`), passes the client's answers to children's requests back, and
+//! tells the client `notifications/{tools,prompts,resources}/list_changed`
+//! whenever what it can see changed. Bad input never ends the session: a line
+//! that is not JSON gets -32700 and the next line is read as usual. What it
+//! uses of the rest of the daemon is in its [`Hub`].
 //!
-//! Everything the client is sent goes through the session's [`Outbox`],
-//! drained by a writer task that batches writes. What children need to reach
-//! the session by is in its [`SessionLink`], registered in the daemon's
-//! [`Registry`] for the session's lifetime. When the session ends, requests
-//! it still waits for are cancelled upstream, children's requests it was
-//! handling are answered with an error, and its subscriptions are dropped.
+//! Everything the client is sent goes through the session's
+//! [`Outbox`], drained by a writer task that batches
+//! writes. What children need to reach the session by is in its
+//! [`SessionLink`], registered in the daemon's
+//! [`Registry`](crate::wire::Registry) for the session's lifetime. When the
+//! session ends, requests it still waits for are cancelled upstream,
+//! children's requests it was handling are answered with an error, and its
+//! subscriptions are dropped.
 
 mod first_list;
 mod fit;
@@ -56,6 +58,9 @@ pub struct SessionOptions {
     pub naming: crate::view::Naming,
     /// `--tools search`: two meta-tools instead of the whole catalog.
     pub search: bool,
+    /// The session's workspace (per-workspace servers run one instance per
+    /// workspace; docs/INSTANCES.md).
+    pub workspace: Option<crate::workspace::Workspace>,
     /// Set when a shim resumes its client's session on a new connection
     /// (the daemon restarted): the client will not initialize again, the
     /// shim replays its session.
@@ -119,7 +124,13 @@ pub async fn run<R, W>(
             "session resumed: a client's shim reconnected after the daemon restarted and replays its session"
         ),
     }
-    let link = Arc::new(SessionLink::new(id, outbox, options.servers.clone()));
+    if let Some(w) = &options.workspace {
+        tracing::info!(session = id, workspace = %w, "session workspace");
+    }
+    let link = Arc::new(
+        SessionLink::new(id, outbox, options.servers.clone())
+            .with_workspace(options.workspace.clone()),
+    );
     if let Some(g) = greeting {
         link.outbox.send(g);
     }
@@ -356,11 +367,13 @@ impl Session {
                 if !self.link.is_initialized() && !self.link.era.is_modern() =>
             {
                 self.link.set_initialized();
+                self.start_eager_instances();
                 let catalog = self.hub.supervisor.catalog();
                 for (i, kinds) in ANNOUNCED.iter().enumerate() {
                     self.announced[i] = Some(catalog.view_fingerprint(kinds, |s| self.visible(s)));
                 }
             }
+            "notifications/roots/list_changed" => self.roots_changed(),
             "notifications/cancelled" => {
                 let params = env.params.and_then(RawObject::parse);
                 let Some(request) = params.as_ref().and_then(|p| p.get("requestId")) else {
@@ -453,7 +466,7 @@ impl Session {
         self.link.set_log_level(level);
         for up in self.hub.supervisor.upstreams() {
             if self.visible(&up.name) {
-                up.sync_log_level();
+                up.sync_log_level_all();
             }
         }
         self.send(jsonrpc::response(id.get(), "{}"));
@@ -481,24 +494,20 @@ impl Drop for Closing {
                 conn.client_gone(&outgoing.child_id);
             }
         }
-        let ups: Vec<_> = self
-            .hub
-            .supervisor
-            .upstreams()
-            .into_iter()
-            .filter(|u| self.link.visible(&u.name))
-            .collect();
-        for up in &ups {
-            let rounds = up.context().bridge.drain_session(self.link.id);
-            crate::wire::abandon_rounds(rounds, "the client disconnected");
+        let (supervisor, link) = (self.hub.supervisor.clone(), self.link.clone());
+        // Rounds held for this session by any instance it used end now.
+        for up in supervisor.upstreams() {
+            if link.visible(&up.name) {
+                for inst in up.with_instances() {
+                    let rounds = inst.context().bridge.drain_session(link.id);
+                    crate::wire::abandon_rounds(rounds, "the client disconnected");
+                }
+            }
         }
-        let session = self.link.id;
         let had_level = self.link.log_level().is_some();
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
-                for up in ups {
-                    up.session_gone(session, had_level).await;
-                }
+                supervisor.session_closed(&link, had_level).await;
             });
         }
     }

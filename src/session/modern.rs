@@ -231,7 +231,15 @@ impl Session {
     /// URI with `resources/subscribe`'s, in a task of its own. A listen has
     /// been acknowledged already, so a failure is only logged.
     fn listen_subscription(&self, uri: String, subscribe: bool) {
-        let Some(up) = self.subscription_owner(&uri) else {
+        // The instance this session uses (per-client, per-workspace).
+        let up = self.subscription_owner(&uri).and_then(|s| {
+            self.hub
+                .supervisor
+                .instance_for(&s.name, &self.link)
+                .ok()
+                .flatten()
+        });
+        let Some(up) = up else {
             tracing::debug!(
                 session = self.link.id,
                 uri,

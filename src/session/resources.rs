@@ -1,6 +1,6 @@
 //! Requests routed by resource URI: `resources/read`, and
 //! `resources/subscribe` / `unsubscribe` (counted across sessions per URI,
-//! see `upstream::subscriptions`).
+//! see `wire::subscriptions`).
 //!
 //! A URI goes to the server that listed it, else to the first whose
 //! template matches, else to the servers that declare resources, in name
@@ -59,7 +59,7 @@ impl Session {
         };
         let params = params.map_or_else(|| "{}".into(), |p| p.get().to_string());
         // read_from_first asks children itself, not through route::send.
-        let params = crate::era::params_for_child(&self.link, false, params);
+        let params = crate::era::params_for_child(self.link.era.is_modern(), false, params);
         let catalog = self.hub.supervisor.catalog();
         if let Some(server) = catalog.resource_owner(&uri, |s| self.visible(s)) {
             return self.dispatch(
@@ -113,18 +113,21 @@ impl Session {
     }
 
     /// `resources/subscribe` and `resources/unsubscribe`: counted across
-    /// sessions per URI (see `upstream::subscriptions`).
+    /// sessions per URI (see `wire::subscriptions`).
     pub(super) fn subscription(&self, method: &str, id: &RawValue, params: Option<&RawValue>) {
         let Some(uri) = self.uri_param(method, id, params) else {
             return;
         };
-        let Some(up) = self.subscription_owner(&uri) else {
+        let Some(server) = self.subscription_owner(&uri) else {
             return self.error(
                 Some(id),
                 RESOURCE_NOT_FOUND,
                 &format!("Resource not found: {uri} (no server lists it)"),
                 Some(json!({ "uri": uri })),
             );
+        };
+        let Some(up) = self.instance(&server.name, id) else {
+            return;
         };
         let subscribe = method == "resources/subscribe";
         if subscribe

@@ -22,7 +22,7 @@ use super::{fit, Session};
 use crate::catalog::ListKind;
 use crate::jsonrpc::{self, code, RawObject};
 use crate::reload::Trigger;
-use crate::upstream::{State, Unavailable, Upstream};
+use crate::upstream::{InstanceRefusal, State, Unavailable, Upstream};
 use crate::wire::{ClientCall, Connection, Rewrite, SessionLink};
 
 /// Where a request goes, with the params the child gets.
@@ -106,9 +106,27 @@ impl Session {
         let params = obj.to_string_with(&[]);
         let naming = self.fit.naming.clone();
         tokio::spawn(async move {
-            let Some(conn) = ready_for(&link, &up, &id, ticket).await else {
+            let Some(mut conn) = ready_for(&link, &up, &id, ticket).await else {
                 return;
             };
+            // The server learnt its catalog; the call goes to the instance
+            // this session uses (another one for a per-client or
+            // per-workspace server).
+            if up.settings().is_pooled() {
+                let inst = match hub.supervisor.instance_for(&up.name, &link) {
+                    Ok(Some(inst)) => inst,
+                    Ok(None) | Err(_) => {
+                        link.finish(id.get(), ticket);
+                        link.outbox
+                            .send(unknown_error(kind, &id, &name, naming.is_plain()));
+                        return;
+                    }
+                };
+                let Some(c) = ready_for(&link, &inst, &id, ticket).await else {
+                    return;
+                };
+                conn = c;
+            }
             let catalog = hub.supervisor.catalog();
             let obj = RawObject::parse_str(&params);
             let key = fit::key_in(&catalog, &naming, &link, kind, &name);
@@ -242,16 +260,8 @@ impl Session {
     /// Sends a request to its server: at once when ready, else after waiting
     /// for it in a task of its own.
     pub(super) fn dispatch(&self, method: &str, id: &RawValue, target: Target) {
-        let Some(up) = self.hub.supervisor.upstream(&target.server) else {
-            return self.error(
-                Some(id),
-                code::SERVER_UNAVAILABLE,
-                &format!(
-                    "server '{}' is not running (removed from the config)",
-                    target.server
-                ),
-                Some(json!({ "server": &*target.server })),
-            );
+        let Some(up) = self.instance(&target.server, id) else {
+            return;
         };
         // A retry of a call a legacy child asked input for; a modern
         // child's own rounds are forwarded like any call.
@@ -301,6 +311,75 @@ impl Session {
                         );
                     }
                 });
+            }
+        }
+    }
+}
+
+impl Session {
+    /// At `initialized`: per-client and per-workspace servers with
+    /// `start = "eager"` start this session's instance now.
+    pub(super) fn start_eager_instances(&self) {
+        for up in self.hub.supervisor.upstreams() {
+            let s = up.settings();
+            if s.is_pooled() && s.start == crate::config::Start::Eager && self.visible(&up.name) {
+                if let Err(refusal) = up.instance_for(&self.link) {
+                    tracing::info!(session = self.link.id, server = %up.name,
+                        "no eager instance: {}", refusal.message());
+                }
+            }
+        }
+    }
+
+    /// The client's roots changed: its per-client instances are told (they
+    /// ask it for its roots).
+    pub(super) fn roots_changed(&self) {
+        for up in self.hub.supervisor.upstreams() {
+            let key = crate::pool::InstanceKey::Session(self.link.id);
+            let Some(conn) = up.member(&key).and_then(|m| m.connection().ok()) else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let _ = conn.notify("notifications/roots/list_changed", None).await;
+            });
+        }
+    }
+
+    /// The instance of `server` this session's request `id` goes to (lazy
+    /// and idle ones are started); `None` after answering the client why
+    /// there is none.
+    pub(super) fn instance(&self, server: &str, id: &RawValue) -> Option<Arc<Upstream>> {
+        match self.hub.supervisor.instance_for(server, &self.link) {
+            Ok(Some(up)) => Some(up),
+            Ok(None) => {
+                self.error(
+                    Some(id),
+                    code::SERVER_UNAVAILABLE,
+                    &format!("server '{server}' is not running (removed from the config)"),
+                    Some(json!({ "server": server })),
+                );
+                None
+            }
+            Err(refusal) => {
+                tracing::info!(
+                    session = self.link.id,
+                    server,
+                    "refused: {}",
+                    refusal.message()
+                );
+                let data = match &refusal {
+                    InstanceRefusal::Limit { max, .. } => {
+                        json!({ "server": server, "max_instances": max })
+                    }
+                    InstanceRefusal::NoWorkspace { .. } => json!({ "server": server }),
+                };
+                self.error(
+                    Some(id),
+                    code::TOO_MANY_INSTANCES,
+                    &refusal.message(),
+                    Some(data),
+                );
+                None
             }
         }
     }
@@ -370,7 +449,7 @@ pub(super) fn send(
     params: String,
     rewrite: Rewrite,
 ) {
-    let params = crate::era::params_for_child(link, conn.is_modern(), params);
+    let params = crate::era::params_for_child(link.era.is_modern(), conn.is_modern(), params);
     let call = ClientCall {
         link,
         client_id: id,
@@ -428,9 +507,16 @@ pub(super) async fn ready_for(
 /// Waits (up to its `request_timeout`) for `up` to be ready: its
 /// connection, or the error line answering request `id`.
 pub(super) async fn wait_ready(up: &Upstream, id: &RawValue) -> Result<Arc<Connection>, String> {
-    up.wait_ready(up.timeouts().request_timeout)
-        .await
-        .map_err(|u| unavailable(id, &u))
+    let t = up.timeouts();
+    // A lazy start is bounded by the start's own timeout: a server that
+    // cannot start fails the call then, not after request_timeout.
+    let limit = if up.is_cold() {
+        t.request_timeout
+            .min(t.startup_timeout + std::time::Duration::from_secs(1))
+    } else {
+        t.request_timeout
+    };
+    up.wait_ready(limit).await.map_err(|u| unavailable(id, &u))
 }
 
 /// The error for a server that is not ready.

@@ -1,6 +1,6 @@
 //! `tasks/*` requests: each goes to the child instance that runs the task,
 //! under the child's own task id; a session sees and reaches only the tasks
-//! it created (see `upstream::tasks` for the id translation in results).
+//! it created (see `wire::tasks` for the id translation in results).
 
 use serde_json::value::RawValue;
 use serde_json::{json, Value};

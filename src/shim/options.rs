@@ -16,7 +16,7 @@ use crate::proto::{Hello, Resumed, PROTO_VERSION};
 /// `--help` text.
 pub const USAGE: &str =
     "usage: stdioproxy-shim [--socket PATH] [--servers a,b,... | --server NAME] [--name-max N]
-                       [--tools search] [--reconnect-timeout DURATION]
+                       [--tools search] [--workspace DIR] [--reconnect-timeout DURATION]
 
 Connects an MCP client's stdio to the stdioproxy daemon.
   --socket PATH     daemon socket (default: $STDIOPROXY_SOCKET, else
@@ -28,6 +28,8 @@ Connects an MCP client's stdio to the stdioproxy daemon.
                     (8..=128; for hosts that prefix names and cap them)
   --tools search    list only search_tools and call_tool, which find and
                     run every tool
+  --workspace DIR   the project that per-workspace servers run in (default:
+                    the current directory)
   --reconnect-timeout DURATION
                     when the daemon goes away (restart, upgrade, crash), keep
                     the client's session and reconnect for this long, e.g.
@@ -51,6 +53,8 @@ pub struct Options {
     pub reconnect_timeout: Duration,
     /// `--server`, `--name-max`, `--tools` (see [`crate::fit_options`]).
     pub fit: Fit,
+    /// `--workspace`: the current directory when `None`.
+    pub workspace: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -60,6 +64,7 @@ impl Default for Options {
             servers: Vec::new(),
             reconnect_timeout: DEFAULT_RECONNECT_TIMEOUT,
             fit: Fit::default(),
+            workspace: None,
         }
     }
 }
@@ -125,6 +130,7 @@ impl Options {
                     .filter(|s| !s.is_empty())
                     .map(String::from),
             ),
+            "--workspace" => self.workspace = Some(PathBuf::from(value)),
             "--reconnect-timeout" => {
                 self.reconnect_timeout =
                     reconnect_timeout(&value).map_err(|e| format!("--reconnect-timeout: {e}"))?
@@ -146,13 +152,35 @@ impl Options {
             server: self.fit.server.clone(),
             name_max: self.fit.name_max.map(|n| n as u64),
             tools: self.fit.tools.clone(),
+            workspace: self
+                .session_workspace()
+                .map(|w| crate::workspace::Workspace::hello_value(&w)),
             ..Hello::default()
         }
+    }
+
+    /// The workspace sent in the hello: `--workspace DIR` or the current
+    /// directory, canonicalised. A directory that cannot be resolved is sent
+    /// as an absolute path anyway, so the daemon refuses the session with
+    /// the reason (which the client sees as this process's error).
+    pub fn session_workspace(&self) -> Option<PathBuf> {
+        let dir = match &self.workspace {
+            Some(dir) => dir.clone(),
+            None => std::env::current_dir().ok()?,
+        };
+        std::fs::canonicalize(&dir)
+            .ok()
+            .or_else(|| std::path::absolute(&dir).ok())
     }
 }
 
 /// Flags that take a value (also as `--flag VALUE`, not only `--flag=VALUE`).
-const TAKES_VALUE: &[&str] = &["--socket", "--servers", "--reconnect-timeout"];
+const TAKES_VALUE: &[&str] = &[
+    "--socket",
+    "--servers",
+    "--workspace",
+    "--reconnect-timeout",
+];
 
 /// `0` (off) or a duration such as `30s`.
 fn reconnect_timeout(text: &str) -> Result<Duration, String> {
@@ -200,6 +228,12 @@ mod tests {
             panic!("no run")
         };
         assert_eq!(o.reconnect_timeout, Duration::from_secs(120));
+        let Ok(Command::Run(o)) = parse(&["--workspace", "/no/such/dir/x"], &[]) else {
+            panic!("no run")
+        };
+        assert_eq!(o.session_workspace(), Some(PathBuf::from("/no/such/dir/x")));
+        let here = std::fs::canonicalize(".").unwrap();
+        assert_eq!(Options::default().session_workspace(), Some(here));
         assert!(parse(&["--reconnect-timeout", "soon"], &[]).is_err());
         assert!(parse(&[], &[(RECONNECT_TIMEOUT_ENV, "x")]).is_err());
         assert!(parse(&["--socket"], &[]).is_err());

@@ -76,7 +76,8 @@ impl Upstream {
         }
         // As long as a start may take: a slow start is not a legacy server.
         let limit = self.timeouts().startup_timeout;
-        let verdict = match process::spawn(&spec) {
+        let workspace = self.workspace_dir();
+        let verdict = match process::spawn(&spec, workspace.as_deref(), &self.instance_vars()) {
             Ok(mut child) => {
                 let pid = child.pid;
                 if let Some(r) = &self.shared.reaper {

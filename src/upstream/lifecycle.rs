@@ -3,12 +3,18 @@
 //!
 //! Handshake: `initialize` (as client `stdioproxy`, declaring `sampling` and
 //! `elicitation`, which the daemon routes to a client, and `roots` only when
-//! the server has configured roots), `notifications/initialized`, then every
+//! the daemon answers `roots/list`: configured roots, a per-workspace
+//! instance's workspace, or a per-client instance's owner that declared
+//! `roots`), `notifications/initialized`, then every
 //! page of each list the server declares, all within `startup_timeout`.
 //! Serving: a health `ping` every `health_interval`; a list refreshed when
 //! the child says it changed (bursts coalesced); a crash (exit, closed
 //! stdout, missed ping) fails in-flight calls, kills the process group and
-//! goes to backoff.
+//! goes to backoff. Idle: a lazy instance waits (state `idle`) until a call
+//! wants it; a ready one that nobody used for `idle_stop` (nothing in
+//! flight) is stopped gracefully and goes back to waiting, which is not a
+//! failure (no backoff, no restart count). A pool member that goes idle
+//! leaves its server's pool instead, so the next call makes a new one.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -35,6 +41,9 @@ enum InstanceEnd {
     Stopped,
     /// `stdioproxy restart`: the instance was stopped to start a new one.
     Restart,
+    /// Stopped gracefully for idleness (or, for a server that only learns
+    /// its catalog, once learnt): not a failure.
+    Idle,
     /// It failed; `was_ready` when it had got ready before.
     Failed {
         error: String,
@@ -57,6 +66,8 @@ enum Started {
 enum Crash {
     /// Stopped on a restart request (not a failure).
     Restarted,
+    /// Not a crash: stopped gracefully because nobody used it.
+    Idle,
     Closed,
     Exited(Option<std::process::ExitStatus>),
     Unhealthy(String),
@@ -102,12 +113,21 @@ impl Upstream {
         }
     }
 
-    /// The lifecycle: start, serve, restart with backoff, until stopped.
+    /// The lifecycle: (wait until wanted,) start, serve, restart with
+    /// backoff, stop when idle, until stopped.
     pub async fn run(self: Arc<Self>) {
         let mut stop_rx = self.stop_tx.subscribe();
         let mut restart_rx = self.restart_tx.subscribe();
+        let mut wanted_rx = self.wanted.subscribe();
         let mut failures: u32 = 0;
         while !*stop_rx.borrow() {
+            if !*wanted_rx.borrow_and_update() {
+                self.set_state(State::Idle);
+                tokio::select! {
+                    w = wanted_rx.wait_for(|w| *w) => if w.is_err() { break },
+                    _ = crate::flag::raised(&mut stop_rx) => break,
+                }
+            }
             self.set_state(State::Starting);
             // After `starting`, so that a watcher who sees the count grow
             // sees this attempt's states from then on.
@@ -122,6 +142,12 @@ impl Upstream {
                     inner.restarts += 1;
                     inner.ready_since = None;
                     inner.pid = None;
+                }
+                InstanceEnd::Idle => {
+                    self.lock().pid = None;
+                    if self.is_member() {
+                        break;
+                    }
                 }
                 InstanceEnd::Failed {
                     error,
@@ -176,7 +202,8 @@ impl Upstream {
         // The era to speak (config, cache, or a probe in a throwaway spawn).
         self.child_era().await;
         let spec = self.spec();
-        let mut spawned = match process::spawn(&spec) {
+        let workspace = self.workspace_dir();
+        let mut spawned = match process::spawn(&spec, workspace.as_deref(), &self.instance_vars()) {
             Ok(s) => s,
             Err(error) => {
                 return InstanceEnd::Failed {
@@ -187,7 +214,11 @@ impl Upstream {
             }
         };
         let pid = spawned.pid;
-        self.lock().pid = Some(pid);
+        {
+            let mut inner = self.lock();
+            inner.pid = Some(pid);
+            inner.started = Some(SystemTime::now());
+        }
         let reaper = self.shared.reaper.clone();
         if let Some(r) = &reaper {
             r.track(pid);
@@ -222,12 +253,20 @@ impl Upstream {
                 }
             }
         };
+        if self.learns_only() {
+            // A per-client or per-workspace server's own process only
+            // learns the catalog; its instances serve the calls.
+            self.going_idle();
+            self.stop_gracefully(&conn, spawned, "catalog learnt").await;
+            return InstanceEnd::Idle;
+        }
         match self
             .serve_ready(&conn, &mut events, spawned, stop_rx, restart_rx)
             .await
         {
             None => InstanceEnd::Stopped,
             Some(Crash::Restarted) => InstanceEnd::Restart,
+            Some(Crash::Idle) => InstanceEnd::Idle,
             Some(crash) => InstanceEnd::Failed {
                 error: self.reap(spawned, &conn, crash).await,
                 ran_for: started.elapsed(),
@@ -321,6 +360,7 @@ impl Upstream {
         }
         tracing::info!(server = %self.name, pid, tools = counts.0, prompts = counts.1,
             resources = counts.2, "server ready");
+        self.lock().served = true;
         self.set_state(State::Ready);
         self.sync_log_level();
         if !self.ctx.subscriptions.is_empty() {
@@ -338,18 +378,33 @@ impl Upstream {
     /// Serves a ready child: health pings, list refreshes, until it crashes
     /// (returned) or a stop request stops it gracefully (`None`).
     async fn serve_ready(
-        &self,
+        self: &Arc<Self>,
         conn: &Arc<Connection>,
         events: &mut mpsc::UnboundedReceiver<Event>,
         spawned: &mut process::Spawned,
         stop_rx: &mut watch::Receiver<bool>,
         restart_rx: &mut watch::Receiver<u64>,
     ) -> Option<Crash> {
-        let pid = spawned.pid;
         let health = self.timeouts().health_interval;
         let mut next_ping = tokio::time::Instant::now() + health;
         loop {
+            // Re-read each time: a reload may change idle_stop in place.
+            let idle_stop = self.settings().idle_stop;
+            let idle_check = tokio::time::Instant::now()
+                + idle_stop.map_or(Duration::ZERO, |d| {
+                    d.saturating_sub(self.idle_for())
+                        .clamp(Duration::from_millis(20), Duration::from_secs(1))
+                });
             tokio::select! {
+                _ = tokio::time::sleep_until(idle_check), if idle_stop.is_some() => {
+                    if conn.in_flight() > 0 {
+                        self.touch();
+                    } else if idle_stop.is_some_and(|d| self.idle_for() >= d) {
+                        self.going_idle();
+                        self.stop_gracefully(conn, spawned, "idle").await;
+                        return Some(Crash::Idle);
+                    }
+                }
                 _ = tokio::time::sleep_until(next_ping), if !health.is_zero() => {
                     // A modern child has no ping: discover is as cheap.
                     let ping = if conn.is_modern() { "server/discover" } else { "ping" };
@@ -382,24 +437,27 @@ impl Upstream {
                 },
                 status = spawned.child.wait() => return Some(Crash::Exited(status.ok())),
                 _ = crate::flag::raised(stop_rx) => {
-                    self.set_state(State::Stopping);
-                    self.set_conn(None);
-                    conn.close_stdin();
-                    let exit = process::stop(&mut spawned.child, pid, self.timeouts().stop_grace).await;
-                    tracing::info!(server = %self.name, pid, exit = %describe_exit(exit), "server stopped");
+                    self.stop_gracefully(conn, spawned, "stop requested").await;
                     return None;
                 }
                 _ = restart_rx.changed() => {
-                    tracing::info!(server = %self.name, pid, "restart requested: stopping this instance");
-                    self.set_state(State::Stopping);
-                    self.set_conn(None);
-                    conn.close_stdin();
-                    let exit = process::stop(&mut spawned.child, pid, self.timeouts().stop_grace).await;
-                    self.lock().last_exit = Some(describe_exit(exit));
+                    self.stop_gracefully(conn, spawned, "restart requested").await;
                     return Some(Crash::Restarted);
                 }
             }
         }
+    }
+
+    /// Stops a ready child gracefully (stdin close, grace, SIGTERM,
+    /// SIGKILL), routing nothing to it any more.
+    async fn stop_gracefully(&self, conn: &Connection, spawned: &mut process::Spawned, why: &str) {
+        let pid = spawned.pid;
+        self.set_state(State::Stopping);
+        self.set_conn(None);
+        conn.close_stdin();
+        let exit = process::stop(&mut spawned.child, pid, self.timeouts().stop_grace).await;
+        tracing::info!(server = %self.name, instance = %self.key(), pid, reason = why,
+            exit = %describe_exit(exit), "server stopped");
     }
 
     /// After a crash: stops routing to the child, makes sure its whole group
@@ -419,7 +477,7 @@ impl Upstream {
                 process::signal_group(pid, nix::sys::signal::Signal::SIGKILL);
                 (status, None)
             }
-            Crash::Closed => (process::kill(&mut spawned.child, pid).await, None),
+            Crash::Closed | Crash::Idle => (process::kill(&mut spawned.child, pid).await, None),
             Crash::Unhealthy(why) => {
                 tracing::warn!(server = %self.name, pid, "{why}; killing it");
                 (process::kill(&mut spawned.child, pid).await, Some(why))
@@ -506,7 +564,7 @@ impl Upstream {
             "sampling": {},
             "elicitation": { "form": {}, "url": {} },
         });
-        if self.ctx.roots().is_some() {
+        if self.ctx.roots().is_some() || self.ctx.roots_owner().is_some() {
             capabilities["roots"] = serde_json::json!({ "listChanged": true });
         }
         let params = serde_json::json!({

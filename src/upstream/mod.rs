@@ -17,8 +17,15 @@
 //! subscriptions, roots, the session registry) lives in a [`Context`].
 //! While ready, the child is pinged every `health_interval`; a child that does
 //! not answer within `health_timeout` is killed and restarted like a crash.
+//!
+//! An `Upstream` is one *instance* of a server (docs/INSTANCES.md): the one
+//! in the supervisor's map is the server itself (and, when shared, its only
+//! instance); per-client and per-workspace instances live in its pool (see
+//! `instances`). A lazy or idle-stopped instance waits in state `idle`, with
+//! no process, until a call wants it.
 
 mod era;
+mod instances;
 mod lifecycle;
 mod pinning;
 mod process;
@@ -33,14 +40,18 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::watch;
 
+pub use instances::{supervise, InstanceRefusal, InstanceStatus};
 pub use lifecycle::backoff_delay;
 pub use process::{describe_exit, raise_fd_limit};
 
 use crate::cache::{spec_key, CachedServer, ToolCache};
 use crate::catalog::{Lists, Rendered};
-use crate::config::{EffectiveTimeouts, ServerConfig, ToolFilter};
+use crate::config::{
+    EffectiveInstances, EffectiveTimeouts, ServerConfig, Share, Start, ToolFilter,
+};
 use crate::loglevel::Level;
 use crate::pins::{Held, PinStore};
+use crate::pool::{InstanceKey, Pool};
 use crate::reaper::Reaper;
 use crate::stderr_ring::{StderrLogs, StderrRing};
 use crate::wire::{Connection, Context, Registry, Reply};
@@ -56,6 +67,9 @@ pub const FAIL_FAST_AFTER: u32 = 3;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
+    /// Not running, started by the next call (a lazy server, or one that
+    /// was stopped for idleness).
+    Idle,
     /// Spawning or handshaking.
     Starting,
     /// Serving calls.
@@ -72,6 +86,7 @@ impl State {
     /// Lower-case name, as in `status`.
     pub fn as_str(self) -> &'static str {
         match self {
+            State::Idle => "idle",
             State::Starting => "starting",
             State::Ready => "ready",
             State::Backoff => "backoff",
@@ -137,6 +152,17 @@ pub struct ServerStatus {
     pub stderr_tail: Vec<String>,
     /// Tools held by pinning (`stdioproxy tools pending`).
     pub held_tools: Vec<String>,
+    /// `share` (docs/INSTANCES.md).
+    pub share: Share,
+    /// `start`.
+    pub start: Start,
+    /// `idle_stop` in milliseconds (`None`: never).
+    pub idle_stop_ms: Option<u64>,
+    /// `max_instances` (`None`: no limit).
+    pub max_instances: Option<usize>,
+    /// The processes that run this server (for a shared one: its one
+    /// instance, also when idle).
+    pub instances: Vec<InstanceStatus>,
     /// The MCP era the child speaks (`legacy` or `modern`), once known.
     pub era: Option<&'static str>,
     /// How that is known: `config`, `cache`, `probe` or `handshake`.
@@ -201,6 +227,10 @@ struct Inner {
     listed: bool,
     /// The level last sent to the live child with logging/setLevel.
     applied_level: Option<Level>,
+    /// When the running child was spawned.
+    started: Option<SystemTime>,
+    /// True once the instance got ready since it was last woken.
+    served: bool,
     /// The era the child speaks, and how that is known.
     era: Option<(crate::era::Era, era::EraSource)>,
     /// A modern child's cache hints for its lists (by kind).
@@ -249,6 +279,19 @@ pub struct Upstream {
     attempts: std::sync::atomic::AtomicU64,
     /// This server's stderr lines (shared with its later replacements).
     stderr: Arc<StderrRing>,
+    /// Who shares this instance (`Shared` for a server's own).
+    key: InstanceKey,
+    /// The server this is an instance of, for a per-client or
+    /// per-workspace instance (which gives its lists to the server's).
+    primary: Option<std::sync::Weak<Upstream>>,
+    /// A per-client or per-workspace server's instances.
+    pool: Pool<Upstream>,
+    /// `share`, `start`, `idle_stop`, `max_instances`.
+    settings: RwLock<EffectiveInstances>,
+    /// Raised when the instance should run: a lazy or idle one waits for it.
+    wanted: watch::Sender<bool>,
+    /// Unix milliseconds of the last call (or session change) that used it.
+    last_used: std::sync::atomic::AtomicU64,
     /// Its lists came from the on-disk cache: clients can see them before
     /// its first start is decided.
     from_cache: bool,
@@ -262,12 +305,16 @@ impl Upstream {
         name: &str,
         spec: Arc<ServerConfig>,
         timeouts: EffectiveTimeouts,
+        settings: EffectiveInstances,
         shared: Arc<Shared>,
     ) -> Arc<Self> {
         let cache_key = spec_key(&spec);
         let cached = shared.cache.as_ref().and_then(|c| c.get(name, &cache_key));
         let from_cache = cached.is_some();
         let mut inner = Inner::default();
+        // Without a catalog a lazy or pooled server is started once to
+        // learn it (docs/INSTANCES.md).
+        let wanted = (settings.start == Start::Eager && !settings.is_pooled()) || cached.is_none();
         let lists = match cached {
             Some(CachedServer {
                 lists,
@@ -289,10 +336,16 @@ impl Upstream {
             }
             None => Lists::default(),
         };
+        let roots = spec.roots_result().or_else(|| {
+            (settings.share == Share::PerWorkspace)
+                .then(instances::probe_workspace)
+                .flatten()
+                .map(|w| w.roots_result())
+        });
         let ctx = Arc::new(Context::new(
             name.into(),
             shared.registry.clone(),
-            spec.roots_result().map(Arc::from),
+            roots.map(Arc::from),
         ));
         let stderr = shared.stderr.ring(name);
         let up = Arc::new(Self {
@@ -311,6 +364,12 @@ impl Upstream {
             restart_tx: watch::channel(0).0,
             attempts: std::sync::atomic::AtomicU64::new(0),
             stderr,
+            key: InstanceKey::Shared,
+            primary: None,
+            pool: Pool::default(),
+            settings: RwLock::new(settings),
+            wanted: watch::channel(wanted).0,
+            last_used: std::sync::atomic::AtomicU64::new(instances::now_ms()),
             from_cache,
         });
         up.render(&up.lists());
@@ -329,8 +388,7 @@ impl Upstream {
         if let Some(c) = &conn {
             c.set_request_timeout(timeouts.request_timeout);
         }
-        let roots = spec.roots_result().map(Arc::<str>::from);
-        let roots_changed = self.ctx.set_roots(roots);
+        let roots_changed = self.ctx.set_roots(self.roots_for(&spec));
         let filter_changed = self.spec().tools != spec.tools;
         let pinning_changed = self.timeouts.read().pin_tools != timeouts.pin_tools;
         *self.timeouts.write() = timeouts;
@@ -503,6 +561,11 @@ impl Upstream {
                 .into_iter()
                 .map(|l| l.text)
                 .collect(),
+            share: self.settings().share,
+            start: self.settings().start,
+            idle_stop_ms: self.settings().idle_stop.map(|d| d.as_millis() as u64),
+            max_instances: self.settings().max_instances,
+            instances: Vec::new(),
             era: inner.era.map(|(e, _)| e.as_str()),
             era_source: inner.era.map(|(_, s)| s.as_str()),
             shortened_tools: Vec::new(),
@@ -516,8 +579,7 @@ impl Upstream {
     pub fn sync_log_level(self: &Arc<Self>) {
         let wanted = self
             .ctx
-            .registry
-            .seeing(&self.name)
+            .audience()
             .iter()
             .filter_map(|l| l.log_level())
             .min();
@@ -590,6 +652,11 @@ impl Upstream {
 
     fn set_lists(&self, lists: Lists) {
         self.lock().listed = true;
+        if let Some(primary) = self.primary() {
+            // The catalog is the server's: an instance's lists are its.
+            self.lists.store(Arc::new(lists.clone()));
+            return primary.adopt_lists(lists, self.init_info());
+        }
         if let Some(cache) = &self.shared.cache {
             cache.put(&self.name, &self.cache_key, &lists, &self.capabilities());
         }
@@ -604,10 +671,16 @@ impl Upstream {
         self.stderr.push(pid, line);
     }
 
-    /// Restarts the child now (a new instance at once, the backoff reset),
-    /// as `stdioproxy restart` asks.
-    pub fn restart(&self) {
+    /// Restarts the child now (a new process at once, the backoff reset),
+    /// as `stdioproxy restart` asks, and every per-client or per-workspace
+    /// instance of the server; returns how many of those there were.
+    pub fn restart(&self) -> usize {
         self.restart_tx.send_modify(|n| *n += 1);
+        let members = self.pool.snapshot();
+        for (_, m) in &members {
+            m.restart_tx.send_modify(|n| *n += 1);
+        }
+        members.len()
     }
 }
 

@@ -17,7 +17,7 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::{getpid, getppid, Pid};
 use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
 
-use crate::config::{expand_env_table, ServerConfig};
+use crate::config::{expand_env_table_with, ServerConfig};
 
 /// A freshly spawned child with its pipes.
 pub struct Spawned {
@@ -34,8 +34,15 @@ pub struct Spawned {
 }
 
 /// Spawns the server's process. Errors are one line a person can act on.
-pub fn spawn(spec: &ServerConfig) -> Result<Spawned, String> {
-    let env = expand_env_table(&spec.env)?;
+/// `workspace` is the working directory of a per-workspace instance (when
+/// the server sets no `cwd`); `vars` (`STDIOPROXY_INSTANCE`, ...) are set in
+/// the child's environment and may be used in its configured env values.
+pub fn spawn(
+    spec: &ServerConfig,
+    workspace: Option<&std::path::Path>,
+    vars: &[(&str, String)],
+) -> Result<Spawned, String> {
+    let env = expand_env_table_with(&spec.env, vars)?;
     // A bare name not on PATH may be a program installed next to stdioproxy.
     let mut cmd = Command::new(crate::paths::resolve_program(&spec.command.0));
     cmd.args(&spec.args)
@@ -52,10 +59,14 @@ pub fn spawn(spec: &ServerConfig) -> Result<Spawned, String> {
             cmd.env_remove(&key);
         }
     }
+    cmd.envs(vars.iter().map(|(k, v)| (*k, v.as_str())));
     cmd.envs(env);
-    if let Some(cwd) = spec.cwd_path() {
+    if let Some(cwd) = spec
+        .cwd_path()
+        .or_else(|| workspace.map(std::path::Path::to_path_buf))
+    {
         if !cwd.is_dir() {
-            return Err(format!("cwd {} is not a directory", cwd.display()));
+            return Err(format!("cwd {cwd:?} is not a directory"));
         }
         cmd.current_dir(cwd);
     }

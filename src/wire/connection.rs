@@ -21,7 +21,7 @@
 //!
 //! What the child sends besides responses (notifications, and requests to
 //! the client) is handled in [`super::inbound`]; task ids in results are
-//! rewritten by [`super::tasks`].
+//! rewritten by [`super::tasks`], progress tokens by [`super::progress`].
 //!
 //! Invariant: once `closed` is set, no entry stays in the pending map: the
 //! reader fails all entries after setting it, and `forward` re-checks it after
@@ -40,13 +40,14 @@ use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
 use tokio::process::{ChildStdin, ChildStdout};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::inbound::Routes;
 use super::link::SessionLink;
+use super::progress::{progress_token_for, rewrite_progress_token};
+use super::routes::Routes;
 use super::Context;
 use crate::catalog::ListKind;
 use crate::error::UpstreamError;
 use crate::framing::{Frame, LineReader};
-use crate::jsonrpc::{self, code, Envelope, Kind, RawObject};
+use crate::jsonrpc::{self, code, Envelope, Kind};
 
 /// A child's answer to a daemon-originated request.
 #[derive(Debug)]
@@ -489,38 +490,6 @@ impl Connection {
         }
     }
 
-    /// Routes progress to the one client that asked for it, with its own
-    /// token, and pushes that request's deadline back.
-    pub(super) fn on_progress(&self, params: &RawObject<'_>) {
-        let Some(id) = params
-            .get_str("progressToken")
-            .and_then(|t| t.strip_prefix("sp-").and_then(|n| n.parse::<u64>().ok()))
-        else {
-            tracing::debug!(server = %self.server(), "dropping progress with a token stdioproxy did not issue");
-            return;
-        };
-        let delivery = {
-            let mut pending = self.lock();
-            match pending.get_mut(&id) {
-                Some(Pending::Client(req)) => req.progress_token.as_ref().map(|token| {
-                    req.deadline = Instant::now() + self.request_timeout();
-                    (req.link.clone(), token.get().to_string())
-                }),
-                // Late progress for a finished, cancelled or timed-out
-                // request, unless it belongs to a task still running.
-                _ => None,
-            }
-        };
-        let Some((link, token)) = delivery.or_else(|| self.routes().task_progress(id)) else {
-            return;
-        };
-        let rewritten = params.to_string_with(&[("progressToken", &token)]);
-        link.outbox.send(jsonrpc::notification(
-            "notifications/progress",
-            Some(&rewritten),
-        ));
-    }
-
     /// Fails client requests whose deadline passed and cancels them upstream.
     fn expire(&self, now: Instant) {
         let expired: Vec<(u64, ClientRequest)> = {
@@ -571,36 +540,6 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// The token a child sees for the progress of upstream request `id`.
-fn progress_token_for(id: u64) -> String {
-    format!("sp-{id}")
-}
-
-/// Replaces `params._meta.progressToken` with `token`; returns the new params
-/// and the client's original token (raw), or the params unchanged.
-fn rewrite_progress_token(params: &str, token: &str) -> (String, Option<Box<RawValue>>) {
-    let unchanged = || (params.to_string(), None);
-    let Ok(raw) = serde_json::from_str::<&RawValue>(params) else {
-        return unchanged();
-    };
-    let Some(obj) = RawObject::parse(raw) else {
-        return unchanged();
-    };
-    let Some(meta) = obj.get("_meta").and_then(RawObject::parse) else {
-        return unchanged();
-    };
-    let Some(original) = meta.get("progressToken") else {
-        return unchanged();
-    };
-    let mut quoted = String::new();
-    jsonrpc::push_json_str(&mut quoted, token);
-    let new_meta = meta.to_string_with(&[("progressToken", &quoted)]);
-    (
-        obj.to_string_with(&[("_meta", &new_meta)]),
-        Some(original.to_owned()),
-    )
-}
-
 /// Expires timed-out requests until the connection is gone.
 async fn sweep_loop(conn: std::sync::Weak<Connection>) {
     let tick = match conn.upgrade() {
@@ -647,22 +586,4 @@ async fn write_loop(server: Arc<str>, stdin: ChildStdin, mut rx: mpsc::Receiver<
         }
     }
     // Dropping the writer closes the child's stdin.
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn progress_tokens_are_replaced_and_remembered() {
-        let p = r#"{"name":"x","_meta":{"progressToken":1,"other":true},"arguments":{}}"#;
-        let (out, tok) = rewrite_progress_token(p, "sp-9");
-        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-        assert_eq!(v["_meta"]["progressToken"], "sp-9");
-        assert_eq!(v["_meta"]["other"], true);
-        assert_eq!(tok.unwrap().get(), "1");
-        let (out, tok) = rewrite_progress_token(r#"{"progressToken":1}"#, "sp-1");
-        assert_eq!(out, r#"{"progressToken":1}"#);
-        assert!(tok.is_none());
-    }
 }

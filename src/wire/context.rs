@@ -4,14 +4,41 @@
 //! configured roots, and its requests held for 2026-07-28 clients. Every [`Connection`] of the server holds it, and the
 //! upstream updates it in place on reload.
 //!
+//! An instance of a per-client or per-workspace server has its own context
+//! with an [`Owner`]: what it sends "to the client" (requests, log
+//! messages) reaches only the sessions it belongs to (docs/INSTANCES.md).
+//!
 //! [`Connection`]: super::Connection
 
 use std::sync::Arc;
 
 use parking_lot::RwLock;
 
-use super::link::Registry;
+use super::link::{Registry, SessionLink};
 use super::subscriptions::Subscriptions;
+use crate::workspace::Workspace;
+
+/// The sessions an instance belongs to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Owner {
+    /// Every session that sees the server (a shared instance).
+    Anyone,
+    /// One session (a per-client instance).
+    Session(u64),
+    /// The sessions of one workspace (a per-workspace instance).
+    Workspace(Workspace),
+}
+
+impl Owner {
+    /// True when `link` is one of the sessions this instance belongs to.
+    pub fn owns(&self, link: &SessionLink) -> bool {
+        match self {
+            Owner::Anyone => true,
+            Owner::Session(id) => link.id == *id,
+            Owner::Workspace(w) => link.workspace() == Some(w),
+        }
+    }
+}
 
 /// What one server's child instances share, across restarts.
 pub struct Context {
@@ -23,8 +50,10 @@ pub struct Context {
     pub subscriptions: Subscriptions,
     /// The rendered `roots/list` result, when roots are configured.
     roots: RwLock<Option<Arc<str>>>,
+    /// Whom the instance belongs to.
+    pub owner: Owner,
     /// The server's requests held for 2026-07-28 clients (MRTR).
-    pub bridge: super::mrtr::ServerBridge,
+    pub bridge: super::rounds::ServerBridge,
 }
 
 impl Context {
@@ -35,7 +64,38 @@ impl Context {
             registry,
             subscriptions: Subscriptions::default(),
             roots: RwLock::new(roots),
-            bridge: super::mrtr::ServerBridge::new(crate::era::state::StateKey::daemon()),
+            owner: Owner::Anyone,
+            bridge: super::rounds::ServerBridge::new(crate::era::state::StateKey::daemon()),
+        }
+    }
+
+    /// The context of one instance belonging to `owner`.
+    pub fn owned(
+        server: Arc<str>,
+        registry: Arc<Registry>,
+        roots: Option<Arc<str>>,
+        owner: Owner,
+    ) -> Self {
+        Self {
+            owner,
+            ..Self::new(server, registry, roots)
+        }
+    }
+
+    /// The sessions that see this server and that this instance belongs
+    /// to (fan-out of log messages, candidates for its requests).
+    pub fn audience(&self) -> Vec<Arc<SessionLink>> {
+        let mut links = self.registry.seeing(&self.server);
+        links.retain(|l| self.owner.owns(l));
+        links
+    }
+
+    /// The owning session, when it is one session that declared `roots`:
+    /// `roots/list` then goes to that client.
+    pub fn roots_owner(&self) -> Option<Arc<SessionLink>> {
+        match &self.owner {
+            Owner::Session(id) => self.registry.get(*id).filter(|l| l.caps().roots),
+            _ => None,
         }
     }
 

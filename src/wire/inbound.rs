@@ -18,79 +18,16 @@
 //! the daemon itself). The client sees a daemon-minted id; its answer
 //! goes back to the child under the child's id.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 
 use serde_json::value::RawValue;
 
 use super::connection::Connection;
+use super::context::Owner;
 use super::link::{Outgoing, SessionLink};
 use crate::catalog::ListKind;
 use crate::jsonrpc::{self, code, Envelope, RawObject};
 use crate::loglevel::Level;
-
-/// Entries kept per map before dead ones are pruned.
-const PRUNE_AT: usize = 4096;
-
-/// Per-instance routing state besides the pending map.
-#[derive(Default)]
-pub struct Routes {
-    /// Child task id -> (owning session, the session's task id).
-    pub(super) tasks: HashMap<String, (Weak<SessionLink>, String)>,
-    /// Upstream request id of a task-creating request -> where the task's
-    /// progress goes (the token lives until the task ends).
-    pub(super) task_progress: HashMap<u64, TaskProgress>,
-    /// The child's request id (raw) -> (session handling it, its id there).
-    child_requests: HashMap<Box<str>, (Weak<SessionLink>, u64)>,
-    /// URL-mode elicitation id -> session that got it.
-    elicitations: HashMap<String, Weak<SessionLink>>,
-    /// Session id -> sequence number of its latest request to this child.
-    recent: HashMap<u64, u64>,
-    seq: u64,
-    /// A modern child's listens for resource updates: URI -> listen id.
-    pub(super) uri_listens: HashMap<String, u64>,
-}
-
-/// Progress routing for a running task.
-pub(super) struct TaskProgress {
-    pub(super) link: Weak<SessionLink>,
-    pub(super) token: Box<RawValue>,
-    pub(super) child_task: String,
-}
-
-impl Routes {
-    pub(super) fn note_requester(&mut self, session: u64) {
-        self.seq += 1;
-        self.recent.insert(session, self.seq);
-        if self.recent.len() > PRUNE_AT {
-            // Keep the most recent half.
-            let mut seqs: Vec<u64> = self.recent.values().copied().collect();
-            seqs.sort_unstable();
-            let cut = seqs[seqs.len() / 2];
-            self.recent.retain(|_, s| *s >= cut);
-        }
-    }
-
-    pub(super) fn task_progress(&self, upstream_id: u64) -> Option<(Arc<SessionLink>, String)> {
-        let tp = self.task_progress.get(&upstream_id)?;
-        Some((tp.link.upgrade()?, tp.token.get().to_string()))
-    }
-
-    pub(super) fn prune(&mut self) {
-        if self.tasks.len() > PRUNE_AT {
-            self.tasks.retain(|_, (l, _)| l.strong_count() > 0);
-        }
-        if self.task_progress.len() > PRUNE_AT {
-            self.task_progress.retain(|_, t| t.link.strong_count() > 0);
-        }
-        if self.child_requests.len() > PRUNE_AT {
-            self.child_requests.retain(|_, (l, _)| l.strong_count() > 0);
-        }
-        if self.elicitations.len() > PRUNE_AT {
-            self.elicitations.retain(|_, l| l.strong_count() > 0);
-        }
-    }
-}
 
 impl Connection {
     pub(super) fn on_notification(self: &Arc<Self>, env: &Envelope<'_>) {
@@ -143,7 +80,7 @@ impl Connection {
             "notifications/message",
             Some(&obj.to_string_with(&[("logger", &quoted)])),
         );
-        for link in self.ctx.registry.seeing(self.server()) {
+        for link in self.ctx.audience() {
             if link.wants_log_from(self.server(), level) {
                 link.outbox.send(line.clone());
             }
@@ -230,6 +167,14 @@ impl Connection {
                 Ok(()) => return,
                 Err(_) => jsonrpc::response(id, "{}"),
             },
+            // A per-client instance asks its owner, when the owner
+            // declared roots; everyone else gets the configured roots (a
+            // per-workspace instance: its workspace).
+            "roots/list"
+                if self.ctx.roots_owner().is_some() && self.route_to_client(env).is_ok() =>
+            {
+                return
+            }
             "roots/list" => match self.ctx.roots() {
                 Some(roots) => jsonrpc::response(id, &roots),
                 None => jsonrpc::error_response(
@@ -283,6 +228,7 @@ impl Connection {
             let caps = l.caps();
             match method {
                 "ping" => l.is_initialized(),
+                "roots/list" => caps.roots,
                 "sampling/createMessage" => caps.sampling,
                 _ if url_mode => caps.elicitation_url,
                 _ => caps.elicitation_form,
@@ -290,15 +236,28 @@ impl Connection {
         };
         let capability = match method {
             "ping" => "initialized session",
+            "roots/list" => "roots",
             "sampling/createMessage" => "sampling",
             _ if url_mode => "elicitation.url",
             _ => "elicitation",
         };
         let requesters = self.requesters();
-        let link = match requesters.as_slice() {
-            [only] if capable(only) => only.clone(),
+        // A per-client instance has one client: its owner, also before it
+        // forwarded any call (a request during the handshake).
+        let owner = match &self.ctx.owner {
+            Owner::Session(id) => self.ctx.registry.get(*id).filter(|l| capable(l)),
+            _ => None,
+        };
+        let link = match (owner, requesters.as_slice()) {
+            (Some(owner), _) => owner,
+            (None, [only]) if capable(only) => only.clone(),
             _ => self
                 .most_recent_capable(&capable)
+                .or_else(|| match self.ctx.owner {
+                    // The sessions of a workspace share its instance.
+                    Owner::Workspace(_) => self.ctx.audience().into_iter().find(|l| capable(l)),
+                    _ => None,
+                })
                 .ok_or_else(|| format!("no connected client that uses this server declared the {capability} capability"))?,
         };
         let our_id = link.add_outgoing(Outgoing {
@@ -337,7 +296,7 @@ impl Connection {
         recent
             .into_iter()
             .filter_map(|(_, session)| self.ctx.registry.get(session))
-            .find(|l| l.visible(self.server()) && capable(l))
+            .find(|l| l.visible(self.server()) && self.ctx.owner.owns(l) && capable(l))
     }
 
     /// Passes a client's answer to the child's request back to the child,

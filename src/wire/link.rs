@@ -42,6 +42,8 @@ pub struct ClientCaps {
     pub elicitation_form: bool,
     /// `elicitation.url`
     pub elicitation_url: bool,
+    /// `roots`
+    pub roots: bool,
 }
 
 /// A client request the daemon has accepted and not answered yet.
@@ -113,6 +115,8 @@ pub struct SessionLink {
     /// Everything the client is sent goes here.
     pub outbox: Outbox,
     view: Option<HashSet<String>>,
+    workspace: Option<crate::workspace::Workspace>,
+    client_name: Mutex<Option<Arc<str>>>,
     state: Mutex<State>,
     caps: RwLock<ClientCaps>,
     initialized: AtomicBool,
@@ -132,6 +136,8 @@ impl SessionLink {
             id,
             outbox,
             view,
+            workspace: None,
+            client_name: Mutex::new(None),
             state: Mutex::new(State::default()),
             caps: RwLock::new(ClientCaps::default()),
             initialized: AtomicBool::new(false),
@@ -144,6 +150,27 @@ impl SessionLink {
 
     fn lock(&self) -> parking_lot::MutexGuard<'_, State> {
         self.state.lock()
+    }
+
+    /// The same link with the session's workspace (from the shim's hello).
+    pub fn with_workspace(mut self, workspace: Option<crate::workspace::Workspace>) -> Self {
+        self.workspace = workspace;
+        self
+    }
+
+    /// The session's workspace, when its shim sent one.
+    pub fn workspace(&self) -> Option<&crate::workspace::Workspace> {
+        self.workspace.as_ref()
+    }
+
+    /// The client's `clientInfo.name`, once it initialized.
+    pub fn client_name(&self) -> Option<Arc<str>> {
+        self.client_name.lock().clone()
+    }
+
+    /// Records the client's name (at `initialize`).
+    pub fn set_client_name(&self, name: &str) {
+        *self.client_name.lock() = Some(name.into());
     }
 
     /// True when the session may see and call `server`.
@@ -405,16 +432,6 @@ impl Registry {
             .filter(|l| l.visible(server))
             .cloned()
             .collect()
-    }
-
-    /// Number of sessions.
-    pub fn len(&self) -> usize {
-        self.read().len()
-    }
-
-    /// True when no session is open.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     fn read(&self) -> parking_lot::RwLockReadGuard<'_, HashMap<u64, Arc<SessionLink>>> {

@@ -18,6 +18,8 @@
 //! - `connection`: one running child: framing, id and progress-token
 //!   remapping, the pending map, timeouts, reader/writer tasks.
 //! - `inbound`: what a child sends besides responses.
+//! - `progress`: progress tokens replaced per connection and routed back.
+//! - `routes`: a child's routing state besides its pending map.
 //! - `tasks`: task ids translated between a child and the owning session.
 //! - `subscriptions`: resource subscriptions counted per URI.
 //! - `context`: what one server's instances share across restarts.
@@ -25,7 +27,8 @@
 //!   request, results for either era, its `input_required` turned into real
 //!   requests to a legacy client.
 //! - `mrtr`: a legacy child's requests bridged to a 2026-07-28 client's
-//!   call (`input_required`), the parked call, and the rounds' expiry.
+//!   call (`input_required`), the parked call, and the rounds' expiry;
+//!   `rounds`: the items its bridge holds.
 //!
 //! Lock order: a link's lock is never held while calling into a connection,
 //! and a connection releases its own locks before calling into a link.
@@ -37,14 +40,18 @@ mod link;
 mod modern;
 mod mrtr;
 mod outbox;
+mod progress;
+mod rounds;
+mod routes;
 mod subscriptions;
 mod tasks;
 
 pub use connection::{ClientCall, Connection, Event, Reply, Rewrite};
-pub use context::Context;
+pub use context::{Context, Owner};
 pub use link::{ClientAnswer, ClientCaps, Outgoing, Registry, SessionLink, TaskRef};
-pub use mrtr::{abandon as abandon_rounds, ChildAsk, ChildCall, Resume, ServerBridge};
+pub use mrtr::{abandon as abandon_rounds, Resume};
 pub use outbox::Outbox;
+pub use rounds::{ChildAsk, ChildCall, ServerBridge};
 pub use subscriptions::{SubscribeError, Subscriptions};
 pub use tasks::replace_task_ids;
 

@@ -18,46 +18,17 @@
 //! `request_timeout`: their round's expiry (the same duration, from when it
 //! was opened) cancels them, and answers the held requests with an error.
 
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 use serde_json::json;
 use serde_json::value::RawValue;
 
 use super::connection::{ClientRequest, Connection, Pending};
 use super::link::SessionLink;
-use crate::era::bridge::{Bridge, Held, Round};
+use super::rounds::{ChildAsk, ChildCall, ServerBridge};
+use crate::era::bridge::{Held, Round};
 use crate::era::state::now_ms;
 use crate::jsonrpc::{self, code, Envelope};
-
-/// The child's call a round waits on.
-#[derive(Clone, Debug)]
-pub struct ChildCall {
-    /// The child instance.
-    pub conn: Weak<Connection>,
-    /// Its id there.
-    pub id: u64,
-    /// The client's id of the call this round answered (raw), so that a
-    /// `notifications/cancelled` for it ends the round.
-    pub client_id: Box<str>,
-}
-
-impl PartialEq for ChildCall {
-    fn eq(&self, other: &Self) -> bool {
-        self.id == other.id && Weak::ptr_eq(&self.conn, &other.conn)
-    }
-}
-
-/// A child's request held for a client.
-#[derive(Debug)]
-pub struct ChildAsk {
-    /// The child instance that asked.
-    pub conn: Weak<Connection>,
-    /// Its id for the request, raw.
-    pub child_id: Box<RawValue>,
-}
-
-/// Every server's bridge type.
-pub type ServerBridge = Bridge<ChildCall, ChildAsk>;
 
 /// A parked client call: its request, and the child's final answer if it
 /// came before the retry.

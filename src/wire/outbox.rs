@@ -31,10 +31,10 @@
 //! the writer is busy writing is no longer counted: the bound is the budget
 //! plus that line.
 
-use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use parking_lot::Mutex;
 use tokio::sync::{mpsc, Notify};
 
 /// Lines a session may have queued before it counts as stuck.

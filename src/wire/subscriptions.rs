@@ -9,16 +9,21 @@
 //! child, which has no `resources/subscribe`, gets a `subscriptions/listen`
 //! for the URI instead, cancelled for the unsubscribe.
 //!
-//! Subscribe and unsubscribe calls to the child are serialised by an async
-//! lock, so two sessions racing on one URI never send two subscribes; the
-//! subscriber map itself is behind a plain lock so the child's reader can
-//! look it up without waiting.
+//! Subscribe and unsubscribe calls to the child are serialised per URI by an
+//! async lock, so two sessions racing on one URI never send two subscribes,
+//! while a child that never answers one URI's call holds up only that URI:
+//! every other URI's subscribe and unsubscribe goes on. A URI's lock exists
+//! only while a call on it is under way or waiting. The subscriber map itself
+//! is behind a plain lock so the child's reader can look it up without
+//! waiting.
 
-use parking_lot::Mutex;
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use serde_json::json;
+use tokio::sync::OwnedMutexGuard;
 
 use super::connection::{Connection, Reply};
 use crate::error::UpstreamError;
@@ -27,7 +32,30 @@ use crate::error::UpstreamError;
 #[derive(Default)]
 pub struct Subscriptions {
     subscribers: Mutex<HashMap<String, BTreeSet<u64>>>,
-    ops: tokio::sync::Mutex<()>,
+    /// Per URI, the lock its calls to the child hold (see the module docs).
+    ops: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// The right to call the child about one URI; dropping it lets the next
+/// caller for that URI go, and forgets the URI's lock when nobody waits.
+struct UriTurn<'a> {
+    subs: &'a Subscriptions,
+    uri: String,
+    guard: Option<OwnedMutexGuard<()>>,
+}
+
+impl Drop for UriTurn<'_> {
+    fn drop(&mut self) {
+        let mut ops = self.subs.ops.lock();
+        // Ours and the map's: nobody else holds or waits for this URI.
+        if ops
+            .get(&self.uri)
+            .is_some_and(|m| Arc::strong_count(m) == 2)
+        {
+            ops.remove(&self.uri);
+        }
+        self.guard = None;
+    }
 }
 
 /// Why a subscribe or unsubscribe failed.
@@ -43,6 +71,17 @@ impl Subscriptions {
         self.subscribers.lock()
     }
 
+    /// Waits for this URI's turn to call the child.
+    async fn turn(&self, uri: &str) -> UriTurn<'_> {
+        let op = self.ops.lock().entry(uri.to_string()).or_default().clone();
+        let guard = op.lock_owned().await;
+        UriTurn {
+            subs: self,
+            uri: uri.to_string(),
+            guard: Some(guard),
+        }
+    }
+
     /// Subscribes `session` to `uri`; asks the child only for the first
     /// subscriber of a URI.
     pub async fn subscribe(
@@ -52,7 +91,7 @@ impl Subscriptions {
         uri: &str,
         timeout: Duration,
     ) -> Result<(), SubscribeError> {
-        let _serial = self.ops.lock().await;
+        let _turn = self.turn(uri).await;
         if let Some(set) = self.lock().get_mut(uri) {
             set.insert(session);
             return Ok(());
@@ -74,7 +113,7 @@ impl Subscriptions {
         uri: &str,
         timeout: Duration,
     ) -> Result<(), SubscribeError> {
-        let _serial = self.ops.lock().await;
+        let _turn = self.turn(uri).await;
         let last = {
             let mut map = self.lock();
             let Some(set) = map.get_mut(uri) else {
@@ -108,9 +147,12 @@ impl Subscriptions {
 
     /// Re-subscribes a new child instance to every URI that has subscribers.
     pub async fn resubscribe(&self, conn: &Connection, timeout: Duration) {
-        let _serial = self.ops.lock().await;
         let uris: Vec<String> = self.lock().keys().cloned().collect();
         for uri in uris {
+            let _turn = self.turn(&uri).await;
+            if !self.lock().contains_key(&uri) {
+                continue; // its last subscriber left meanwhile
+            }
             if let Err(e) = call(conn, "resources/subscribe", &uri, timeout).await {
                 let why = match e {
                     SubscribeError::Rpc(r) => r.get().to_string(),
@@ -157,5 +199,28 @@ async fn call(
         Ok(Reply::Result(_)) => Ok(()),
         Ok(Reply::Error(e)) => Err(SubscribeError::Rpc(e)),
         Err(e) => Err(SubscribeError::Upstream(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn turns_are_per_uri_and_forgotten_when_done() {
+        let subs = Subscriptions::default();
+        let a = subs.turn("a").await;
+        // Another URI's turn does not wait for a's.
+        let b = tokio::time::timeout(Duration::from_secs(5), subs.turn("b"))
+            .await
+            .expect("b waited for a");
+        // The same URI's does.
+        let waited = tokio::time::timeout(Duration::from_millis(50), subs.turn("a")).await;
+        assert!(waited.is_err(), "a second turn on a while a is held");
+        assert_eq!(subs.ops.lock().len(), 2);
+        drop(a);
+        drop(b);
+        assert!(subs.ops.lock().is_empty(), "locks outlived their turns");
+        let _again = subs.turn("a").await;
     }
 }

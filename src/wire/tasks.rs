@@ -16,8 +16,8 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::connection::{ClientRequest, Connection, Rewrite};
-use super::inbound::TaskProgress;
 use super::link::TaskRef;
+use super::routes::TaskProgress;
 use crate::jsonrpc::{self, Envelope};
 
 const RELATED_TASK: &str = "io.modelcontextprotocol/related-task";

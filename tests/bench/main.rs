@@ -19,6 +19,7 @@
 
 mod client;
 mod fit;
+mod instances;
 mod outage;
 mod procs;
 mod report;
@@ -70,8 +71,19 @@ fn shim_bin() -> String {
 }
 
 const SYSTEMS: [&str; 3] = ["direct", "stdioproxy", "socat"];
-const SCENARIOS: [&str; 11] = [
-    "cold", "seq", "pipe", "multi", "scale", "list", "reload", "outage", "memory", "era", "fit",
+const SCENARIOS: [&str; 12] = [
+    "cold",
+    "seq",
+    "pipe",
+    "multi",
+    "scale",
+    "list",
+    "reload",
+    "outage",
+    "memory",
+    "era",
+    "instances",
+    "fit",
 ];
 const UPSTREAMS: [&str; 2] = ["echo", "everything"];
 
@@ -84,7 +96,8 @@ const USAGE: &str = "usage: cargo bench --bench mcp -- [options]
   --quick            small counts, one repetition (about a minute)
   --full             the default: every figure, several repetitions
   --only a,b,...     run only these scenarios, systems and/or upstreams:
-                       scenarios: cold seq pipe multi scale list reload outage memory era fit
+                       scenarios: cold seq pipe multi scale list reload outage memory era
+                                  instances fit
                        systems:   direct stdioproxy socat
                        upstreams: echo everything
   --reps N           repetitions (medians are reported)
@@ -328,6 +341,16 @@ fn start_daemon(ctx: &Ctx, name: &str, config: &str, servers: usize) -> Res<Daem
     if !line.contains(&want) {
         return Err(format!("{name}: not every server started: {line}"));
     }
+    Ok(d)
+}
+
+/// Starts a daemon and waits for its log line containing `ready`.
+fn start_daemon_with(ctx: &Ctx, name: &str, config: &str, ready: &str) -> Res<Daemon> {
+    let d = spawn_daemon(ctx, name, config)?;
+    d.proc
+        .log
+        .wait_for(0, ready, Duration::from_secs(180))
+        .map_err(|e| format!("{name}: {e}"))?;
     Ok(d)
 }
 
@@ -1707,9 +1730,10 @@ fn render(ctx: &Ctx, meta: &Value) -> String {
         s.push_str(&t.render());
         s.push('\n');
     }
+    s.push_str(&instances::render(r, p.scale_servers));
     s.push_str(&fit::render(ctx));
     let mut t = Table::new(&["issue 7 target", "measured", "met"]);
-    for tg in targets(r) {
+    for tg in targets(r).into_iter().chain(instances::targets(r)) {
         t.row(vec![
             tg.what.into(),
             tg.figure,
@@ -1784,10 +1808,11 @@ fn run(opts: Opts) -> Res<()> {
     }
     if ctx.f.system("stdioproxy") {
         type Scenario = fn(&mut Ctx) -> Res<()>;
-        let daemon_only: [(&str, Scenario); 6] = [
+        let daemon_only: [(&str, Scenario); 7] = [
             ("scale", scale),
             ("list", list),
             ("reload", reload),
+            ("instances", instances::instances),
             ("era", era),
             ("outage", outage::outage),
             ("fit", fit::fit),

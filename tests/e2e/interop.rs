@@ -60,7 +60,7 @@ pub fn require_python_sdk() -> Option<PathBuf> {
 
 /// Runs `node tests/interop/<script> <args...> <shim> --socket <socket>` and
 /// returns the one JSON report it prints.
-fn run_ts_client(script: &str, args: &[&str], socket: &Path) -> Value {
+pub(crate) fn run_ts_client(script: &str, args: &[&str], socket: &Path) -> Value {
     run_client(Path::new("node"), script, args, socket, &[])
 }
 

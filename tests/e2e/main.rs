@@ -10,6 +10,7 @@ mod core;
 mod era;
 mod era_interop;
 mod hostile;
+mod instances;
 mod interop;
 mod limits;
 mod migrate;

@@ -418,6 +418,13 @@ impl Client {
         Self::spawn(Command::new(SHIM), socket, args)
     }
 
+    /// Starts a shim on `socket` with extra args, in working directory `dir`.
+    pub fn connect_in(socket: &Path, dir: &Path, args: &[&str]) -> Client {
+        let mut cmd = Command::new(SHIM);
+        cmd.current_dir(dir);
+        Self::spawn(cmd, socket, args)
+    }
+
     /// Starts the shim `cmd` (set up by the caller, e.g. with env) on
     /// `socket` with extra args.
     pub fn spawn(mut cmd: Command, socket: &Path, args: &[&str]) -> Client {

@@ -265,6 +265,39 @@ fn subscriptions_are_counted_across_sessions_and_survive_restarts() {
 }
 
 #[test]
+fn a_child_that_never_answers_one_subscribe_holds_up_only_that_uri() {
+    let env = Env::new();
+    let hung = "fixture://alpha/items/1";
+    let d = env.start(&fixture_server(
+        "alpha",
+        &[("FIXTURE_HANG_SUBSCRIBE", hung)],
+    ));
+    d.wait_ready(&["alpha"]);
+    let mut c1 = Client::initialized(&env.socket);
+    let mut c2 = Client::initialized(&env.socket);
+    // c1's subscribe reaches the child, which never answers it (it would
+    // time out only after request_timeout, 300 s by default).
+    let pending = c1.send_request("resources/subscribe", json!({ "uri": hung }));
+    d.log
+        .wait_for(&["holding resources/subscribe fixture://alpha/items/1"]);
+    // Another URI of the same server is subscribed and unsubscribed at once
+    // (each request waits at most WAIT for its answer).
+    let readme = "fixture://alpha/readme";
+    let r = c2.request("resources/subscribe", json!({ "uri": readme }));
+    assert_eq!(r["result"], json!({}), "{r}");
+    assert_eq!(
+        text(&c2.call("alpha__subscriptions", json!({}))),
+        json!([readme]).to_string()
+    );
+    let r = c2.request("resources/unsubscribe", json!({ "uri": readme }));
+    assert_eq!(r["result"], json!({}), "{r}");
+    assert!(
+        c1.try_backlog(|m| m.get("id") == Some(&pending)).is_none(),
+        "the hung subscribe was answered"
+    );
+}
+
+#[test]
 fn log_levels_are_per_session_and_the_child_gets_the_most_verbose() {
     let env = Env::new();
     let d = two_fixtures(&env);

@@ -25,6 +25,8 @@
 //! - `FIXTURE_RAW_TOOL=<json>`: one more tool definition, given as raw JSON text and
 //!   written into `tools/list` byte for byte (for JSON a `serde_json::Value` cannot hold,
 //!   such as the number `1e999`).
+//! - `FIXTURE_INSTANCE=1`: also list `instance` (below), for the tests of per-client and
+//!   per-workspace instances (unlisted by default, like the hostile tools).
 //! - `FIXTURE_TOOLS_ONLY=1`: declare only the `tools` capability (no prompts,
 //!   resources, completions, logging or tasks), like many real servers.
 //! - `FIXTURE_HOSTILE=1`: also list the tools that make the fixture a hostile peer
@@ -37,7 +39,8 @@
 //! capabilities), `ping`, `tools/list`, `tools/call` (with `params.task`: as a
 //! task), and the requests of [`surface`]. Anything else gets
 //! `-32601 Method not found: <method>`. Ids (string or integer) are echoed back
-//! exactly as received. Notifications are never answered; `notifications/cancelled`
+//! exactly as received. Notifications are never answered (`notifications/roots/list_changed`
+//! prints `fixture <NAME> pid=<pid>: roots changed` to stderr); `notifications/cancelled`
 //! is only recorded: the call it names still completes and answers, so tests can
 //! check that the proxy drops late responses.
 //!
@@ -78,6 +81,10 @@
 //!   none without one), or `bogus` (progress with tokens nobody issued and params
 //!   that are not objects).
 //! - `client_capabilities {}`: the capabilities the client declared, as JSON text.
+//! - `instance {}` (with `FIXTURE_INSTANCE=1`): which process this is and what it was
+//!   given, as JSON text: `{"name", "pid", "cwd", "roots"}`. `roots` is the client's
+//!   answer to a `roots/list` this tool sends (its `result`, or `{"error": ...}`), or
+//!   `null` when the client did not declare the `roots` capability.
 //! - `cancelled {}`: the JSON array of `requestId`s seen in `notifications/cancelled`.
 //!
 //! An unknown tool gets `-32602 Unknown tool: <name>`; bad arguments to a known tool
@@ -148,6 +155,7 @@ struct Config {
     page_size: Option<usize>,
     instructions: Option<String>,
     hostile: bool,
+    instance_tool: bool,
     raw_tool: Option<String>,
 }
 
@@ -173,6 +181,7 @@ impl Config {
             page_size: env_parse("FIXTURE_PAGE_SIZE").filter(|&n: &usize| n > 0),
             instructions: std::env::var("FIXTURE_INSTRUCTIONS").ok(),
             hostile: env_flag("FIXTURE_HOSTILE"),
+            instance_tool: env_flag("FIXTURE_INSTANCE"),
             raw_tool: env_string("FIXTURE_RAW_TOOL"),
         }
     }
@@ -350,6 +359,7 @@ struct Server {
     page_size: Option<usize>,
     instructions: Option<String>,
     hostile: bool,
+    instance_tool: bool,
     raw_tool: Option<String>,
     stop_reading: AtomicBool,
     ignore_pings: AtomicBool,
@@ -382,6 +392,7 @@ impl Server {
             page_size: config.page_size,
             instructions: config.instructions.clone(),
             hostile: config.hostile,
+            instance_tool: config.instance_tool,
             raw_tool: config.raw_tool.clone(),
             stop_reading: AtomicBool::new(false),
             ignore_pings: AtomicBool::new(config.ignore_ping),
@@ -473,6 +484,9 @@ impl Server {
     }
 
     fn handle_notification(&self, method: &str, params: &Value) {
+        if method == "notifications/roots/list_changed" {
+            eprintln!("fixture {} pid={}: roots changed", self.name, self.pid);
+        }
         if method == "notifications/cancelled" {
             let request_id = params.get("requestId").cloned().unwrap_or(Value::Null);
             eprintln!("fixture {}: cancelled {request_id}", self.name);
@@ -491,10 +505,19 @@ impl Server {
         } else {
             Vec::new()
         };
+        let instance = self.instance_tool.then(|| {
+            tool_def(
+                "instance",
+                "Reports this process's pid, cwd and the roots the client gives it",
+                json!({}),
+                &[],
+            )
+        });
         builtin_tools()
             .into_iter()
             .chain(surface::tools())
             .chain(hostile)
+            .chain(instance)
             .chain(extra)
             .collect()
     }
@@ -521,6 +544,27 @@ impl Server {
     }
 
     // ----- tools ----------------------------------------------------------
+
+    /// What `instance` answers: who this process is and what it was given.
+    fn instance_report(&self) -> Value {
+        let declared = lock(&self.client_capabilities).get("roots").is_some();
+        let roots = if declared {
+            let answer = self.ask(&json!({"method": "roots/list"}));
+            match serde_json::from_str::<Value>(&answer) {
+                Ok(response) => match response.get("result") {
+                    Some(result) => result.clone(),
+                    None => json!({"error": response.get("error").cloned().unwrap_or(Value::Null)}),
+                },
+                Err(_) => json!({"error": answer}),
+            }
+        } else {
+            Value::Null
+        };
+        let cwd = std::env::current_dir()
+            .map(|d| d.display().to_string())
+            .unwrap_or_else(|e| format!("<error: {e}>"));
+        json!({"name": self.name, "pid": self.pid, "cwd": cwd, "roots": roots})
+    }
 
     fn call_tool(&self, params: &Value) -> Result<Value, RpcError> {
         let Some(name) = params.get("name").and_then(Value::as_str) else {
@@ -564,6 +608,7 @@ impl Server {
             "reply" => tool_reply(args),
             "flood" => self.tool_flood(args, params),
             "client_capabilities" => Ok(text_result(lock(&self.client_capabilities).to_string())),
+            "instance" if self.instance_tool => Ok(text_result(self.instance_report().to_string())),
             "cancelled" => Ok(text_result(
                 Value::Array(lock(&self.cancelled).clone()).to_string(),
             )),

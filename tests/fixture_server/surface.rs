@@ -9,7 +9,9 @@
 //! - Resources: `fixture://<NAME>/readme` (listed), template
 //!   `fixture://<NAME>/items/{id}`, and `fixture://<NAME>/hidden/<x>`
 //!   (readable but neither listed nor templated, for fallback routing).
-//!   Anything else is -32002. Subscriptions are recorded.
+//!   Anything else is -32002. Subscriptions are recorded; with
+//!   `FIXTURE_HANG_SUBSCRIBE=<uri>`, a subscribe to that URI is never answered
+//!   (a child wedged in one call).
 //! - Logging: `logging/setLevel` is recorded; messages below it are not sent.
 //! - Tasks: a `tools/call` with `params.task` runs in the background and
 //!   answers a `CreateTaskResult`; `tasks/get|result|list|cancel` and
@@ -163,6 +165,12 @@ impl Server {
                         "uri is required",
                     ))));
                 };
+                if method == "resources/subscribe"
+                    && std::env::var("FIXTURE_HANG_SUBSCRIBE").is_ok_and(|u| u == uri)
+                {
+                    eprintln!("fixture {}: holding resources/subscribe {uri}", self.name);
+                    return Some(Handled::Deferred);
+                }
                 let mut set = lock(&s.subscribed);
                 if method == "resources/subscribe" {
                     set.insert(uri.to_string());
@@ -386,7 +394,7 @@ impl Server {
     }
 
     /// Sends a request to the client and waits for its response.
-    fn ask(&self, args: &Value) -> String {
+    pub fn ask(&self, args: &Value) -> String {
         let s = &self.surface;
         let id = format!("fx-{}", s.next_ask.fetch_add(1, Ordering::Relaxed) + 1);
         let (tx, rx) = mpsc::channel();
