@@ -799,3 +799,29 @@ fn logs_show_the_last_stderr_lines_with_time_and_pid_and_follow() {
     let unknown = cli(&d, &["logs", "nope"]);
     assert_eq!(unknown.status.code(), Some(1));
 }
+
+#[test]
+fn restart_reaches_every_instance_of_a_per_client_server() {
+    let env = Env::new();
+    let d = env.start(&format!(
+        "[servers.b]\ncommand = \"{FIXTURE}\"\nenv = {{ FIXTURE_NAME = \"b\" }}\nshare = \"per-client\"\n"
+    ));
+    let mut c1 = Client::initialized(&env.socket);
+    c1.wait_for_tool("b__whoami");
+    let mut c2 = Client::initialized(&env.socket);
+    let (p1, p2) = (
+        c1.call_text("b__whoami", json!({})),
+        c2.call_text("b__whoami", json!({})),
+    );
+    assert_ne!(p1, p2, "one process per client");
+    let out = cli(&d, &["restart", "b"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("2 instance(s)"), "{}", stdout(&out));
+    // Each client's next call waits for its own new process.
+    for (c, before) in [(&mut c1, p1), (&mut c2, p2)] {
+        let pid: u32 = before.rsplit(' ').next().unwrap().parse().unwrap();
+        wait_gone(pid);
+        let after = c.call_text("b__whoami", json!({}));
+        assert_ne!(after, before);
+    }
+}
