@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+pub mod commands;
+mod servers;
+
 use crate::proto::{Hello, PROTO_VERSION};
 use crate::reload::{Reloader, Trigger};
 use crate::slots::Slots;
@@ -55,9 +58,13 @@ impl Control {
     }
 
     /// Answers one control request with a JSON line.
-    pub async fn handle(&self, verb: &str, _request: &Hello) -> String {
+    pub async fn handle(&self, verb: &str, request: &Hello) -> String {
+        let args = request.args.as_ref().unwrap_or(&Value::Null);
         let reply = match verb {
             "status" => self.status(),
+            "restart" => self.restart(args).await,
+            "tools-pending" => self.tools_pending(),
+            "tools-approve" => self.tools_approve(args),
             "reload" => match self.reloader.reload(Trigger::Control).await {
                 Ok(d) => json!({
                     "ok": true,
@@ -73,6 +80,12 @@ impl Control {
             other => json!({ "ok": false, "error": format!("unknown control request {other:?}") }),
         };
         format!("{reply}\n")
+    }
+
+    /// Where the pin store is and why it was refused, if it was.
+    fn pins_status(&self) -> Value {
+        let store = self.supervisor.pins().lock();
+        json!({ "store": store.path().display().to_string(), "error": store.error() })
     }
 
     /// The `status` document. Never contains env values.
@@ -99,6 +112,7 @@ impl Control {
                 "error": self.reloader.config_error(),
                 "last_reload": self.reloader.last_reload(),
             },
+            "pins": self.pins_status(),
             "sessions": self.sessions.taken(),
             // Sessions resumed by a shim after a daemon restart (since this
             // daemon started).
@@ -131,6 +145,57 @@ fn rss_bytes() -> Option<u64> {
 /// Sends a control request to the daemon at `socket` and returns its reply.
 /// Errors are sentences for a person.
 pub fn request(socket: &Path, verb: &str, timeout: Duration) -> Result<Value, String> {
+    request_with(socket, verb, json!({}), timeout)
+}
+
+/// [`request`] with arguments (the hello's `args` object).
+pub fn request_with(
+    socket: &Path,
+    verb: &str,
+    params: Value,
+    timeout: Duration,
+) -> Result<Value, String> {
+    let mut reader = send_control(socket, verb, params, Some(timeout))?;
+    read_reply(socket, &mut reader)?.ok_or_else(|| closed_without_answer(socket))
+}
+
+/// A control request whose answer is a stream of JSON lines (`logs
+/// --follow`): `each` gets every line until the daemon closes or `each`
+/// returns false. The first line is checked like [`request`]'s reply.
+pub fn stream(
+    socket: &Path,
+    verb: &str,
+    params: Value,
+    mut each: impl FnMut(&Value) -> bool,
+) -> Result<(), String> {
+    let mut reader = send_control(socket, verb, params, None)?;
+    let first = read_reply(socket, &mut reader)?.ok_or_else(|| closed_without_answer(socket))?;
+    if !each(&first) {
+        return Ok(());
+    }
+    while let Some(v) = read_reply(socket, &mut reader)? {
+        if !each(&v) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn closed_without_answer(socket: &Path) -> String {
+    format!(
+        "the daemon at {} closed the connection without answering (it only answers its own user; you are uid {})",
+        socket.display(),
+        nix::unistd::getuid()
+    )
+}
+
+/// Connects and sends the control hello; the reader yields the answer.
+fn send_control(
+    socket: &Path,
+    verb: &str,
+    params: Value,
+    timeout: Option<Duration>,
+) -> Result<BufReader<UnixStream>, String> {
     let mut stream = UnixStream::connect(socket).map_err(|e| {
         format!(
             "cannot reach the stdioproxy daemon at {}: {e} (start it with `systemctl --user start stdioproxy` or `stdioproxy serve`)",
@@ -138,38 +203,51 @@ pub fn request(socket: &Path, verb: &str, timeout: Duration) -> Result<Value, St
         )
     })?;
     stream
-        .set_read_timeout(Some(timeout))
+        .set_read_timeout(timeout)
         .map_err(|e| e.to_string())?;
     let hello = Hello {
         stdioproxy: PROTO_VERSION,
         control: Some(verb.to_string()),
+        args: params
+            .as_object()
+            .is_some_and(|p| !p.is_empty())
+            .then_some(params),
         ..Hello::default()
     };
     // The daemon closes at once on connections from another user: before
     // our write (broken pipe), with our request unread (reset) or after it
     // (EOF). All three mean "no answer".
-    let closed = |e: &std::io::Error| {
-        matches!(
-            e.kind(),
-            std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
-        )
-    };
-    let mut line = String::new();
-    let n = match stream.write_all(hello.line().as_bytes()) {
-        Err(e) if closed(&e) => 0,
+    let reader = BufReader::new(stream.try_clone().map_err(|e| e.to_string())?);
+    match stream.write_all(hello.line().as_bytes()) {
+        Err(e) if closed(&e) => {}
         Err(e) => return Err(format!("cannot send to the daemon: {e}")),
-        Ok(()) => match BufReader::new(stream).read_line(&mut line) {
-            Ok(n) => n,
-            Err(e) if closed(&e) => 0,
-            Err(e) => return Err(format!("no answer from the daemon: {e}")),
-        },
+        Ok(()) => {}
+    }
+    Ok(reader)
+}
+
+fn closed(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+    )
+}
+
+/// The next JSON line of an answer (`None` at EOF); `ok: false` is an error.
+fn read_reply(socket: &Path, reader: &mut BufReader<UnixStream>) -> Result<Option<Value>, String> {
+    let mut line = String::new();
+    let n = match reader.read_line(&mut line) {
+        Ok(n) => n,
+        Err(e) if closed(&e) => 0,
+        Err(e) => {
+            return Err(format!(
+                "no answer from the daemon at {}: {e}",
+                socket.display()
+            ))
+        }
     };
     if n == 0 {
-        return Err(format!(
-            "the daemon at {} closed the connection without answering (it only answers its own user; you are uid {})",
-            socket.display(),
-            nix::unistd::getuid()
-        ));
+        return Ok(None);
     }
     let v: Value = serde_json::from_str(&line)
         .map_err(|e| format!("unreadable answer from the daemon: {e}"))?;
@@ -179,5 +257,5 @@ pub fn request(socket: &Path, verb: &str, timeout: Duration) -> Result<Value, St
             .unwrap_or("the daemon refused the request")
             .to_string());
     }
-    Ok(v)
+    Ok(Some(v))
 }

@@ -114,6 +114,10 @@ impl Parts {
             reaper,
             cache: Some(cache.clone()),
             max_message: std::sync::atomic::AtomicUsize::new(opts.config.daemon.max_message_size),
+            stderr: Arc::new(crate::stderr_ring::StderrLogs::default()),
+            pins: Arc::new(parking_lot::Mutex::new(crate::pins::PinStore::open(
+                &crate::paths::state_dir().join(crate::pins::FILE_NAME),
+            ))),
         });
         let settings = SettingsCell::new(opts.config.daemon.clone());
         let sessions = Arc::new(Slots::default());

@@ -258,6 +258,19 @@ async fn handle(stream: UnixStream, h: Arc<Handoff>) {
             let _ = write.write_all(HelloReply::refusal(&msg).as_bytes()).await;
             return;
         }
+        Some(Hello::Control(verb, request)) if verb == "logs" => {
+            // The one streaming answer (`logs --follow`): it ends when the
+            // peer closes its side.
+            let peer_gone = async move {
+                while let Ok(Frame::Line(_) | Frame::TooLong { .. }) = reader.next_frame().await {}
+            };
+            let shutdown = h.hub.shutdown_signal();
+            h.control
+                .logs(&request, &mut write, shutdown, peer_gone)
+                .await;
+            let _ = write.shutdown().await;
+            return;
+        }
         Some(Hello::Control(verb, request)) => {
             let reply = h.control.handle(&verb, &request).await;
             let _ = write.write_all(reply.as_bytes()).await;
@@ -284,6 +297,10 @@ async fn handle(stream: UnixStream, h: Arc<Handoff>) {
             session::run(hub, reader, write, None, Some(line), opts).await;
         }
         (Some(opts), _) => {
+            if let Err(msg) = session::check_options(&hub, &opts) {
+                let _ = write.write_all(HelloReply::refusal(&msg).as_bytes()).await;
+                return;
+            }
             if opts.resumed.is_some() {
                 h.control.count_resume();
             }
@@ -406,9 +423,11 @@ fn read_hello(line: &[u8]) -> Option<Hello> {
         Ok(w) => w,
         Err(why) => return Some(Hello::Refused(why)),
     };
-    Some(Hello::Session(SessionOptions {
-        servers: hello.servers.map(|names| names.into_iter().collect()),
-        resumed: hello.resume,
-        workspace,
-    }))
+    Some(match session::options_from_hello(hello) {
+        Ok(options) => Hello::Session(SessionOptions {
+            workspace,
+            ..options
+        }),
+        Err(msg) => Hello::Refused(msg),
+    })
 }

@@ -6,6 +6,11 @@
 //! shortened and given a short hash of its original spelling, so the exposed
 //! name is deterministic: it depends only on the server and the tool name,
 //! never on which other tools exist or the order servers started in.
+//!
+//! A client can ask for a tighter budget (`stdioproxy-shim --name-max N`,
+//! because the host prepends its own prefix): [`fit_names`] shortens a
+//! session's names the same way (sanitise, truncate, `_` + hash), keeps
+//! every name that already fits, and makes the set unique.
 
 /// Separator between server and tool.
 pub const SEPARATOR: &str = "__";
@@ -53,6 +58,77 @@ pub fn exposed_name(server: &str, original: &str) -> String {
     let hash = fnv1a64(format!("{server}\0{original}").as_bytes());
     out.push('_');
     out.push_str(&format!("{:016x}", hash)[..HASH_HEX]);
+    out
+}
+
+/// Smallest name budget a session may ask for: room for one character, `_`
+/// and a 6-digit hash.
+pub const MIN_BUDGET: usize = crate::fit_options::NAME_MAX_MIN;
+/// Largest name budget a session may ask for.
+pub const MAX_BUDGET: usize = crate::fit_options::NAME_MAX_MAX;
+
+/// `name` within `max` characters (at least [`MIN_BUDGET`]), matching
+/// `^[A-Za-z0-9_-]+$`: unchanged when it already does, else sanitised,
+/// truncated and given `_` and a hash of `name` (8 hex digits; fewer only
+/// below 10 characters). `salt` > 0 picks another hash, for collisions.
+fn fit_one(name: &str, max: usize, salt: u32) -> String {
+    let max = max.max(MIN_BUDGET);
+    if salt == 0 && !name.is_empty() && name.len() <= max && name.bytes().all(valid_byte) {
+        return name.to_string();
+    }
+    let hex = HASH_HEX.min(max - 2);
+    let keep = max - 1 - hex;
+    let mut out: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii() && valid_byte(c as u8) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(keep)
+        .collect();
+    if out.is_empty() {
+        out.push('_');
+    }
+    let mut key = name.as_bytes().to_vec();
+    if salt > 0 {
+        key.push(0);
+        key.extend_from_slice(salt.to_string().as_bytes());
+    }
+    out.push('_');
+    out.push_str(&format!("{:016x}", fnv1a64(&key))[..hex]);
+    out
+}
+
+/// Fits every name of one namespace (a session's tools, or its prompts)
+/// into `max` characters: the result is parallel to `names`, each valid and
+/// at most `max` long, and all distinct when the inputs are. A name that
+/// already fits is kept; the others are shortened with a hash of their full
+/// spelling, so the result depends only on the names, never on their order
+/// (a collision, which takes a 32-bit hash clash or a name that looks
+/// exactly like another's shortening, is settled by rehashing the
+/// shortened names in sorted order of their originals).
+pub fn fit_names(names: &[&str], max: usize) -> Vec<String> {
+    let mut out: Vec<String> = names.iter().map(|n| fit_one(n, max, 0)).collect();
+    let mut taken: std::collections::HashSet<String> = std::collections::HashSet::new();
+    // Names kept as they are win over shortened ones.
+    for (i, n) in names.iter().enumerate() {
+        if out[i] == *n {
+            taken.insert(out[i].clone());
+        }
+    }
+    let mut shortened: Vec<usize> = (0..names.len()).filter(|&i| out[i] != names[i]).collect();
+    shortened.sort_by(|&a, &b| names[a].cmp(names[b]));
+    for i in shortened {
+        let mut salt = 0;
+        while taken.contains(&out[i]) {
+            salt += 1;
+            out[i] = fit_one(names[i], max, salt);
+        }
+        taken.insert(out[i].clone());
+    }
     out
 }
 
@@ -110,6 +186,82 @@ mod tests {
         assert_ne!(exposed_name("fs", plain), hashed);
         assert!(is_valid_exposed(&exposed_name("fs", plain)));
         assert_eq!(exposed_name("fs", "tool_v1"), "fs__tool_v1");
+    }
+
+    /// Tool names of npm `@modelcontextprotocol/server-everything` (the
+    /// version in tests/interop, 2026.8.31), and its prompts.
+    const EVERYTHING: &[&str] = &[
+        "echo",
+        "get-annotated-message",
+        "get-env",
+        "get-resource-links",
+        "get-resource-reference",
+        "get-structured-content",
+        "get-sum",
+        "get-tiny-image",
+        "gzip-file-as-resource",
+        "toggle-simulated-logging",
+        "toggle-subscriber-updates",
+        "trigger-long-running-operation",
+        "trigger-sampling-request",
+        "trigger-elicitation-request",
+        "trigger-elicitation-request-async",
+        "trigger-sampling-request-async",
+        "trigger-url-elicitation",
+        "simulate-research-query",
+        "get-roots-list",
+        "simple-prompt",
+        "args-prompt",
+        "completable-prompt",
+        "resource-prompt",
+    ];
+
+    #[test]
+    fn every_everything_name_under_a_30_character_server_fits_uniquely() {
+        let server = "a-thirty-character-server-name";
+        assert_eq!(server.len(), 30);
+        let exposed: Vec<String> = EVERYTHING.iter().map(|t| exposed_name(server, t)).collect();
+        let exposed: Vec<&str> = exposed.iter().map(String::as_str).collect();
+        for max in MIN_BUDGET..=MAX_BUDGET {
+            let fit = fit_names(&exposed, max);
+            let unique: std::collections::HashSet<&String> = fit.iter().collect();
+            assert_eq!(unique.len(), fit.len(), "budget {max}: {fit:?}");
+            for (name, f) in exposed.iter().zip(&fit) {
+                assert!(f.len() <= max, "budget {max}: {f}");
+                assert!(is_valid_exposed(f) || f.len() > MAX_LEN, "{f}");
+                assert!(f.bytes().all(valid_byte), "{f}");
+                if name.len() <= max {
+                    assert_eq!(f, name, "a name that fits is kept");
+                }
+            }
+            // Stable: the same names in another order fit the same way.
+            let mut reversed = exposed.clone();
+            reversed.reverse();
+            let mut again = fit_names(&reversed, max);
+            again.reverse();
+            assert_eq!(again, fit, "budget {max}");
+        }
+        // The budget Claude Code leaves behind `mcp__stdioproxy__`.
+        let fit = fit_names(&exposed, 64 - "mcp__stdioproxy__".len());
+        assert!(fit[0].starts_with(server), "{fit:?}");
+    }
+
+    #[test]
+    fn fitting_sanitises_and_settles_collisions() {
+        let f = fit_names(&["read.file", "café"], 8);
+        assert!(
+            f.iter().all(|n| n.len() <= 8 && n.bytes().all(valid_byte)),
+            "{f:?}"
+        );
+        // A plain name spelled exactly like another's shortening keeps its
+        // spelling; the shortened one moves.
+        let long = "x".repeat(20);
+        let short = fit_names(&[&long], 12).remove(0);
+        let f = fit_names(&[&long, &short], 12);
+        assert_eq!(f[1], short);
+        assert_ne!(f[0], short);
+        assert!(f[0].len() <= 12);
+        assert_eq!(fit_names(&[""], 8)[0].len(), 8);
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Where things live: the config file and the daemon's socket.
+//! Where things live: the config file, the daemon's socket, its cache and
+//! state directories.
 //!
 //! The same resolution rules are used by `stdioproxy serve`, every control
 //! subcommand and `stdioproxy-shim`, so a client and the daemon always agree
@@ -76,6 +77,16 @@ pub fn expand_tilde(path: &str) -> PathBuf {
 pub fn cache_dir() -> PathBuf {
     non_empty_env("XDG_CACHE_HOME")
         .or_else(|| home_dir().map(|h| h.join(".cache")))
+        .unwrap_or_else(env::temp_dir)
+        .join("stdioproxy")
+}
+
+/// The XDG state directory for stdioproxy (`$XDG_STATE_HOME/stdioproxy`,
+/// `~/.local/state/stdioproxy` when unset): what must survive restarts and
+/// is not a cache (pinned tool definitions).
+pub fn state_dir() -> PathBuf {
+    non_empty_env("XDG_STATE_HOME")
+        .or_else(|| home_dir().map(|h| h.join(".local").join("state")))
         .unwrap_or_else(env::temp_dir)
         .join("stdioproxy")
 }

@@ -57,6 +57,18 @@ pub struct Hello {
     /// Set when the shim resumes a session on a new connection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resume: Option<Resumed>,
+    /// `--server NAME`: exactly this server, under its own names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    /// `--name-max N`: every tool and prompt name at most N characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_max: Option<u64>,
+    /// `--tools search`: the two meta-tools instead of the catalog.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<String>,
+    /// A control request's arguments (`restart`, `logs`, `tools-*`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<serde_json::Value>,
     /// The session's workspace for per-workspace servers: an absolute path
     /// as a string, or as an array of its bytes when it is not UTF-8 (see
     /// `crate::workspace`; the daemon canonicalises and checks it).
@@ -230,6 +242,24 @@ mod tests {
             .unwrap()
             .unwrap_err();
         assert!(e.starts_with("malformed hello"), "{e}");
+    }
+
+    #[test]
+    fn fit_fields_roundtrip() {
+        let hello = Hello {
+            stdioproxy: PROTO_VERSION,
+            shim: Some("0.1.0".into()),
+            server: Some("we\"ird".into()),
+            name_max: Some(40),
+            tools: Some("search".into()),
+            ..Hello::default()
+        };
+        let line = hello.line();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["server"], "we\"ird");
+        assert_eq!(v["name_max"], 40);
+        assert_eq!(v["tools"], "search");
+        assert_eq!(Hello::parse(line.as_bytes()), Some(Ok(hello)));
     }
 
     #[test]

@@ -44,6 +44,12 @@ pub fn render(v: &Value, now: SystemTime) -> String {
             r.get("detail").and_then(Value::as_str).unwrap_or("")
         ));
     }
+    if let Some(e) = v["pins"]["error"].as_str() {
+        out.push_str(&format!(
+            "PIN STORE REFUSED ({}): {e}; the tools of servers with pin_tools are held\n",
+            v["pins"]["store"].as_str().unwrap_or("?")
+        ));
+    }
     out.push_str(&format!(
         "sessions: {}, tools: {}\n",
         v["sessions"], v["tools"]
@@ -85,6 +91,18 @@ fn server(out: &mut String, s: &Value, now: SystemTime) {
             Some(t) => out.push_str(&format!("      last error ({}): {e}\n", when(t, now))),
             None => out.push_str(&format!("      last error: {e}\n")),
         }
+    }
+    let held: Vec<&str> = s["held_tools"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    if !held.is_empty() {
+        out.push_str(&format!(
+            "      held tools (see `stdioproxy tools pending`): {}\n",
+            held.join(", ")
+        ));
     }
     for r in s["shortened_tools"].as_array().into_iter().flatten() {
         out.push_str(&format!(

@@ -32,6 +32,9 @@ pub struct Supervisor {
     rebuild: parking_lot::Mutex<()>,
     /// The daemon's own tools (listed first, under the prefix `stdioproxy`).
     builtin: ArcSwap<Rendered>,
+    /// Servers the config has but disables (to say so to a shim asking for
+    /// one with `--server`).
+    disabled: RwLock<Vec<String>>,
 }
 
 impl Supervisor {
@@ -45,6 +48,7 @@ impl Supervisor {
             generation: AtomicU64::new(0),
             rebuild: parking_lot::Mutex::new(()),
             builtin: ArcSwap::from_pointee(Rendered::empty(BUILTIN_SERVER.into())),
+            disabled: RwLock::new(Vec::new()),
         });
         let weak: Weak<Supervisor> = Arc::downgrade(&sup);
         let _ = sup.shared.lists_changed.set(Box::new(move || {
@@ -57,6 +61,7 @@ impl Supervisor {
 
     /// Starts every enabled server of `config`.
     pub fn start(&self, config: &Config) {
+        self.set_disabled(config);
         {
             let mut map = self.write();
             for (name, spec) in config.enabled_servers() {
@@ -85,6 +90,7 @@ impl Supervisor {
     /// per-workspace server gets a new instance for every key that runs
     /// (blue-green per instance) unless its `share` changed.
     pub async fn apply(&self, new: &Config, diff: &ConfigDiff) {
+        self.set_disabled(new);
         let spec_of = |name: &str| {
             new.servers
                 .iter()
@@ -140,10 +146,37 @@ impl Supervisor {
             retired
         };
         self.rebuild_catalog();
+        // Stderr of servers no longer configured is dropped with them.
+        let configured: std::collections::HashSet<String> = self.read().keys().cloned().collect();
+        self.shared.stderr.retain(|n| configured.contains(n));
         for old in retired {
             tracing::info!(server = %old.name, "retiring the previous instances");
             tokio::spawn(async move { old.drain_and_stop_all().await });
         }
+    }
+
+    fn set_disabled(&self, config: &Config) {
+        *self.disabled.write() = config
+            .servers
+            .iter()
+            .filter(|(_, s)| !s.enabled)
+            .map(|(n, _)| n.to_string())
+            .collect();
+    }
+
+    /// Every server's recent stderr lines.
+    pub fn stderr_logs(&self) -> &Arc<crate::stderr_ring::StderrLogs> {
+        &self.shared.stderr
+    }
+
+    /// The pin store.
+    pub fn pins(&self) -> &Arc<parking_lot::Mutex<crate::pins::PinStore>> {
+        &self.shared.pins
+    }
+
+    /// The servers the config disables.
+    pub fn disabled(&self) -> Vec<String> {
+        self.disabled.read().clone()
     }
 
     /// Sets the daemon's own tools; they show in the next catalog rebuild.

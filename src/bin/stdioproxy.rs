@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use stdioproxy::config::{self, Config};
+use stdioproxy::control::commands;
 use stdioproxy::{
     client_setup, control, daemon, import, install, listener, paths, systemd, telemetry,
 };
@@ -45,6 +46,32 @@ enum Command {
     Reload {
         #[arg(long)]
         socket: Option<PathBuf>,
+    },
+    /// Restart one server now (every running instance), resetting its
+    /// restart backoff.
+    Restart {
+        /// The server's name in the config.
+        server: String,
+        #[arg(long)]
+        socket: Option<PathBuf>,
+    },
+    /// Print a server's last stderr lines (time, instance pid, text).
+    Logs {
+        /// The server's name in the config.
+        server: String,
+        /// How many lines.
+        #[arg(short = 'n', long = "lines", default_value_t = 100)]
+        lines: usize,
+        /// Keep printing new lines until interrupted.
+        #[arg(short, long)]
+        follow: bool,
+        #[arg(long)]
+        socket: Option<PathBuf>,
+    },
+    /// Pinned tool definitions (servers with `pin_tools = true`).
+    Tools {
+        #[command(subcommand)]
+        command: ToolsCommand,
     },
     /// Write the systemd user units (socket + service) for this binary.
     Install {
@@ -109,6 +136,29 @@ enum Command {
     Reaper,
 }
 
+#[derive(Subcommand)]
+enum ToolsCommand {
+    /// Show the tools held because their definition changed (or they are
+    /// new), with the trusted and the offered text.
+    Pending {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        socket: Option<PathBuf>,
+    },
+    /// Trust what a server offers now for its held tools (only TOOL, when
+    /// given); clients are told the tool list changed.
+    Approve {
+        /// The server's name in the config.
+        server: String,
+        /// One tool (its name as the server knows it).
+        tool: Option<String>,
+        #[arg(long)]
+        socket: Option<PathBuf>,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -145,6 +195,41 @@ fn main() -> ExitCode {
                 Err(e) => fail(&format!("reload failed, nothing changed: {e}")),
             }
         }
+        Command::Restart { server, socket } => {
+            let path = paths::socket_path(socket.as_deref());
+            print_or_fail(commands::restart(&path, &server).map(|m| format!("{m}\n")))
+        }
+        Command::Logs {
+            server,
+            lines,
+            follow,
+            socket,
+        } => {
+            let path = paths::socket_path(socket.as_deref());
+            let mut out = std::io::stdout().lock();
+            match commands::logs(&path, &server, lines, follow, &mut out) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(&e),
+            }
+        }
+        Command::Tools {
+            command: ToolsCommand::Pending { json, socket },
+        } => print_or_fail(commands::pending(
+            &paths::socket_path(socket.as_deref()),
+            json,
+        )),
+        Command::Tools {
+            command:
+                ToolsCommand::Approve {
+                    server,
+                    tool,
+                    socket,
+                },
+        } => print_or_fail(commands::approve(
+            &paths::socket_path(socket.as_deref()),
+            &server,
+            tool.as_deref(),
+        )),
         Command::Install { unit_dir, legacy } => run_install(unit_dir, legacy),
         Command::SetupClient {
             client,
@@ -201,6 +286,17 @@ fn main() -> ExitCode {
 fn fail(message: &str) -> ExitCode {
     eprintln!("stdioproxy: {message}");
     ExitCode::from(1)
+}
+
+/// Prints `text` and exits 0, or the error and exits 1.
+fn print_or_fail(result: Result<String, String>) -> ExitCode {
+    match result {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
 }
 
 fn serve(config_flag: Option<PathBuf>, socket_flag: Option<PathBuf>) -> ExitCode {

@@ -79,7 +79,8 @@ impl ListKind {
         }
     }
 
-    pub(super) fn index(self) -> usize {
+    /// Position in [`ListKind::ALL`].
+    pub fn index(self) -> usize {
         self as usize
     }
 
@@ -182,6 +183,9 @@ pub struct Rendered {
     /// Parsed templates, parallel to the templates' items.
     pub(super) matchers: Vec<Option<UriTemplate>>,
     pub(super) fingerprints: [u64; 4],
+    /// Tools left out because their definition is held (pinning), by the
+    /// server's own name.
+    pub(super) held: Vec<String>,
 }
 
 impl Rendered {
@@ -189,11 +193,24 @@ impl Rendered {
     /// them (`name`, `uri`, `uriTemplate`), tools the filter hides, and
     /// duplicates of a key are left out (duplicates with a warning).
     pub fn new(server: Arc<str>, lists: &Lists, tool_filter: &ToolFilter) -> Self {
+        Self::with_held(server, lists, tool_filter, &Default::default())
+    }
+
+    /// [`Rendered::new`] leaving out the tools named in `held` too (their
+    /// definition changed since it was pinned); they count in the tools'
+    /// fingerprint, so holding or releasing one announces a change.
+    pub fn with_held(
+        server: Arc<str>,
+        lists: &Lists,
+        tool_filter: &ToolFilter,
+        held: &std::collections::HashSet<String>,
+    ) -> Self {
         let mut r = Rendered {
             server,
             items: Default::default(),
             matchers: Vec::new(),
             fingerprints: [0; 4],
+            held: Vec::new(),
         };
         for kind in ListKind::ALL {
             let mut seen = std::collections::HashSet::new();
@@ -208,6 +225,13 @@ impl Rendered {
                 let Some(item) = render(kind, &r.server, raw) else {
                     continue;
                 };
+                if kind == ListKind::Tools && held.contains(&item.original) {
+                    fp_text.push_str("held:");
+                    fp_text.push_str(&item.key);
+                    fp_text.push('\n');
+                    r.held.push(item.original);
+                    continue;
+                }
                 if !seen.insert(item.key.clone()) {
                     tracing::warn!(server = %r.server, list = kind.method(), key = %item.key,
                         "skipping an item the server listed twice");
@@ -233,6 +257,11 @@ impl Rendered {
     /// Number of items of one kind.
     pub fn len(&self, kind: ListKind) -> usize {
         self.items[kind.index()].len()
+    }
+
+    /// Tools held back (pinning), by the server's own name.
+    pub fn held(&self) -> &[String] {
+        &self.held
     }
 }
 

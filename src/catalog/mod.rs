@@ -38,6 +38,8 @@ pub struct Catalog {
     /// Per kind, the items clients see, in order (first server wins a key).
     order: [Vec<Slot>; 4],
     index: [HashMap<String, Slot>; 4],
+    /// BM25 over the tools, for search-mode sessions (built on first use).
+    search: std::sync::OnceLock<crate::tool_search::SearchIndex>,
 }
 
 /// A page of a list.
@@ -236,8 +238,7 @@ impl Catalog {
         items.push(']');
         Ok(Page {
             items,
-            next_cursor: more
-                .then(|| format!("g{}k{}o{}", self.generation, kind.index(), offset + taken)),
+            next_cursor: more.then(|| encode_cursor(self.generation, kind, offset + taken)),
         })
     }
 
@@ -252,24 +253,67 @@ impl Catalog {
     }
 
     fn decode_cursor(&self, kind: ListKind, cursor: &str) -> Result<usize, CursorError> {
-        let rest = cursor.strip_prefix('g').ok_or(CursorError::Invalid)?;
-        let (g, rest) = rest.split_once('k').ok_or(CursorError::Invalid)?;
-        let (k, o) = rest.split_once('o').ok_or(CursorError::Invalid)?;
-        let generation: u64 = g.parse().map_err(|_| CursorError::Invalid)?;
-        let cursor_kind = k
-            .parse()
-            .ok()
-            .and_then(ListKind::from_index)
-            .ok_or(CursorError::Invalid)?;
-        let offset: usize = o.parse().map_err(|_| CursorError::Invalid)?;
-        if cursor_kind != kind {
-            return Err(CursorError::Invalid);
-        }
-        if generation != self.generation {
-            return Err(CursorError::Stale);
-        }
-        Ok(offset)
+        decode_cursor(self.generation, kind, cursor)
     }
+
+    /// Every held tool of every server (pinning): (server, its own name).
+    pub fn held_tools(&self) -> impl Iterator<Item = (&Arc<str>, &str)> {
+        self.servers
+            .iter()
+            .flat_map(|r| r.held.iter().map(move |t| (&r.server, t.as_str())))
+    }
+
+    /// The held tool clients would call `exposed`, if any: (server, its own
+    /// name).
+    pub fn held_tool(&self, exposed: &str) -> Option<(&Arc<str>, &str)> {
+        self.held_tools()
+            .find(|(s, t)| crate::names::exposed_name(s, t) == exposed)
+    }
+
+    /// The search index over every tool, in catalog order (built on first
+    /// use, once per catalog).
+    pub fn search_index(&self) -> &crate::tool_search::SearchIndex {
+        self.search.get_or_init(|| {
+            crate::tool_search::SearchIndex::build(self.items(ListKind::Tools).map(|item| {
+                let def: serde_json::Value =
+                    serde_json::from_str(&item.json).unwrap_or(serde_json::Value::Null);
+                crate::tool_search::ToolDoc::from_definition(&item.server, &item.original, &def)
+            }))
+        })
+    }
+
+    /// The tool at `position` in catalog order.
+    pub fn tool_at(&self, position: usize) -> Option<&Item> {
+        let slot = *self.order[ListKind::Tools.index()].get(position)?;
+        Some(self.at(ListKind::Tools, slot))
+    }
+}
+
+/// A page cursor: the catalog generation, the list and the offset.
+pub fn encode_cursor(generation: u64, kind: ListKind, offset: usize) -> String {
+    format!("g{generation}k{}o{offset}", kind.index())
+}
+
+/// The offset of a cursor minted by [`encode_cursor`] for `kind` in
+/// catalog `generation`.
+pub fn decode_cursor(current: u64, kind: ListKind, cursor: &str) -> Result<usize, CursorError> {
+    let rest = cursor.strip_prefix('g').ok_or(CursorError::Invalid)?;
+    let (g, rest) = rest.split_once('k').ok_or(CursorError::Invalid)?;
+    let (k, o) = rest.split_once('o').ok_or(CursorError::Invalid)?;
+    let generation: u64 = g.parse().map_err(|_| CursorError::Invalid)?;
+    let cursor_kind = k
+        .parse()
+        .ok()
+        .and_then(ListKind::from_index)
+        .ok_or(CursorError::Invalid)?;
+    let offset: usize = o.parse().map_err(|_| CursorError::Invalid)?;
+    if cursor_kind != kind {
+        return Err(CursorError::Invalid);
+    }
+    if generation != current {
+        return Err(CursorError::Stale);
+    }
+    Ok(offset)
 }
 
 #[cfg(test)]

@@ -172,6 +172,33 @@ enabled = false
     }
 
     #[test]
+    fn pin_tools_per_server_over_defaults() {
+        let c = parse(
+            "[defaults]\npin_tools = true\n[servers.a]\ncommand = \"x\"\n[servers.b]\ncommand = \"x\"\npin_tools = false\n",
+        )
+        .unwrap();
+        let pin = |n: &str| {
+            c.servers[&crate::config::ServerName::new(n).unwrap()]
+                .timeouts()
+                .resolve(&c.defaults)
+                .pin_tools
+        };
+        assert!(pin("a"));
+        assert!(!pin("b"));
+        let off = parse("[servers.a]\ncommand = \"x\"\n").unwrap();
+        assert!(
+            !off.servers
+                .values()
+                .next()
+                .unwrap()
+                .timeouts()
+                .resolve(&off.defaults)
+                .pin_tools
+        );
+        assert!(parse("[servers.a]\ncommand = \"x\"\npin_tools = \"yes\"\n").is_err());
+    }
+
+    #[test]
     fn errors_have_line_and_column() {
         let e = parse("[servers.a]\ncommand = \"x\"\ncomand = \"y\"\n").unwrap_err();
         assert_eq!(e.position.map(|p| p.0), Some(3), "{e}");

@@ -180,6 +180,9 @@ pub struct Timeouts {
     /// How long a removed or replaced server may finish in-flight calls
     /// before it is stopped (default 30s).
     pub drain_timeout: Option<ConfigDuration>,
+    /// Pin tool definitions on first use and hold changed or new ones until
+    /// `stdioproxy tools approve` (default false).
+    pub pin_tools: Option<bool>,
     /// Who shares a process (`[defaults]` only; see `config::instances`).
     pub share: Option<Share>,
     /// When instances start (`[defaults]` only).
@@ -202,6 +205,8 @@ pub struct EffectiveTimeouts {
     pub restart_backoff_max: Duration,
     pub stop_grace: Duration,
     pub drain_timeout: Duration,
+    /// Tool definitions are pinned (see [`crate::pins`]).
+    pub pin_tools: bool,
 }
 
 impl Timeouts {
@@ -223,6 +228,7 @@ impl Timeouts {
             ),
             stop_grace: pick(self.stop_grace, defaults.stop_grace, 5_000),
             drain_timeout: pick(self.drain_timeout, defaults.drain_timeout, 30_000),
+            pin_tools: self.pin_tools.or(defaults.pin_tools).unwrap_or(false),
         }
     }
 }
@@ -334,6 +340,7 @@ pub struct ServerConfig {
     restart_backoff_max: Option<ConfigDuration>,
     stop_grace: Option<ConfigDuration>,
     drain_timeout: Option<ConfigDuration>,
+    pin_tools: Option<bool>,
     // Instance settings (`config::instances`); spans kept where a
     // combination with the effective mode can be refused.
     share: Option<toml::Spanned<Share>>,
@@ -393,6 +400,7 @@ impl ServerConfig {
             restart_backoff_max: None,
             stop_grace: None,
             drain_timeout: None,
+            pin_tools: None,
             share: None,
             start: None,
             idle_stop: None,
@@ -411,6 +419,7 @@ impl ServerConfig {
             restart_backoff_max: self.restart_backoff_max,
             stop_grace: self.stop_grace,
             drain_timeout: self.drain_timeout,
+            pin_tools: self.pin_tools,
             ..Timeouts::default()
         }
     }

@@ -51,6 +51,18 @@ impl Session {
         if let Some(instructions) = self.instructions() {
             result["instructions"] = Value::String(instructions);
         }
+        // A single-server session introduces itself as that server.
+        if let Some((info, instructions)) = self.single_server_info() {
+            result["serverInfo"] = info;
+            match instructions {
+                Some(text) => result["instructions"] = Value::String(text),
+                None => {
+                    if let Some(m) = result.as_object_mut() {
+                        m.remove("instructions");
+                    }
+                }
+            }
+        }
         tracing::debug!(session = self.link.id, requested = ?requested, version, "initialize");
         self.send(jsonrpc::response(id.get(), &result.to_string()));
     }

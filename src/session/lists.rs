@@ -21,7 +21,7 @@ impl Session {
             .and_then(|p| p.get_str("cursor"));
         let catalog = self.hub.supervisor.catalog();
         let page_size = self.hub.settings.get().page_size;
-        match catalog.page(kind, cursor.as_deref(), page_size, |s| self.visible(s)) {
+        match self.page(&catalog, kind, cursor.as_deref(), page_size) {
             Ok(page) => {
                 let key = kind.result_key();
                 let mut result = String::with_capacity(page.items.len() + 64);

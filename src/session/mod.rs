@@ -19,6 +19,7 @@
 //! subscriptions are dropped.
 
 mod first_list;
+mod fit;
 mod hub;
 mod initialize;
 mod lists;
@@ -53,6 +54,10 @@ pub const SESSION_BUFFER: usize = 8 * 1024;
 pub struct SessionOptions {
     /// Only these servers are visible (all when `None`).
     pub servers: Option<HashSet<String>>,
+    /// The names the session sees (`--server`, `--name-max`).
+    pub naming: crate::view::Naming,
+    /// `--tools search`: two meta-tools instead of the whole catalog.
+    pub search: bool,
     /// The session's workspace (per-workspace servers run one instance per
     /// workspace; docs/INSTANCES.md).
     pub workspace: Option<crate::workspace::Workspace>,
@@ -61,6 +66,8 @@ pub struct SessionOptions {
     /// shim replays its session.
     pub resumed: Option<crate::proto::Resumed>,
 }
+
+pub use fit::{check_options, options_from_hello};
 
 /// The groups of lists a client is told about separately, with the lists
 /// each covers (templates share resources' notification).
@@ -76,6 +83,8 @@ struct Session {
     /// Per group of [`ANNOUNCED`], the view fingerprint last announced (or
     /// listed); list_changed is sent when the current one differs.
     announced: [Option<u64>; 3],
+    /// The session's own names and search mode, when it asked for them.
+    fit: fit::Fit,
     /// The session has sent its first `tools/list`.
     listed_tools: bool,
     /// Its first `tools/list`, held during the daemon's first start.
@@ -103,7 +112,10 @@ pub async fn run<R, W>(
     let (closing_tx, closing_rx) = watch::channel(false);
     let writer_task = tokio::spawn(write_loop(writer, rx, closing_rx));
     match &options.resumed {
-        None => tracing::info!(session = id, servers = ?options.servers, "client session opened"),
+        None => {
+            tracing::info!(session = id, servers = ?options.servers, server = ?options.naming.server,
+            name_max = ?options.naming.name_max, search = options.search, "client session opened")
+        }
         Some(r) => tracing::info!(
             session = id,
             servers = ?options.servers,
@@ -115,8 +127,10 @@ pub async fn run<R, W>(
     if let Some(w) = &options.workspace {
         tracing::info!(session = id, workspace = %w, "session workspace");
     }
-    let link =
-        Arc::new(SessionLink::new(id, outbox, options.servers).with_workspace(options.workspace));
+    let link = Arc::new(
+        SessionLink::new(id, outbox, options.servers.clone())
+            .with_workspace(options.workspace.clone()),
+    );
     if let Some(g) = greeting {
         link.outbox.send(g);
     }
@@ -131,6 +145,7 @@ pub async fn run<R, W>(
         hub: hub.clone(),
         link: link.clone(),
         announced: [None; 3],
+        fit: fit::Fit::new(&options),
         listed_tools: false,
         held: None,
         new_hold: None,

@@ -115,11 +115,20 @@ impl Session {
             "resources": resources,
             "completions": {},
         });
-        let result = decorate::discover(
-            &capabilities,
-            self.instructions().as_deref(),
-            CacheHint::UNKNOWN,
-        );
+        // A single-server session introduces itself as that server.
+        let single = self.single_server_info();
+        let instructions = match &single {
+            Some((_, own)) => own.clone(),
+            None => self.instructions(),
+        };
+        let mut result =
+            decorate::discover(&capabilities, instructions.as_deref(), CacheHint::UNKNOWN);
+        if let Some((info, _)) = single {
+            if let Ok(mut v) = serde_json::from_str::<serde_json::Value>(&result) {
+                v["_meta"][crate::era::key::SERVER_INFO] = info;
+                result = v.to_string();
+            }
+        }
         self.send(crate::jsonrpc::response(id.get(), &result));
     }
 

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use serde_json::json;
 use serde_json::value::RawValue;
 
-use super::Session;
+use super::{fit, Session};
 use crate::catalog::ListKind;
 use crate::jsonrpc::{self, code, RawObject};
 use crate::reload::Trigger;
@@ -58,8 +58,16 @@ impl Session {
                 None,
             );
         };
+        if kind == ListKind::Tools && self.meta_call(id, &name, &obj) {
+            return;
+        }
         let catalog = self.hub.supervisor.catalog();
-        let Some(item) = catalog.get(kind, &name).filter(|t| self.visible(&t.server)) else {
+        let item = match self.lookup(&catalog, kind, &name) {
+            fit::Lookup::Key(key) => catalog.get(kind, &key),
+            fit::Lookup::Held { server, tool } => return self.refuse_held(id, &server, &tool),
+            fit::Lookup::Missing => None,
+        };
+        let Some(item) = item.filter(|t| self.visible(&t.server)) else {
             return self.not_listed(kind, method, id, &name, &obj);
         };
         if &*item.server == crate::builtin::SERVER {
@@ -81,10 +89,13 @@ impl Session {
         name: &str,
         obj: &RawObject<'_>,
     ) {
-        let waiting_for = name
-            .split_once(crate::names::SEPARATOR)
-            .filter(|(server, _)| self.visible(server))
-            .and_then(|(server, _)| self.hub.supervisor.upstream(server))
+        let server = match &self.fit.naming.server {
+            Some(single) => Some(single.as_str()),
+            None => name.split_once(crate::names::SEPARATOR).map(|(s, _)| s),
+        };
+        let waiting_for = server
+            .filter(|server| self.visible(server))
+            .and_then(|server| self.hub.supervisor.upstream(server))
             .filter(|up| up.state() != State::Ready && up.rendered().len(kind) == 0);
         let Some(up) = waiting_for else {
             return self.unknown(kind, id, name);
@@ -93,6 +104,7 @@ impl Session {
         let (hub, link) = (self.hub.clone(), self.link.clone());
         let (method, id, name) = (method.to_string(), id.to_owned(), name.to_string());
         let params = obj.to_string_with(&[]);
+        let naming = self.fit.naming.clone();
         tokio::spawn(async move {
             let Some(mut conn) = ready_for(&link, &up, &id, ticket).await else {
                 return;
@@ -105,7 +117,8 @@ impl Session {
                     Ok(Some(inst)) => inst,
                     Ok(None) | Err(_) => {
                         link.finish(id.get(), ticket);
-                        link.outbox.send(unknown_error(kind, &id, &name));
+                        link.outbox
+                            .send(unknown_error(kind, &id, &name, naming.is_plain()));
                         return;
                     }
                 };
@@ -116,8 +129,9 @@ impl Session {
             }
             let catalog = hub.supervisor.catalog();
             let obj = RawObject::parse_str(&params);
-            let item = catalog
-                .get(kind, &name)
+            let key = fit::key_in(&catalog, &naming, &link, kind, &name);
+            let item = key
+                .and_then(|k| catalog.get(kind, &k))
                 .filter(|i| i.server == up.name)
                 .zip(obj);
             match item {
@@ -127,14 +141,15 @@ impl Session {
                 }
                 None => {
                     link.finish(id.get(), ticket);
-                    link.outbox.send(unknown_error(kind, &id, &name));
+                    link.outbox
+                        .send(unknown_error(kind, &id, &name, naming.is_plain()));
                 }
             }
         });
     }
 
     /// The daemon's own tools (see [`crate::builtin`]).
-    fn builtin_tool(&self, id: &RawValue, name: &str) {
+    pub(super) fn builtin_tool(&self, id: &RawValue, name: &str) {
         if !crate::builtin::is_tool(name) {
             return self.unknown(ListKind::Tools, id, name);
         }
@@ -149,7 +164,7 @@ impl Session {
 
     fn unknown(&self, kind: ListKind, id: &RawValue, name: &str) {
         tracing::debug!(session = self.link.id, ?kind, name, "unknown name");
-        self.send(unknown_error(kind, id, name));
+        self.send(unknown_error(kind, id, name, self.fit.naming.is_plain()));
     }
 
     /// `completion/complete`: `ref/prompt` by prompt name, `ref/resource` by
@@ -169,8 +184,12 @@ impl Session {
         match r.get_str("type").as_deref() {
             Some("ref/prompt") => {
                 let name = r.get_str("name").unwrap_or_default();
+                let key = match self.lookup(&catalog, ListKind::Prompts, &name) {
+                    fit::Lookup::Key(key) => key,
+                    _ => name.clone(),
+                };
                 let Some(item) = catalog
-                    .get(ListKind::Prompts, &name)
+                    .get(ListKind::Prompts, &key)
                     .filter(|p| self.visible(&p.server))
                 else {
                     return self.unknown(ListKind::Prompts, id, &name);
@@ -380,7 +399,11 @@ pub(super) fn call_fingerprint(method: &str, target: &Target) -> u64 {
 /// Where a `tools/call` or `prompts/get` for a catalog item goes: the
 /// child's own name in `params.name`, and task ids mapped when the call asks
 /// for a task.
-fn named_target(kind: ListKind, item: &crate::catalog::Item, obj: &RawObject<'_>) -> Target {
+pub(super) fn named_target(
+    kind: ListKind,
+    item: &crate::catalog::Item,
+    obj: &RawObject<'_>,
+) -> Target {
     let mut original = String::new();
     jsonrpc::push_json_str(&mut original, &item.original);
     let rewrite = if kind == ListKind::Tools && obj.get("task").is_some() {
@@ -396,13 +419,13 @@ fn named_target(kind: ListKind, item: &crate::catalog::Item, obj: &RawObject<'_>
 }
 
 /// -32602 naming the unknown tool or prompt.
-fn unknown_error(kind: ListKind, id: &RawValue, name: &str) -> String {
+pub(super) fn unknown_error(kind: ListKind, id: &RawValue, name: &str, prefixed: bool) -> String {
     let what = if kind == ListKind::Tools {
         "tool"
     } else {
         "prompt"
     };
-    let hint = if name.contains(crate::names::SEPARATOR) {
+    let hint = if !prefixed || name.contains(crate::names::SEPARATOR) {
         String::new()
     } else {
         format!(" ({what} names are <server>__<{what}>)")

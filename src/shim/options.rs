@@ -10,16 +10,24 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::fit_options::{self, Fit};
 use crate::proto::{Hello, Resumed, PROTO_VERSION};
 
 /// `--help` text.
 pub const USAGE: &str =
-    "usage: stdioproxy-shim [--socket PATH] [--servers a,b,...] [--workspace DIR] [--reconnect-timeout DURATION]
+    "usage: stdioproxy-shim [--socket PATH] [--servers a,b,... | --server NAME] [--name-max N]
+                       [--tools search] [--workspace DIR] [--reconnect-timeout DURATION]
 
 Connects an MCP client's stdio to the stdioproxy daemon.
   --socket PATH     daemon socket (default: $STDIOPROXY_SOCKET, else
                     $XDG_RUNTIME_DIR/stdioproxy/stdioproxy.sock)
   --servers a,b     only show this client the listed servers
+  --server NAME     show exactly this server, under its own names, as if
+                    the client ran it directly (not with --servers)
+  --name-max N      keep every tool and prompt name within N characters
+                    (8..=128; for hosts that prefix names and cap them)
+  --tools search    list only search_tools and call_tool, which find and
+                    run every tool
   --workspace DIR   the project that per-workspace servers run in (default:
                     the current directory)
   --reconnect-timeout DURATION
@@ -43,6 +51,8 @@ pub struct Options {
     pub servers: Vec<String>,
     /// `--reconnect-timeout`: zero means do not reconnect.
     pub reconnect_timeout: Duration,
+    /// `--server`, `--name-max`, `--tools` (see [`crate::fit_options`]).
+    pub fit: Fit,
     /// `--workspace`: the current directory when `None`.
     pub workspace: Option<PathBuf>,
 }
@@ -53,6 +63,7 @@ impl Default for Options {
             socket: None,
             servers: Vec::new(),
             reconnect_timeout: DEFAULT_RECONNECT_TIMEOUT,
+            fit: Fit::default(),
             workspace: None,
         }
     }
@@ -92,7 +103,9 @@ impl Options {
                 _ if flag.starts_with('-') => {
                     let value = match inline {
                         Some(v) => v,
-                        None if TAKES_VALUE.contains(&flag.as_str()) => {
+                        None if TAKES_VALUE.contains(&flag.as_str())
+                            || fit_options::FLAGS.contains(&flag.as_str()) =>
+                        {
                             args.next().ok_or_else(|| format!("{flag} needs a value"))?
                         }
                         None => return Err(format!("unknown argument {arg:?}")),
@@ -102,6 +115,7 @@ impl Options {
                 _ => return Err(format!("unknown argument {arg:?}")),
             }
         }
+        self.fit.check(&self.servers)?;
         Ok(Command::Run(self))
     }
 
@@ -121,6 +135,7 @@ impl Options {
                 self.reconnect_timeout =
                     reconnect_timeout(&value).map_err(|e| format!("--reconnect-timeout: {e}"))?
             }
+            f if fit_options::FLAGS.contains(&f) => self.fit.set(f, value)?,
             _ => return Err(format!("unknown argument {flag:?}")),
         }
         Ok(())
@@ -134,6 +149,9 @@ impl Options {
             shim: Some(env!("CARGO_PKG_VERSION").to_string()),
             servers: (!self.servers.is_empty()).then(|| self.servers.clone()),
             resume,
+            server: self.fit.server.clone(),
+            name_max: self.fit.name_max.map(|n| n as u64),
+            tools: self.fit.tools.clone(),
             workspace: self
                 .session_workspace()
                 .map(|w| crate::workspace::Workspace::hello_value(&w)),
@@ -222,5 +240,18 @@ mod tests {
         assert!(parse(&["--bogus"], &[]).is_err());
         assert!(parse(&["stray"], &[]).is_err());
         assert_eq!(parse(&["-h"], &[]), Ok(Command::Help));
+        let Ok(Command::Run(o)) = parse(
+            &["--server", "github", "--name-max=47", "--tools", "search"],
+            &[],
+        ) else {
+            panic!("no run")
+        };
+        let hello = o.hello(None);
+        assert_eq!(hello.server.as_deref(), Some("github"));
+        assert_eq!(hello.name_max, Some(47));
+        assert_eq!(hello.tools.as_deref(), Some("search"));
+        assert!(parse(&["--name-max", "7"], &[]).is_err());
+        assert!(parse(&["--tools", "all"], &[]).is_err());
+        assert!(parse(&["--server", "a", "--servers", "b"], &[]).is_err());
     }
 }

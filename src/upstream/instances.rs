@@ -295,6 +295,11 @@ impl Upstream {
             settings: RwLock::new(self.settings()),
             wanted: watch::channel(true).0,
             last_used: std::sync::atomic::AtomicU64::new(now_ms()),
+            restart_tx: watch::channel(0).0,
+            attempts: std::sync::atomic::AtomicU64::new(0),
+            // One ring per server: `stdioproxy logs` shows every
+            // instance's lines, each with its pid.
+            stderr: self.stderr.clone(),
         })
     }
 

@@ -38,6 +38,8 @@ const STABLE_AFTER: Duration = Duration::from_secs(60);
 
 enum InstanceEnd {
     Stopped,
+    /// `stdioproxy restart`: the instance was stopped to start a new one.
+    Restart,
     /// Stopped gracefully for idleness (or, for a server that only learns
     /// its catalog, once learnt): not a failure.
     Idle,
@@ -53,12 +55,16 @@ enum InstanceEnd {
 enum Started {
     /// A stop request came first; the child was stopped gracefully.
     Stopped,
+    /// A restart request came first; the child was killed.
+    Restart,
     /// It failed (the error to record).
     Failed(String),
 }
 
 /// Why a ready instance stopped serving.
 enum Crash {
+    /// Stopped on a restart request (not a failure).
+    Restarted,
     /// Not a crash: stopped gracefully because nobody used it.
     Idle,
     Closed,
@@ -110,6 +116,7 @@ impl Upstream {
     /// backoff, stop when idle, until stopped.
     pub async fn run(self: Arc<Self>) {
         let mut stop_rx = self.stop_tx.subscribe();
+        let mut restart_rx = self.restart_tx.subscribe();
         let mut wanted_rx = self.wanted.subscribe();
         let mut failures: u32 = 0;
         while !*stop_rx.borrow() {
@@ -121,8 +128,20 @@ impl Upstream {
                 }
             }
             self.set_state(State::Starting);
-            match self.run_instance(&mut stop_rx).await {
+            // After `starting`, so that a watcher who sees the count grow
+            // sees this attempt's states from then on.
+            self.attempts
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            restart_rx.borrow_and_update();
+            match self.run_instance(&mut stop_rx, &mut restart_rx).await {
                 InstanceEnd::Stopped => break,
+                InstanceEnd::Restart => {
+                    failures = 0;
+                    let mut inner = self.lock();
+                    inner.restarts += 1;
+                    inner.ready_since = None;
+                    inner.pid = None;
+                }
                 InstanceEnd::Idle => {
                     self.lock().pid = None;
                     if self.is_member() {
@@ -159,6 +178,10 @@ impl Upstream {
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
                         _ = crate::flag::raised(&mut stop_rx) => break,
+                        _ = restart_rx.changed() => {
+                            tracing::info!(server = %self.name, "restart requested: starting now, backoff reset");
+                            failures = 0;
+                        }
                     }
                     self.lock().next_attempt = None;
                 }
@@ -169,7 +192,11 @@ impl Upstream {
         self.set_state(State::Stopped);
     }
 
-    async fn run_instance(self: &Arc<Self>, stop_rx: &mut watch::Receiver<bool>) -> InstanceEnd {
+    async fn run_instance(
+        self: &Arc<Self>,
+        stop_rx: &mut watch::Receiver<bool>,
+        restart_rx: &mut watch::Receiver<u64>,
+    ) -> InstanceEnd {
         let started = Instant::now();
         // The era to speak (config, cache, or a probe in a throwaway spawn).
         self.child_era().await;
@@ -195,7 +222,9 @@ impl Upstream {
         if let Some(r) = &reaper {
             r.track(pid);
         }
-        let end = self.serve_instance(&mut spawned, stop_rx, started).await;
+        let end = self
+            .serve_instance(&mut spawned, stop_rx, restart_rx, started)
+            .await;
         if let Some(r) = &reaper {
             r.untrack(pid);
         }
@@ -208,11 +237,13 @@ impl Upstream {
         self: &Arc<Self>,
         spawned: &mut process::Spawned,
         stop_rx: &mut watch::Receiver<bool>,
+        restart_rx: &mut watch::Receiver<u64>,
         started: Instant,
     ) -> InstanceEnd {
-        let (conn, mut events) = match self.start_instance(spawned, stop_rx).await {
+        let (conn, mut events) = match self.start_instance(spawned, stop_rx, restart_rx).await {
             Ok(ready) => ready,
             Err(Started::Stopped) => return InstanceEnd::Stopped,
+            Err(Started::Restart) => return InstanceEnd::Restart,
             Err(Started::Failed(error)) => {
                 return InstanceEnd::Failed {
                     error,
@@ -228,8 +259,12 @@ impl Upstream {
             self.stop_gracefully(&conn, spawned, "catalog learnt").await;
             return InstanceEnd::Idle;
         }
-        match self.serve_ready(&conn, &mut events, spawned, stop_rx).await {
+        match self
+            .serve_ready(&conn, &mut events, spawned, stop_rx, restart_rx)
+            .await
+        {
             None => InstanceEnd::Stopped,
+            Some(Crash::Restarted) => InstanceEnd::Restart,
             Some(Crash::Idle) => InstanceEnd::Idle,
             Some(crash) => InstanceEnd::Failed {
                 error: self.reap(spawned, &conn, crash).await,
@@ -246,6 +281,7 @@ impl Upstream {
         self: &Arc<Self>,
         spawned: &mut process::Spawned,
         stop_rx: &mut watch::Receiver<bool>,
+        restart_rx: &mut watch::Receiver<u64>,
     ) -> Result<(Arc<Connection>, mpsc::UnboundedReceiver<Event>), Started> {
         let pid = spawned.pid;
         tracing::info!(server = %self.name, pid, command = %self.spec().command.0, "server process started");
@@ -256,7 +292,7 @@ impl Upstream {
         ) else {
             return Err(Started::Failed("child pipes were not created".into()));
         };
-        tokio::spawn(capture_stderr(self.clone(), stderr));
+        tokio::spawn(capture_stderr(self.clone(), stderr, pid));
         let (ev_tx, events) = mpsc::unbounded_channel();
         let conn = Connection::start(
             self.ctx.clone(),
@@ -279,6 +315,13 @@ impl Upstream {
                 conn.close_stdin();
                 process::stop(&mut spawned.child, pid, self.timeouts().stop_grace).await;
                 return Err(Started::Stopped);
+            }
+            _ = restart_rx.changed() => {
+                tracing::info!(server = %self.name, pid, "restart requested while starting");
+                conn.close_stdin();
+                let exit = process::kill(&mut spawned.child, pid).await;
+                self.lock().last_exit = Some(describe_exit(exit));
+                return Err(Started::Restart);
             }
         };
         let (init, lists) = match handshake {
@@ -339,6 +382,7 @@ impl Upstream {
         events: &mut mpsc::UnboundedReceiver<Event>,
         spawned: &mut process::Spawned,
         stop_rx: &mut watch::Receiver<bool>,
+        restart_rx: &mut watch::Receiver<u64>,
     ) -> Option<Crash> {
         let health = self.timeouts().health_interval;
         let mut next_ping = tokio::time::Instant::now() + health;
@@ -395,6 +439,10 @@ impl Upstream {
                     self.stop_gracefully(conn, spawned, "stop requested").await;
                     return None;
                 }
+                _ = restart_rx.changed() => {
+                    self.stop_gracefully(conn, spawned, "restart requested").await;
+                    return Some(Crash::Restarted);
+                }
             }
         }
     }
@@ -423,6 +471,7 @@ impl Upstream {
         self.set_conn(None);
         conn.close_stdin();
         let (exit, unhealthy) = match crash {
+            Crash::Restarted => (None, None),
             Crash::Exited(status) => {
                 process::signal_group(pid, nix::sys::signal::Signal::SIGKILL);
                 (status, None)
@@ -536,9 +585,9 @@ async fn list_all(
     )))
 }
 
-/// Logs each stderr line of a child under its server name, and keeps the last
-/// few for `status`.
-async fn capture_stderr(upstream: Arc<Upstream>, stderr: tokio::process::ChildStderr) {
+/// Logs each stderr line of a child under its server name, and keeps it in
+/// the server's ring (`status`, `stdioproxy logs`) with the instance's pid.
+async fn capture_stderr(upstream: Arc<Upstream>, stderr: tokio::process::ChildStderr, pid: u32) {
     let name = upstream.name.clone();
     let mut reader = LineReader::new(BufReader::new(stderr), 64 * 1024);
     loop {
@@ -546,12 +595,12 @@ async fn capture_stderr(upstream: Arc<Upstream>, stderr: tokio::process::ChildSt
             Ok(Frame::Line(line)) => {
                 let text = String::from_utf8_lossy(&line).into_owned();
                 tracing::info!(target: "stdioproxy::child", server = %name, "{text}");
-                upstream.push_stderr(text);
+                upstream.push_stderr(pid, &text);
             }
             Ok(Frame::TooLong { prefix }) => {
                 let text = format!("{}... (truncated)", String::from_utf8_lossy(&prefix));
                 tracing::info!(target: "stdioproxy::child", server = %name, "{text}");
-                upstream.push_stderr(text);
+                upstream.push_stderr(pid, &text);
             }
             Ok(Frame::Eof) | Err(_) => return,
         }

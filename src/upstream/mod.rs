@@ -28,9 +28,9 @@ mod era;
 mod handshake;
 mod instances;
 mod lifecycle;
+mod pinning;
 mod process;
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -51,8 +51,10 @@ use crate::config::{
     EffectiveInstances, EffectiveTimeouts, ServerConfig, Share, Start, ToolFilter,
 };
 use crate::loglevel::Level;
+use crate::pins::{Held, PinStore};
 use crate::pool::{InstanceKey, Pool};
 use crate::reaper::Reaper;
+use crate::stderr_ring::{StderrLogs, StderrRing};
 use crate::wire::{Connection, Context, Registry, Reply};
 
 /// Lines of a child's stderr kept for `status`.
@@ -149,6 +151,8 @@ pub struct ServerStatus {
     pub log_level: Option<&'static str>,
     /// The last lines the child wrote to stderr.
     pub stderr_tail: Vec<String>,
+    /// Tools held by pinning (`stdioproxy tools pending`).
+    pub held_tools: Vec<String>,
     /// `share` (docs/INSTANCES.md).
     pub share: Share,
     /// `start`.
@@ -216,8 +220,12 @@ struct Inner {
     ready_since: Option<SystemTime>,
     last_exit: Option<String>,
     next_attempt: Option<SystemTime>,
-    stderr_tail: VecDeque<String>,
     init: Option<InitInfo>,
+    /// Tools held because their definition is not the pinned one.
+    held: Vec<Held>,
+    /// True once there are lists from the server (live or cached): before
+    /// that, an empty tool list is no first use to pin.
+    listed: bool,
     /// The level last sent to the live child with logging/setLevel.
     applied_level: Option<Level>,
     /// When the running child was spawned.
@@ -244,6 +252,10 @@ pub struct Shared {
     pub max_message: std::sync::atomic::AtomicUsize,
     /// Every client session.
     pub registry: Arc<Registry>,
+    /// Every server's recent stderr lines (`stdioproxy logs`).
+    pub stderr: Arc<StderrLogs>,
+    /// Pinned tool definitions (`pin_tools`).
+    pub pins: Arc<Mutex<PinStore>>,
 }
 
 /// One configured server.
@@ -262,6 +274,12 @@ pub struct Upstream {
     rendered: ArcSwap<Rendered>,
     state_tx: watch::Sender<State>,
     stop_tx: watch::Sender<bool>,
+    /// Bumped by `stdioproxy restart`.
+    restart_tx: watch::Sender<u64>,
+    /// Start attempts so far (counted once each attempt is `starting`).
+    attempts: std::sync::atomic::AtomicU64,
+    /// This server's stderr lines (shared with its later replacements).
+    stderr: Arc<StderrRing>,
     /// Who shares this instance (`Shared` for a server's own).
     key: InstanceKey,
     /// The server this is an instance of, for a per-client or
@@ -314,6 +332,7 @@ impl Upstream {
                     capabilities,
                     ..InitInfo::default()
                 });
+                inner.listed = true;
                 lists
             }
             None => Lists::default(),
@@ -329,10 +348,10 @@ impl Upstream {
             shared.registry.clone(),
             roots.map(Arc::from),
         ));
-        let rendered = Rendered::new(name.into(), &lists, &spec.tools);
-        Arc::new(Self {
+        let stderr = shared.stderr.ring(name);
+        let up = Arc::new(Self {
             name: name.into(),
-            rendered: ArcSwap::from_pointee(rendered),
+            rendered: ArcSwap::from_pointee(Rendered::empty(name.into())),
             spec: ArcSwap::new(spec),
             cache_key,
             timeouts: RwLock::new(timeouts),
@@ -343,6 +362,9 @@ impl Upstream {
             lists: ArcSwap::from_pointee(lists),
             state_tx: watch::channel(State::Starting).0,
             stop_tx: watch::channel(false).0,
+            restart_tx: watch::channel(0).0,
+            attempts: std::sync::atomic::AtomicU64::new(0),
+            stderr,
             key: InstanceKey::Shared,
             primary: None,
             pool: Pool::default(),
@@ -350,7 +372,9 @@ impl Upstream {
             wanted: watch::channel(wanted).0,
             last_used: std::sync::atomic::AtomicU64::new(instances::now_ms()),
             from_cache,
-        })
+        });
+        up.render(&up.lists());
+        up
     }
 
     /// Effective timeouts.
@@ -361,15 +385,16 @@ impl Upstream {
     /// Applies a reload that needs no new process: timeouts, tool filters
     /// and the list of roots (the child is told its roots changed).
     pub fn update(&self, spec: Arc<ServerConfig>, timeouts: EffectiveTimeouts) {
-        *self.timeouts.write() = timeouts;
         let conn = self.conn.load_full();
         if let Some(c) = &conn {
             c.set_request_timeout(timeouts.request_timeout);
         }
         let roots_changed = self.ctx.set_roots(self.roots_for(&spec));
         let filter_changed = self.spec().tools != spec.tools;
+        let pinning_changed = self.timeouts.read().pin_tools != timeouts.pin_tools;
+        *self.timeouts.write() = timeouts;
         self.spec.store(spec);
-        if filter_changed {
+        if filter_changed || pinning_changed {
             // The caller rebuilds the catalog once for the whole reload.
             self.render(&self.lists());
         }
@@ -439,7 +464,8 @@ impl Upstream {
     }
 
     fn render(&self, lists: &Lists) {
-        let r = Rendered::new(self.name.clone(), lists, &self.spec().tools);
+        let held = self.pin_check(lists);
+        let r = Rendered::with_held(self.name.clone(), lists, &self.spec().tools, &held);
         self.rendered.store(Arc::new(r));
     }
 
@@ -529,7 +555,13 @@ impl Upstream {
             in_flight: conn.map_or(0, |c| c.in_flight()),
             subscriptions: self.ctx.subscriptions.len(),
             log_level: inner.applied_level.map(Level::as_str),
-            stderr_tail: inner.stderr_tail.iter().cloned().collect(),
+            held_tools: inner.held.iter().map(|h| h.tool.clone()).collect(),
+            stderr_tail: self
+                .stderr
+                .last(STDERR_TAIL)
+                .into_iter()
+                .map(|l| l.text)
+                .collect(),
             share: self.settings().share,
             start: self.settings().start,
             idle_stop_ms: self.settings().idle_stop.map(|d| d.as_millis() as u64),
@@ -614,7 +646,13 @@ impl Upstream {
         self.conn.store(conn);
     }
 
+    /// Start attempts so far; one more is counted after each `starting`.
+    pub fn attempts(&self) -> u64 {
+        self.attempts.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     fn set_lists(&self, lists: Lists) {
+        self.lock().listed = true;
         if let Some(primary) = self.primary() {
             // The catalog is the server's: an instance's lists are its.
             self.lists.store(Arc::new(lists.clone()));
@@ -630,12 +668,20 @@ impl Upstream {
         }
     }
 
-    fn push_stderr(&self, line: String) {
-        let mut inner = self.lock();
-        if inner.stderr_tail.len() == STDERR_TAIL {
-            inner.stderr_tail.pop_front();
+    fn push_stderr(&self, pid: u32, line: &str) {
+        self.stderr.push(pid, line);
+    }
+
+    /// Restarts the child now (a new process at once, the backoff reset),
+    /// as `stdioproxy restart` asks, and every per-client or per-workspace
+    /// instance of the server; returns how many of those there were.
+    pub fn restart(&self) -> usize {
+        self.restart_tx.send_modify(|n| *n += 1);
+        let members = self.pool.snapshot();
+        for (_, m) in &members {
+            m.restart_tx.send_modify(|n| *n += 1);
         }
-        inner.stderr_tail.push_back(line);
+        members.len()
     }
 }
 

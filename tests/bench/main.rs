@@ -18,6 +18,7 @@
 //! Usage: cargo bench --bench mcp -- [--quick] [--only a,b] [--json F] [--markdown F]
 
 mod client;
+mod fit;
 mod instances;
 mod outage;
 mod procs;
@@ -70,7 +71,7 @@ fn shim_bin() -> String {
 }
 
 const SYSTEMS: [&str; 3] = ["direct", "stdioproxy", "socat"];
-const SCENARIOS: [&str; 11] = [
+const SCENARIOS: [&str; 12] = [
     "cold",
     "seq",
     "pipe",
@@ -82,6 +83,7 @@ const SCENARIOS: [&str; 11] = [
     "memory",
     "era",
     "instances",
+    "fit",
 ];
 const UPSTREAMS: [&str; 2] = ["echo", "everything"];
 
@@ -95,7 +97,7 @@ const USAGE: &str = "usage: cargo bench --bench mcp -- [options]
   --full             the default: every figure, several repetitions
   --only a,b,...     run only these scenarios, systems and/or upstreams:
                        scenarios: cold seq pipe multi scale list reload outage memory era
-                                  instances
+                                  instances fit
                        systems:   direct stdioproxy socat
                        upstreams: echo everything
   --reps N           repetitions (medians are reported)
@@ -1729,6 +1731,7 @@ fn render(ctx: &Ctx, meta: &Value) -> String {
         s.push('\n');
     }
     s.push_str(&instances::render(r, p.scale_servers));
+    s.push_str(&fit::render(ctx));
     let mut t = Table::new(&["issue 7 target", "measured", "met"]);
     for tg in targets(r).into_iter().chain(instances::targets(r)) {
         t.row(vec![
@@ -1805,13 +1808,14 @@ fn run(opts: Opts) -> Res<()> {
     }
     if ctx.f.system("stdioproxy") {
         type Scenario = fn(&mut Ctx) -> Res<()>;
-        let daemon_only: [(&str, Scenario); 6] = [
+        let daemon_only: [(&str, Scenario); 7] = [
             ("scale", scale),
             ("list", list),
             ("reload", reload),
             ("instances", instances::instances),
             ("era", era),
             ("outage", outage::outage),
+            ("fit", fit::fit),
         ];
         for (name, f) in daemon_only {
             if ctx.f.scenario(name) {

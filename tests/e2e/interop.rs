@@ -14,6 +14,20 @@ pub fn interop_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
 }
 
+/// A daemon running npm server-everything and the fixture, both ready
+/// (`None`, after saying why, when the interop packages are missing).
+pub fn everything_and_fixture(env: &Env) -> Option<Daemon> {
+    let everything = require_node_modules()?;
+    let cfg = format!(
+        "[servers.everything]\ncommand = \"node\"\nargs = [\"{}\"]\n\n{}",
+        everything.display(),
+        fixture_server("fixture", &[])
+    );
+    let d = env.start(&cfg);
+    d.wait_ready(&["everything", "fixture"]);
+    Some(d)
+}
+
 /// server-everything's entry point, when `npm ci --prefix tests/interop`
 /// installed it (and node is there to run it).
 pub fn require_node_modules() -> Option<PathBuf> {
@@ -50,6 +64,11 @@ pub(crate) fn run_ts_client(script: &str, args: &[&str], socket: &Path) -> Value
     run_client(Path::new("node"), script, args, socket, &[])
 }
 
+/// [`run_ts_client`] with flags for the shim after `--socket <socket>`.
+pub fn run_ts_client_with(script: &str, args: &[&str], socket: &Path, shim_args: &[&str]) -> Value {
+    run_client_with(Path::new("node"), script, args, socket, &[], shim_args)
+}
+
 /// Runs `<program> tests/interop/<script> <args...> <shim> --socket
 /// <socket>` with extra `env` and returns the one JSON report it prints.
 pub fn run_client(
@@ -59,6 +78,18 @@ pub fn run_client(
     socket: &Path,
     env: &[(&str, &str)],
 ) -> Value {
+    run_client_with(program, script, args, socket, env, &[])
+}
+
+/// [`run_client`] with flags for the shim after `--socket <socket>`.
+fn run_client_with(
+    program: &Path,
+    script: &str,
+    args: &[&str],
+    socket: &Path,
+    env: &[(&str, &str)],
+    shim_args: &[&str],
+) -> Value {
     let out = Command::new(program)
         .envs(env.iter().copied())
         .arg(interop_dir().join(script))
@@ -66,6 +97,7 @@ pub fn run_client(
         .arg(SHIM)
         .arg("--socket")
         .arg(socket)
+        .args(shim_args)
         .output()
         .expect("run the client");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -91,17 +123,10 @@ pub fn assert_echo_and_sum(v: &Value) {
 
 #[test]
 fn typescript_sdk_client_lists_and_calls_server_everything_through_the_shim() {
-    let Some(everything) = require_node_modules() else {
+    let env = Env::new();
+    let Some(_d) = everything_and_fixture(&env) else {
         return;
     };
-    let env = Env::new();
-    let cfg = format!(
-        "[servers.everything]\ncommand = \"node\"\nargs = [\"{}\"]\n\n{}",
-        everything.display(),
-        fixture_server("fixture", &[])
-    );
-    let d = env.start(&cfg);
-    d.wait_ready(&["everything", "fixture"]);
     let v = run_ts_client("ts_client.mjs", &[], &env.socket);
     assert_eq!(v["serverInfo"]["name"], "stdioproxy");
     let tools: Vec<&str> = v["tools"]

@@ -3,6 +3,8 @@
 
 mod support;
 
+mod clientfit;
+mod clientfit_interop;
 mod clients;
 mod core;
 mod era;

@@ -67,6 +67,7 @@ impl Env {
             .arg("--socket")
             .arg(&self.socket)
             .env("XDG_CACHE_HOME", self.path().join("cache"))
+            .env("XDG_STATE_HOME", self.path().join("state"))
             .output()
             .expect("run stdioproxy serve")
     }
@@ -235,6 +236,7 @@ impl Daemon {
             .env_remove("STDIOPROXY_CONFIG")
             .env_remove("STDIOPROXY_SOCKET")
             .env("XDG_CACHE_HOME", env.path().join("cache"))
+            .env("XDG_STATE_HOME", env.path().join("state"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
