@@ -86,8 +86,9 @@ impl Tap {
             format!("'{s}'")
         };
         let text = format!(
-            "#!/bin/sh\n# The client's stdin/stdout to stdioproxy-shim, both directions recorded.\n\
-             tee -a {} | {} --socket {} | tee -a {}\n",
+            "#!/bin/sh\n# The client's stdin/stdout to stdioproxy-shim, both directions recorded;\n\
+             # the entry's own arguments (--name-max, --server) reach the shim.\n\
+             tee -a {} | {} --socket {} \"$@\" | tee -a {}\n",
             quote(&tap.sent),
             quote(Path::new(SHIM)),
             quote(socket),
@@ -277,11 +278,20 @@ fn entry_line<'a>(out: &'a str, what: &str) -> &'a str {
         .unwrap_or_else(|| panic!("{what} did not list the stdioproxy entry:\n{out}"))
 }
 
-/// The handshake the client ran through the shim reached the daemon.
-fn assert_handshake(tap: &Tap, methods: &[&str]) {
-    tap.wait_sent(methods);
-    let init = tap.response_to("initialize");
-    assert_eq!(init["result"]["serverInfo"]["name"], "stdioproxy", "{init}");
+/// The handshake the client ran through the shim reached the daemon, in
+/// the era the client chose: `initialize` (2025-11-25 and before), or
+/// `server/discover` (2026-07-28, which the daemon also serves) — `opening`
+/// names it — followed by `then`.
+fn assert_handshake(tap: &Tap, opening: &str, then: &[&str]) {
+    let mut methods = vec![opening];
+    methods.extend_from_slice(then);
+    tap.wait_sent(&methods);
+    let opened = tap.response_to(opening);
+    let server_info = match opening {
+        "initialize" => &opened["result"]["serverInfo"],
+        _ => &opened["result"]["_meta"]["io.modelcontextprotocol/serverInfo"],
+    };
+    assert_eq!(server_info["name"], "stdioproxy", "{opened}");
 }
 
 #[test]
@@ -300,8 +310,10 @@ fn claude_code_lists_the_shim_as_connected() {
         line.contains(tap.script.to_str().expect("UTF-8")) && line.ends_with("✔ Connected"),
         "{stdout}\n{stderr}"
     );
-    // Its health check is initialize + tools/list, and the tools came back.
-    assert_handshake(tap, &["initialize", "tools/list"]);
+    // Its health check opens the session in the 2026-07-28 era (Claude Code
+    // probes server/discover, and the daemon answers it), then lists the
+    // tools, and the tools came back.
+    assert_handshake(tap, "server/discover", &["tools/list"]);
     let tools = tap.response_to("tools/list");
     assert!(
         tools["result"]["tools"]
@@ -334,7 +346,7 @@ fn claude_code_accepts_the_printed_mcp_add_line_verbatim() {
         entry.contains(tap.script.to_str().expect("UTF-8")) && entry.ends_with("✔ Connected"),
         "{stdout}\n{stderr}"
     );
-    assert_handshake(&tap, &["initialize", "tools/list"]);
+    assert_handshake(&tap, "server/discover", &["tools/list"]);
 }
 
 #[test]
@@ -355,25 +367,26 @@ fn gemini_cli_lists_the_shim_as_connected() {
         ".gemini/trustedFolders.json",
         &json!({ project.to_str().expect("UTF-8"): "TRUST_FOLDER" }).to_string(),
     );
-    // The entry itself: from `setup-client gemini --write` once this build
-    // has it (merged into the settings above), until then as it documents
-    // the entry, by hand.
+    // The entry itself, from `setup-client gemini --write`, merged into the
+    // settings above.
     let settings_path = home.path().join(".gemini/settings.json");
-    if "gemini".parse::<stdioproxy::client_setup::Client>().is_ok() {
-        home.write(".gemini/settings.json", &quiet.to_string());
-        rig.setup_client(&["gemini", "--write"], &tap.script);
-        let merged: Value =
-            serde_json::from_str(&fs::read_to_string(&settings_path).expect("settings"))
-                .expect("settings JSON");
-        assert_eq!(
-            merged["telemetry"], quiet["telemetry"],
-            "other settings kept: {merged}"
-        );
-    } else {
-        let mut settings = quiet.clone();
-        settings["mcpServers"] = json!({ "stdioproxy": { "command": tap.script, "args": [] } });
-        home.write(".gemini/settings.json", &settings.to_string());
-    }
+    home.write(".gemini/settings.json", &quiet.to_string());
+    rig.setup_client(&["gemini", "--write"], &tap.script);
+    let merged: Value =
+        serde_json::from_str(&fs::read_to_string(&settings_path).expect("settings"))
+            .expect("settings JSON");
+    assert_eq!(
+        merged["telemetry"], quiet["telemetry"],
+        "other settings kept: {merged}"
+    );
+    // Gemini CLI rewrites names over 63 characters: the entry asks the
+    // shim for that budget.
+    let args = &merged["mcpServers"]["stdioproxy"]["args"];
+    assert!(
+        args.as_array()
+            .is_some_and(|a| a.windows(2).any(|w| w[0] == "--name-max" && w[1] == "63")),
+        "{merged}"
+    );
 
     let (ok, stdout, stderr) = rig.run("gemini", &["mcp", "list"], &project);
     assert!(ok, "gemini mcp list failed:\n{stdout}\n{stderr}");
@@ -387,7 +400,7 @@ fn gemini_cli_lists_the_shim_as_connected() {
             && line.trim_end().ends_with("- Connected"),
         "{both}"
     );
-    assert_handshake(tap, &["initialize"]);
+    assert_handshake(tap, "initialize", &[]);
 }
 
 #[test]
@@ -434,7 +447,7 @@ fn inspector_cli_lists_and_calls_tools_through_the_shim() {
         "{stdout}"
     );
     assert_ne!(called["isError"], true, "{stdout}");
-    assert_handshake(tap, &["initialize", "tools/list", "tools/call"]);
+    assert_handshake(tap, "initialize", &["tools/list", "tools/call"]);
 }
 
 /// The JSON document a client printed (after any banner lines).

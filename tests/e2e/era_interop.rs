@@ -80,6 +80,25 @@ fn ts2(mode: &str, steps: &str, socket: &Path) -> Value {
 /// The progress a TS SDK v2 client saw of a 3-step call. All three reach it
 /// before the result (the wire shows it), but its `onprogress` for the last
 /// one sometimes runs after the call resolved, so 2 or 3 are recorded.
+/// The steps `echo,progress,cancel,sample` of ts2_client.mjs: an echo,
+/// progress, a cancelled call and the call after it, and sampling through
+/// MRTR (the child's sampling/createMessage came back to the client inside
+/// an input_required result, and its answer reached the child).
+fn assert_call_steps(r: &Value, v: &Value, who: &str) {
+    assert_eq!(r["echo"], "Echo: hello era", "{who}: {v}");
+    assert_progress(&r["progress"]["progress"], v);
+    assert_eq!(r["cancel"], "aborted", "{who}: {v}");
+    assert_eq!(r["afterCancel"], "Echo: after cancel", "{who}: {v}");
+    assert_eq!(r["sample"]["asked"], 1, "{who}: {v}");
+    assert!(
+        r["sample"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("canned reply"),
+        "{who}: {v}"
+    );
+}
+
 fn assert_progress(progress: &Value, v: &Value) {
     let p: Vec<u64> = serde_json::from_value(progress.clone()).unwrap_or_default();
     assert!(
@@ -120,21 +139,7 @@ fn ts_v2_pinned_client_against_a_legacy_child() {
             .any(|t| t == "legacy__echo"),
         "{v}"
     );
-    assert_eq!(r["echo"], "Echo: hello era", "{v}");
-    assert_progress(&r["progress"]["progress"], &v);
-    assert_eq!(r["cancel"], "aborted", "{v}");
-    assert_eq!(r["afterCancel"], "Echo: after cancel", "{v}");
-    // Sampling through MRTR: the child's sampling/createMessage came back to
-    // the client inside an input_required result, and its answer reached
-    // the child.
-    assert_eq!(r["sample"]["asked"], 1, "{v}");
-    assert!(
-        r["sample"]["text"]
-            .as_str()
-            .unwrap()
-            .contains("canned reply"),
-        "{v}"
-    );
+    assert_call_steps(r, &v, "legacy");
 }
 
 #[test]
@@ -201,18 +206,7 @@ fn ts_v2_auto_client_against_both_children() {
             Some(server),
         );
         let r = &v["results"];
-        assert_eq!(r["echo"], "Echo: hello era", "{server}: {v}");
-        assert_progress(&r["progress"]["progress"], &v);
-        assert_eq!(r["cancel"], "aborted", "{server}: {v}");
-        assert_eq!(r["afterCancel"], "Echo: after cancel", "{server}: {v}");
-        assert_eq!(r["sample"]["asked"], 1, "{server}: {v}");
-        assert!(
-            r["sample"]["text"]
-                .as_str()
-                .unwrap()
-                .contains("canned reply"),
-            "{server}: {v}"
-        );
+        assert_call_steps(r, &v, server);
     }
 }
 
