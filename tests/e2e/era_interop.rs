@@ -41,8 +41,23 @@ fn pair_config() -> String {
     format!(
         "[servers.legacy]\ncommand = \"node\"\nargs = [\"{}\"]\n\n[servers.modern]\ncommand = \"node\"\nargs = [\"{}\"]\n",
         everything().display(),
-        interop_dir().join("modern_server.mjs").display()
+        modern_server().display()
     )
+}
+
+/// A daemon with the one node child `[servers.NAME]` running `script`,
+/// waited for until NAME is ready.
+fn start_node_server(env: &Env, name: &str, script: &Path) -> Daemon {
+    let d = env.start(&format!(
+        "[servers.{name}]\ncommand = \"node\"\nargs = [\"{}\"]\n",
+        script.display()
+    ));
+    d.wait_ready(&[name]);
+    d
+}
+
+fn modern_server() -> PathBuf {
+    interop_dir().join("modern_server.mjs")
 }
 
 fn start_pair(env: &Env) -> Daemon {
@@ -121,11 +136,7 @@ fn ts_v2_pinned_client_against_a_legacy_child() {
         return;
     }
     let env = Env::new();
-    let d = env.start(&format!(
-        "[servers.legacy]\ncommand = \"node\"\nargs = [\"{}\"]\n",
-        everything().display()
-    ));
-    d.wait_ready(&["legacy"]);
+    let _d = start_node_server(&env, "legacy", &everything());
     let v = ts2("pin", "list,echo,progress,cancel,sample", &env.socket);
     assert_eq!(v["era"], "2026-07-28", "{v}");
     assert_eq!(v["serverInfo"]["name"], "stdioproxy", "{v}");
@@ -147,11 +158,7 @@ fn ts_v2_pinned_client_against_a_modern_only_child() {
         return;
     }
     let env = Env::new();
-    let d = env.start(&format!(
-        "[servers.modern]\ncommand = \"node\"\nargs = [\"{}\"]\n",
-        interop_dir().join("modern_server.mjs").display()
-    ));
-    d.wait_ready(&["modern"]);
+    let d = start_node_server(&env, "modern", &modern_server());
     assert_eq!(d.server_status("modern")["era"], "modern");
     let v = ts2(
         "pin",
@@ -266,11 +273,7 @@ fn legacy_clients_against_a_modern_only_child() {
         return;
     }
     let env = Env::new();
-    let d = env.start(&format!(
-        "[servers.modern]\ncommand = \"node\"\nargs = [\"{}\"]\n",
-        interop_dir().join("modern_server.mjs").display()
-    ));
-    d.wait_ready(&["modern"]);
+    let _d = start_node_server(&env, "modern", &modern_server());
     // TS SDK v1 (legacy only).
     let v = run(&node(), "ts_client.mjs", &[], &env.socket);
     assert_echo_and_sum(&v);
@@ -374,7 +377,7 @@ fn list_cache_hints_are_the_minimum_over_children() {
     let modern_child = |name: &str, ttl: u64| {
         format!(
             "[servers.{name}]\ncommand = \"node\"\nargs = [\"{}\"]\nenv = {{ MODERN_TOOLS_TTL_MS = \"{ttl}\" }}\n",
-            interop_dir().join("modern_server.mjs").display()
+            modern_server().display()
         )
     };
     let d = env.start(&format!(
@@ -413,11 +416,7 @@ fn resource_updates_of_a_modern_child_reach_subscribers_of_both_eras() {
     }
     use crate::era::{modern, modern_meta};
     let env = Env::new();
-    let d = env.start(&format!(
-        "[servers.modern]\ncommand = \"node\"\nargs = [\"{}\"]\n",
-        interop_dir().join("modern_server.mjs").display()
-    ));
-    d.wait_ready(&["modern"]);
+    let _d = start_node_server(&env, "modern", &modern_server());
     let updates = |c: &mut Client| {
         c.received()
             .iter()
