@@ -27,6 +27,7 @@
 
 import { Client } from "@modelcontextprotocol/client";
 import { StdioClientTransport } from "@modelcontextprotocol/client/stdio";
+import { exitWhenDone } from "./canned.mjs";
 
 const OVERALL_TIMEOUT_MS = 30_000;
 
@@ -166,17 +167,4 @@ async function main() {
   process.stdout.write(JSON.stringify(out) + "\n");
 }
 
-const timer = setTimeout(() => {
-  process.stderr.write(`ts2_client: timed out after ${OVERALL_TIMEOUT_MS} ms\n`);
-  process.exit(1);
-}, OVERALL_TIMEOUT_MS);
-main().then(
-  () => {
-    clearTimeout(timer);
-    process.exit(0);
-  },
-  (e) => {
-    process.stderr.write(`ts2_client: ${e?.stack ?? e}\n`);
-    process.exit(1);
-  },
-);
+exitWhenDone("ts2_client", OVERALL_TIMEOUT_MS, main);

@@ -20,6 +20,7 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { CallToolResultSchema, CreateMessageRequestSchema } from "@modelcontextprotocol/sdk/types.js";
 
+import { cannedSampling } from "./canned.mjs";
 import { main } from "./report_main.mjs";
 
 const OVERALL_TIMEOUT_MS = 60_000;
@@ -99,15 +100,7 @@ async function run(mode, command, args) {
     { capabilities: { sampling: {} } },
   );
   const calls = { sampling: 0 };
-  client.setRequestHandler(CreateMessageRequestSchema, async (req) => {
-    calls.sampling += 1;
-    return {
-      role: "assistant",
-      content: { type: "text", text: `canned answer to ${req.params.messages.length} message(s)` },
-      model: "interop-model",
-      stopReason: "endTurn",
-    };
-  });
+  client.setRequestHandler(CreateMessageRequestSchema, cannedSampling(calls));
   await client.connect(transport);
   try {
     if (mode === "direct") return await direct(client, calls);

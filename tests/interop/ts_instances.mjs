@@ -20,6 +20,7 @@
 
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { exitWhenDone } from "./canned.mjs";
 
 const OVERALL_TIMEOUT_MS = 60_000;
 
@@ -95,18 +96,4 @@ async function main() {
   }
 }
 
-const timer = setTimeout(() => {
-  console.error(`ts_instances.mjs: timed out after ${OVERALL_TIMEOUT_MS} ms`);
-  process.exit(1);
-}, OVERALL_TIMEOUT_MS);
-
-main().then(
-  () => {
-    clearTimeout(timer);
-    process.exit(0);
-  },
-  (err) => {
-    console.error(`ts_instances.mjs: ${err?.stack ?? err}`);
-    process.exit(1);
-  },
-);
+exitWhenDone("ts_instances.mjs", OVERALL_TIMEOUT_MS, main);

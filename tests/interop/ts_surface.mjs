@@ -22,6 +22,7 @@ import {
   LoggingMessageNotificationSchema,
   ResourceUpdatedNotificationSchema,
 } from "@modelcontextprotocol/sdk/types.js";
+import { cannedSampling } from "./canned.mjs";
 
 const OVERALL_TIMEOUT_MS = 60_000;
 
@@ -45,15 +46,7 @@ async function run(rootUri, command, args) {
     { capabilities: { sampling: {}, elicitation: {}, roots: { listChanged: true } } },
   );
   const calls = { sampling: 0, elicitation: 0, roots: 0 };
-  client.setRequestHandler(CreateMessageRequestSchema, async (req) => {
-    calls.sampling += 1;
-    return {
-      role: "assistant",
-      content: { type: "text", text: `canned answer to ${req.params.messages.length} message(s)` },
-      model: "interop-model",
-      stopReason: "endTurn",
-    };
-  });
+  client.setRequestHandler(CreateMessageRequestSchema, cannedSampling(calls));
   client.setRequestHandler(ElicitRequestSchema, async () => {
     calls.elicitation += 1;
     return { action: "accept", content: { color: "red", number: 7, pets: "cats" } };
