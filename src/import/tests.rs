@@ -30,6 +30,15 @@ fn names(out: &ImportOutcome) -> Vec<&str> {
     out.imported.iter().map(|s| s.name.as_str()).collect()
 }
 
+/// [`import`], checking the detected format and the imported names (in order).
+#[track_caller]
+fn import_as(json: &str, format: SourceFormat, want: &[&str]) -> ImportOutcome {
+    let out = import(json);
+    assert_eq!(out.format, format);
+    assert_eq!(names(&out), want);
+    out
+}
+
 const CLAUDE_DESKTOP: &str = r#"{
   "globalShortcut": "Ctrl+Alt+Space",
   "mcpServers": {
@@ -68,12 +77,11 @@ const CLAUDE_DESKTOP: &str = r#"{
 
 #[test]
 fn claude_desktop_config() {
-    let out = import(CLAUDE_DESKTOP);
-    assert_eq!(out.format, SourceFormat::McpServers);
-    assert_eq!(
-        names(&out),
+    let out = import_as(
+        CLAUDE_DESKTOP,
+        SourceFormat::McpServers,
         // The file's own order.
-        vec!["filesystem", "github", "Brave-Search", "sqlite", "linear"]
+        &["filesystem", "github", "Brave-Search", "sqlite", "linear"],
     );
     assert!(out.skipped.is_empty(), "{:?}", out.skipped);
     let c = parse(&out.toml);
@@ -206,17 +214,16 @@ const CLAUDE_CODE: &str = r#"{
 
 #[test]
 fn claude_code_user_and_project_servers() {
-    let out = import(CLAUDE_CODE);
-    assert_eq!(out.format, SourceFormat::ClaudeCode);
     // User scope first (in file order), then projects in file order.
-    assert_eq!(
-        names(&out),
-        vec![
+    let out = import_as(
+        CLAUDE_CODE,
+        SourceFormat::ClaudeCode,
+        &[
             "sequential-thinking",
             "playwright",
             "postgres",
-            "postgres-2"
-        ]
+            "postgres-2",
+        ],
     );
     let pg: Vec<_> = out
         .imported
@@ -522,12 +529,12 @@ fn url_origins_drop_credentials_and_paths() {
 
 #[test]
 fn codex_config_toml() {
-    let out = import(
+    let out = import_as(
         "model = \"o3\"\n\n[mcp_servers.zeta]\ncommand = \"npx\"\nargs = [\"-y\", \"z\"]\nstartup_timeout_sec = 20\n\n[mcp_servers.zeta.env]\nZ_TOKEN = \"t\"\n\n[mcp_servers.alpha]\ncommand = \"uvx\"\n\n[mcp_servers.remote]\nurl = \"https://example.com/mcp\"\n",
+        SourceFormat::Codex,
+        // The file's order, not sorted.
+        &["zeta", "alpha"],
     );
-    assert_eq!(out.format, SourceFormat::Codex);
-    // The file's order, not sorted.
-    assert_eq!(names(&out), vec!["zeta", "alpha"]);
     let c = parse(&out.toml);
     assert_eq!(server(&c, "zeta").args, vec!["-y", "z"]);
     assert_eq!(server(&c, "zeta").env["Z_TOKEN"], "t");
