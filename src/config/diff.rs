@@ -93,20 +93,45 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
         let (Some(o), Some(n)) = (get(old, name), get(new, name)) else {
             continue;
         };
-        let (oi, ni) = (o.instances(&old.defaults), n.instances(&new.defaults));
-        if o.needs_new_process(&n) || oi.share != ni.share || oi.start != ni.start {
-            d.replaced.push(name.clone());
-        } else if o.timeouts().resolve(&old.defaults) != n.timeouts().resolve(&new.defaults)
-            || o.tools != n.tools
-            || o.roots != n.roots
-            || oi != ni
-        {
-            d.updated.push(name.clone());
-        } else {
-            d.unchanged.push(name.clone());
-        }
+        let list = match classify(old, &o, new, &n) {
+            Change::Replace => &mut d.replaced,
+            Change::Update => &mut d.updated,
+            Change::Same => &mut d.unchanged,
+        };
+        list.push(name.clone());
     }
     d
+}
+
+/// How one server present on both sides changes.
+enum Change {
+    Replace,
+    Update,
+    Same,
+}
+
+/// The one place that says which settings need a new process and which are
+/// applied in place: adding a key is one line in one of the two lists.
+fn classify(old: &Config, o: &ServerConfig, new: &Config, n: &ServerConfig) -> Change {
+    let (oi, ni) = (o.instances(&old.defaults), n.instances(&new.defaults));
+    let replace = [
+        o.needs_new_process(n),
+        oi.share != ni.share,
+        oi.start != ni.start,
+    ];
+    let update = [
+        o.timeouts().resolve(&old.defaults) != n.timeouts().resolve(&new.defaults),
+        o.tools != n.tools,
+        o.roots != n.roots,
+        oi != ni,
+    ];
+    if replace.contains(&true) {
+        Change::Replace
+    } else if update.contains(&true) {
+        Change::Update
+    } else {
+        Change::Same
+    }
 }
 
 #[cfg(test)]

@@ -34,7 +34,8 @@ pub(super) fn describe(text: &str, span: Range<usize>) -> Option<String> {
     };
     let first = Document::parse(before).ok()?;
     let offset = first_definition(first.as_table(), &path)?;
-    let line_no = text.get(..offset)?.matches('\n').count() + 1;
+    // `offset` lies in `before`, a prefix of `text` ending at a line start.
+    let (line_no, _) = super::load::line_col(text, offset);
     let dotted: Vec<String> = path.iter().map(|k| k.display_repr().to_string()).collect();
     Some(format!(
         "duplicate key \"{}\" (first defined on line {line_no})",

@@ -118,12 +118,7 @@ impl ServerConfig {
     /// servers, never for eager shared ones, and not at all for per-client
     /// ones; `"0s"` means never.
     pub fn instances(&self, defaults: &Timeouts) -> EffectiveInstances {
-        let share = self
-            .share
-            .as_ref()
-            .map(|s| *s.get_ref())
-            .or(defaults.share)
-            .unwrap_or_default();
+        let share = value(&self.share).or(defaults.share).unwrap_or_default();
         let start = self.start.or(defaults.start).unwrap_or(match share {
             Share::Shared => Start::Eager,
             Share::PerClient | Share::PerWorkspace => Start::Lazy,
@@ -131,11 +126,7 @@ impl ServerConfig {
         let idle_stop = match share {
             Share::PerClient => None,
             _ => {
-                let set = self
-                    .idle_stop
-                    .as_ref()
-                    .map(|d| *d.get_ref())
-                    .or(defaults.idle_stop);
+                let set = value(&self.idle_stop).or(defaults.idle_stop);
                 let builtin = (share == Share::PerWorkspace || start == Start::Lazy)
                     .then_some(DEFAULT_IDLE_STOP);
                 set.map_or(builtin, |d| (!d.0.is_zero()).then_some(d.0))
@@ -143,10 +134,7 @@ impl ServerConfig {
         };
         let max_instances = match share {
             Share::Shared => None,
-            _ => self
-                .max_instances
-                .as_ref()
-                .map(|m| *m.get_ref())
+            _ => value(&self.max_instances)
                 .or(defaults.max_instances)
                 .map(|m| m.0),
         };
@@ -180,6 +168,11 @@ impl ServerConfig {
         }
         None
     }
+}
+
+/// The value of a key kept with where it was written, without the span.
+pub(super) fn value<T: Copy>(key: &Option<toml::Spanned<T>>) -> Option<T> {
+    key.as_ref().map(|k| *k.get_ref())
 }
 
 /// Deserialises `idle_stop` keeping where it was written.

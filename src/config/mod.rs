@@ -462,12 +462,12 @@ impl fmt::Debug for ServerConfig {
             .field("roots", &self.roots)
             .field("era", &self.era)
             .field("timeouts", &self.timeouts())
-            .field("share", &self.share.as_ref().map(|s| *s.get_ref()))
+            .field("share", &instances::value(&self.share))
             .field("start", &self.start)
-            .field("idle_stop", &self.idle_stop.as_ref().map(|d| *d.get_ref()))
+            .field("idle_stop", &instances::value(&self.idle_stop))
             .field(
                 "max_instances",
-                &self.max_instances.as_ref().map(|m| m.get_ref().0),
+                &instances::value(&self.max_instances).map(|m| m.0),
             )
             .finish()
     }
