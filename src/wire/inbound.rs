@@ -32,7 +32,9 @@ use crate::loglevel::Level;
 impl Connection {
     pub(super) fn on_notification(self: &Arc<Self>, env: &Envelope<'_>) {
         let method = env.method.as_deref().unwrap_or_default();
-        let params = env.params.and_then(RawObject::parse);
+        // Parsed only by the arms that read it: a log message's params (the
+        // most frequent notification) are parsed once, by on_log.
+        let params = || env.params.and_then(RawObject::parse);
         match method {
             "notifications/tools/list_changed" => self.list_changed(&[ListKind::Tools]),
             "notifications/prompts/list_changed" => self.list_changed(&[ListKind::Prompts]),
@@ -40,14 +42,14 @@ impl Connection {
                 self.list_changed(&[ListKind::Resources, ListKind::Templates]);
             }
             "notifications/progress" => {
-                if let Some(p) = params {
+                if let Some(p) = params() {
                     self.on_progress(&p);
                 }
             }
             "notifications/message" => self.on_log(env.params),
             "notifications/resources/updated" => self.on_resource_updated(env),
             "notifications/tasks/status" => self.on_task_status(env),
-            "notifications/cancelled" => self.on_child_cancelled(params.as_ref()),
+            "notifications/cancelled" => self.on_child_cancelled(params().as_ref()),
             "notifications/elicitation/complete" => self.on_elicitation_complete(env),
             _ => {
                 tracing::debug!(server = %self.server(), method, "notification from server not routed to clients");

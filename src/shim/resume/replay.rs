@@ -19,6 +19,11 @@ impl Resume {
         pending: Pending,
         out: &mut FromDaemon,
     ) {
+        // Most answers are to plain requests, which need nothing of the
+        // line: only the others pay for a second parse (the error check).
+        if matches!(pending, Pending::Plain) {
+            return;
+        }
         let ok = error_message(line).is_none();
         match pending {
             Pending::Plain => {}
