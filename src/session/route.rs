@@ -279,7 +279,9 @@ impl Session {
                 .era
                 .note_call(id.get(), call_fingerprint(method, &target));
         }
-        if self.link.era.bind_server(id.get(), &up.name) {
+        // Only a modern request can ask for log messages (its `_meta`), so a
+        // legacy session skips the lookup.
+        if self.link.era.is_modern() && self.link.era.bind_server(id.get(), &up.name) {
             // A modern request asked for log messages: the child may need a
             // more verbose level.
             up.sync_log_level();
